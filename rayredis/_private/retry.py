@@ -1,0 +1,76 @@
+"""The named, time-bounded tenacity retry policies; only idempotent operations go through them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, TypeVar
+
+import grpc
+import redis.exceptions
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Redis failures worth retrying: the server is restarting or briefly unreachable.
+REDIS_RETRYABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    ConnectionRefusedError,
+)
+
+
+def _grpc_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, grpc.RpcError) and exc.code() in (  # type: ignore[attr-defined]
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+    )
+
+
+def _log(retry_state: Any) -> None:
+    exc = retry_state.outcome.exception() if retry_state.outcome else None
+    logger.warning("retrying %s after %s (attempt %d)", retry_state.fn, exc, retry_state.attempt_number)
+
+
+def redis_op(timeout_s: float = 30.0) -> Retrying:
+    """REDIS_OP: an idempotent Redis read or write, retried while the shard is unreachable."""
+    return Retrying(
+        stop=stop_after_delay(timeout_s),
+        wait=wait_random_exponential(multiplier=0.05, max=1.0),
+        retry=retry_if_exception_type(REDIS_RETRYABLE),
+        before_sleep=_log,
+        reraise=True,
+    )
+
+
+def gcs_rpc(timeout_s: float = 30.0) -> Retrying:
+    """GCS_RPC: an idempotent call to the GCS service, retried while it restarts."""
+    return Retrying(
+        stop=stop_after_delay(timeout_s),
+        wait=wait_random_exponential(multiplier=0.05, max=1.0),
+        retry=retry_if_exception(_grpc_retryable),
+        before_sleep=_log,
+        reraise=True,
+    )
+
+
+def connect(timeout_s: float = 30.0) -> Retrying:
+    """CONNECT: waiting for a freshly started process to accept connections."""
+    return Retrying(
+        stop=stop_after_delay(timeout_s),
+        wait=wait_random_exponential(multiplier=0.02, max=0.25),
+        retry=retry_if_exception_type(REDIS_RETRYABLE + (OSError,)) | retry_if_exception(_grpc_retryable),
+        reraise=True,
+    )
+
+
+def call(policy: Retrying, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``fn`` under ``policy``."""
+    return policy(fn, *args, **kwargs)

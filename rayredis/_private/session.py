@@ -1,0 +1,70 @@
+"""Session directory layout, recorded child PIDs and the current-cluster file."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+
+from rayredis.config import get_config
+
+
+@dataclass(frozen=True)
+class ClusterFile:
+    """What ``rayredis start --head`` leaves for local drivers (mode 0600)."""
+
+    address: str
+    password: str
+    session_dir: str
+
+
+def new_session_dir() -> str:
+    root = get_config().temp_dir
+    name = time.strftime("session_%Y-%m-%d_%H-%M-%S") + f"_{os.getpid()}_{os.urandom(2).hex()}"
+    path = os.path.join(root, name)
+    os.makedirs(os.path.join(path, "logs"), exist_ok=True)
+    os.makedirs(os.path.join(path, "pids"), exist_ok=True)
+    latest = os.path.join(root, "session_latest")
+    try:
+        if os.path.islink(latest):
+            os.unlink(latest)
+        os.symlink(path, latest)
+    except OSError:
+        pass
+    return path
+
+
+def log_path(session_dir: str, name: str) -> str:
+    return os.path.join(session_dir, "logs", name)
+
+
+def current_cluster_path() -> str:
+    return os.path.join(get_config().temp_dir, "current_cluster")
+
+
+def write_current_cluster(info: ClusterFile) -> None:
+    path = current_cluster_path()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + f".{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(asdict(info), f)
+    os.replace(tmp, path)
+
+
+def read_current_cluster() -> ClusterFile | None:
+    try:
+        with open(current_cluster_path()) as f:
+            return ClusterFile(**json.load(f))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def remove_current_cluster(session_dir: str) -> None:
+    info = read_current_cluster()
+    if info is not None and info.session_dir == session_dir:
+        try:
+            os.unlink(current_cluster_path())
+        except OSError:
+            pass

@@ -1,0 +1,262 @@
+"""Actors: ``@remote`` classes, their handles and methods, named lookup and ``exit_actor``."""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+from typing import Any
+
+from rayredis import exceptions, ids, options, serialization
+from rayredis.actor_state import ActorState
+from rayredis.protocol._generated import rayredis_pb2 as pb
+from rayredis.store import keys
+from rayredis.store.scripts import Scripts
+from rayredis.util.scheduling_strategies import fill_strategy
+
+_seq = itertools.count(1)
+
+
+def method(*args: Any, **kwargs: Any) -> Any:
+    """Decorate an actor method with options, e.g. ``@rayredis.method(num_returns=2)``."""
+    if args and callable(args[0]) and not kwargs:
+        return args[0]
+    options.validate(kwargs, options.METHOD_OPTIONS, "actor methods")
+
+    def deco(fn: Any) -> Any:
+        fn.__rayredis_method_options__ = kwargs
+        return fn
+
+    return deco
+
+
+def exit_actor() -> None:
+    """End the current actor from inside one of its methods; it will not be restarted."""
+    from rayredis.worker.core_worker import global_worker
+    from rayredis.worker.executor import ActorExit
+
+    if global_worker is None or not global_worker.ctx.actor_id:
+        raise TypeError("exit_actor() may only be called from inside an actor method.")
+    raise ActorExit()
+
+
+def _method_table(cls: type) -> dict[str, int]:
+    out = {}
+    for name, fn in inspect.getmembers(cls, predicate=lambda m: inspect.isfunction(m) or inspect.ismethod(m)):
+        if name.startswith("__") and name != "__call__":
+            continue
+        opts = getattr(fn, "__rayredis_method_options__", {})
+        out[name] = int(opts.get("num_returns", 1))
+    return out
+
+
+def _is_async(cls: type) -> bool:
+    return any(inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+               for _, fn in inspect.getmembers(cls, predicate=inspect.isfunction))
+
+
+class ActorClass:
+    """What ``@remote`` makes of a class; ``.remote()`` creates an actor."""
+
+    def __init__(self, cls: type, actor_options: dict[str, Any]):
+        self._cls = cls
+        self._name = cls.__name__
+        self._default_options = options.validate(dict(actor_options), options.ACTOR_OPTIONS,
+                                                  f"actor class {self._name!r}")
+        self._pickled: bytes | None = None
+        self._methods = _method_table(cls)
+        self._is_async = _is_async(cls)
+        self.__doc__ = cls.__doc__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"Actors cannot be instantiated directly. Instead of '{self._name}()', use "
+                        f"'{self._name}.remote()'.")
+
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
+        return self._remote(args, kwargs, self._default_options)
+
+    def options(self, **actor_options: Any) -> _ActorOptions:
+        options.validate(actor_options, options.ACTOR_OPTIONS, f"actor class {self._name!r}")
+        return _ActorOptions(self, {**self._default_options, **actor_options})
+
+    def _remote(self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: dict[str, Any]) -> ActorHandle:
+        from rayredis.api import _worker
+
+        cw = _worker()
+        if self._pickled is None:
+            self._pickled = serialization.dumps_function(self._cls)
+        fid = cw.export(self._pickled)
+        aid = ids.new_id(16)
+        name = opts.get("name") or ""
+        namespace = opts.get("namespace") or cw.ctx.namespace or cw.namespace
+        detached = opts.get("lifetime") == "detached"
+        if detached and not name:
+            raise ValueError("Detached actors must be named: pass name=... with lifetime='detached'.")
+        max_conc = opts.get("max_concurrency") or (1000 if self._is_async else 1)
+        spec = pb.TaskSpec(task_id=ids.task_id(), kind=1, function_id=fid, name=f"{self._name}.__init__",
+                           actor_id=aid, num_returns=0, job_id=cw.ctx.job_id or cw.job_id, namespace=namespace)
+        ao = spec.actor_options
+        ao.max_restarts = opts.get("max_restarts", 0)
+        ao.max_task_retries = opts.get("max_task_retries", 0)
+        ao.max_concurrency = max_conc
+        ao.is_async = self._is_async
+        ao.detached = detached
+        ao.name = name
+        ao.namespace = namespace
+        ao.class_name = self._name
+        for k, v in options.resource_demand(opts, default_cpus=0.0).items():
+            spec.resources[k] = v
+        fill_strategy(spec, opts)
+        keep: list[Any] = []
+        cw.build_args(spec, args, kwargs, keep)
+        name_key = f"{namespace}/{name}" if name else ""
+        fields: dict[str, Any] = {
+            "state": ActorState.PENDING_CREATION.value, "spec": spec.SerializeToString(), "attempt": -1,
+            "num_restarts": 0, "max_restarts": ao.max_restarts, "max_task_retries": ao.max_task_retries,
+            "name": name, "namespace": namespace, "name_key": name_key, "job": spec.job_id,
+            "detached": int(detached), "class_name": self._name, "methods": json.dumps(self._methods),
+            "is_async": int(self._is_async), "owner_node": cw.node_id.hex(),
+        }
+        args_flat: list[Any] = [aid.hex(), name_key, keys.actor_channel()]
+        for k, v in fields.items():
+            args_flat += [k, v]
+        res = Scripts(cw.store.primary).actor_create(
+            keys=[keys.actor_key(aid.hex()), keys.named_actors_key(), keys.actors_index_key(),
+                  keys.actor_key(aid.hex())], args=args_flat)
+        if isinstance(res, bytes) and res.startswith(b"NAME_TAKEN"):
+            if opts.get("get_if_exists"):
+                return get_actor(name, namespace)
+            raise ValueError(f"The name {name!r} (namespace={namespace!r}) is already taken by a live actor. "
+                             f"Pick another name, look it up with get_actor({name!r}), or pass "
+                             f"get_if_exists=True.")
+        return ActorHandle(aid, self._name, self._methods, ao.max_task_retries, owner=not detached and not name,
+                           keep=keep)
+
+
+class _ActorOptions:
+    def __init__(self, ac: ActorClass, opts: dict[str, Any]):
+        self._ac = ac
+        self._opts = opts
+
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
+        return self._ac._remote(args, kwargs, self._opts)
+
+
+class ActorMethod:
+    """``handle.method``: call it with ``.remote()``; ``.options(num_returns=...)`` overrides."""
+
+    __slots__ = ("_handle", "_name", "_num_returns")
+
+    def __init__(self, handle: ActorHandle, name: str, num_returns: int):
+        self._handle = handle
+        self._name = name
+        self._num_returns = num_returns
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        return self._handle._call(self._name, args, kwargs, self._num_returns)
+
+    def options(self, **opts: Any) -> ActorMethod:
+        options.validate(opts, options.METHOD_OPTIONS, "actor methods")
+        return ActorMethod(self._handle, self._name, int(opts.get("num_returns", self._num_returns)))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"Actor methods cannot be called directly. Instead of running "
+                        f"'handle.{self._name}()', try 'handle.{self._name}.remote()'.")
+
+
+class ActorHandle:
+    """A reference to an actor; pass it to tasks and other actors freely."""
+
+    def __init__(self, actor_id: bytes, class_name: str, methods: dict[str, int], max_task_retries: int = 0,
+                 owner: bool = False, keep: list[Any] | None = None):
+        self._actor_id = actor_id
+        self._class_name = class_name
+        self._methods = methods
+        self._max_task_retries = max_task_retries
+        self._owner = owner
+        self._shared = False
+        self._keep = keep or []
+
+    def __getattr__(self, name: str) -> ActorMethod:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self._methods:
+            raise AttributeError(f"Actor class {self._class_name!r} has no method {name!r}.")
+        return ActorMethod(self, name, self._methods[name])
+
+    def _call(self, method_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], num_returns: int) -> Any:
+        from rayredis.api import _worker
+
+        cw = _worker()
+        spec = pb.TaskSpec(task_id=ids.task_id(), kind=2, actor_id=self._actor_id, method_name=method_name,
+                           name=f"{self._class_name}.{method_name}", num_returns=num_returns,
+                           caller_id=cw.worker_id, seq_no=next(_seq))
+        keep: list[Any] = []
+        if args or kwargs:
+            cw.build_args(spec, args, kwargs, keep)
+        refs = cw.submit(spec)
+        if num_returns == 1:
+            return refs[0]
+        return None if num_returns == 0 else refs
+
+    @property
+    def _ray_actor_id(self) -> Any:
+        return _ActorID(self._actor_id)
+
+    def __repr__(self) -> str:
+        return f"Actor({self._class_name}, {self._actor_id.hex()})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    def __hash__(self) -> int:
+        return hash(self._actor_id)
+
+    def __reduce__(self) -> Any:
+        self._shared = True
+        return (ActorHandle, (self._actor_id, self._class_name, self._methods, self._max_task_retries))
+
+    def __del__(self) -> None:
+        # Like Ray: an unnamed, non-detached actor dies when its creator drops the last handle,
+        # unless the handle was passed elsewhere (then it lives until the job ends).
+        if not self._owner or self._shared:
+            return
+        try:
+            from rayredis.worker.core_worker import global_worker
+
+            if global_worker is not None and not global_worker.raylet.closed:
+                global_worker.kill_actor(self._actor_id, no_restart=True)
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+class _ActorID:
+    def __init__(self, b: bytes):
+        self._b = b
+
+    def hex(self) -> str:
+        return self._b.hex()
+
+    def binary(self) -> bytes:
+        return self._b
+
+
+def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
+    """The handle of the live actor called ``name`` in ``namespace`` (default: the job's namespace)."""
+    from rayredis.api import _worker
+
+    if not isinstance(name, str) or not name:
+        raise ValueError("get_actor() needs the actor's name as a non-empty string.")
+    cw = _worker()
+    ns = namespace or cw.ctx.namespace or cw.namespace
+    p = cw.store.primary
+    aid_hex = p.hget(keys.named_actors_key(), f"{ns}/{name}")
+    entry = p.hgetall(keys.actor_key(aid_hex.decode())) if aid_hex else {}
+    if not entry or entry.get(b"state") == ActorState.DEAD.value.encode():
+        raise ValueError(f"Failed to look up actor with name {name!r} in namespace {ns!r}. It was never "
+                         f"created, is dead, or lives in another namespace (pass namespace=...).")
+    return ActorHandle(bytes.fromhex(aid_hex.decode()), entry[b"class_name"].decode(),
+                       json.loads(entry[b"methods"]), int(entry.get(b"max_task_retries", b"0")))
+
+
+__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exceptions", "exit_actor", "get_actor", "method"]

@@ -1,0 +1,340 @@
+"""The public functions: init/shutdown and get/put/wait/cancel/kill, plus cluster introspection."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from rayredis import exceptions
+from rayredis._private import auth, process, retry
+from rayredis._private.node import NodeHandle, start_head
+from rayredis._private.session import read_current_cluster
+from rayredis.config import get_config
+from rayredis.object_ref import ObjectRef
+from rayredis.protocol._generated import rayredis_pb2 as pb
+from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
+from rayredis.store import keys
+from rayredis.store.client import ShardedRedis
+from rayredis.worker import core_worker
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.RLock()
+_started: NodeHandle | None = None
+
+#: Ray's ``init`` keywords that have no effect here (accepted so Ray programs run unchanged).
+_IGNORED_INIT_KWARGS = {"include_dashboard", "dashboard_host", "dashboard_port", "logging_level",
+                        "log_to_driver", "configure_logging", "logging_format", "_system_config",
+                        "_temp_dir", "_node_ip_address", "local_mode", "runtime_env", "job_config",
+                        "_metrics_export_port", "object_spilling_directory", "_enable_object_reconstruction"}
+
+
+class RayContext(dict):  # type: ignore[type-arg]
+    """What ``init`` returns: address info, usable as a dict (Ray returns a context like this)."""
+
+    @property
+    def address_info(self) -> dict[str, Any]:
+        return dict(self)
+
+    @property
+    def dashboard_url(self) -> str:
+        return ""
+
+    def __enter__(self) -> RayContext:
+        return self
+
+    def __exit__(self, *a: Any) -> None:
+        shutdown()
+
+    def disconnect(self) -> None:
+        shutdown()
+
+
+def is_initialized() -> bool:
+    return core_worker.global_worker is not None
+
+
+def _resolve_address(address: str | None) -> str | None:
+    """Argument, then RAYREDIS_ADDRESS, then the current-cluster file; None means start locally."""
+    if address == "local":
+        return None
+    if address and address != "auto":
+        return address.removeprefix("redis://")
+    env = os.environ.get("RAYREDIS_ADDRESS") or os.environ.get("RAY_ADDRESS")
+    if env and env != "auto":
+        logger.info("Using address %s set in the environment variable RAYREDIS_ADDRESS", env)
+        return env
+    info = read_current_cluster()
+    if info is not None:
+        return info.address
+    if address == "auto":
+        raise ConnectionError("Could not find any running rayredis instance. Start one with "
+                              "`rayredis start --head`, or call rayredis.init() without an address to start "
+                              "a local cluster.")
+    return None
+
+
+def _password_for(address: str, explicit: str | None) -> str | None:
+    if explicit:
+        return explicit
+    env = os.environ.get("RAYREDIS_REDIS_PASSWORD")
+    if env:
+        return env
+    info = read_current_cluster()
+    if info is not None and info.address == address:
+        return info.password
+    return None
+
+
+def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus: float | None = None,
+         resources: dict[str, float] | None = None, object_store_memory: int | None = None,
+         num_redis_shards: int | None = None, namespace: str | None = None, ignore_reinit_error: bool = False,
+         _redis_password: str | None = None, **kwargs: Any) -> RayContext:
+    """Connect this process to a cluster as a driver, starting a local one when there is none.
+
+    ``address``: ``None`` (RAYREDIS_ADDRESS, the cluster started by ``rayredis start``, else a new
+    local cluster), ``"auto"`` (an existing cluster or an error), ``"local"`` (always a new one), or
+    the ``host:port`` of the primary Redis shard that ``rayredis start --head`` printed.
+    """
+    global _started
+    unknown = set(kwargs) - _IGNORED_INIT_KWARGS
+    if unknown:
+        raise TypeError(f"init() got unexpected keyword arguments {sorted(unknown)}.")
+    if kwargs.get("local_mode"):
+        raise ValueError("local_mode is not supported; rayredis always runs tasks in worker processes.")
+    if kwargs.get("runtime_env"):
+        raise ValueError("runtime_env is not supported by rayredis yet.")
+    with _lock:
+        if core_worker.global_worker is not None:
+            if ignore_reinit_error:
+                return _context()
+            raise RuntimeError("Maybe you called rayredis.init twice by accident? This error can be suppressed "
+                               "by passing in 'ignore_reinit_error=True' or by calling 'rayredis.shutdown()' "
+                               "prior to 'rayredis.init()'.")
+        if resources is not None and ("CPU" in resources or "GPU" in resources):
+            raise ValueError("Use num_cpus/num_gpus instead of resources={'CPU'/'GPU': ...}.")
+        target = _resolve_address(address)
+        cfg = get_config()
+        if target is None:
+            _started = start_head(num_redis_shards=num_redis_shards, num_cpus=num_cpus, num_gpus=num_gpus or 0,
+                                  resources=resources, object_store_memory=object_store_memory or 0)
+            target, password = _started.address, _started.password
+        else:
+            if num_cpus is not None or num_gpus is not None or resources or object_store_memory:
+                raise ValueError("When connecting to an existing cluster, num_cpus, num_gpus, resources and "
+                                 "object_store_memory must not be provided.")
+            password = _password_for(target, _redis_password)
+        try:
+            _connect(cfg, target, password, namespace)
+        except BaseException:
+            if _started is not None:
+                process.stop_recorded(_started.session_dir, grace_s=1.0, force=True)
+                _started = None
+            raise
+        atexit.register(shutdown)
+        return _context()
+
+
+def _connect(cfg: Any, address: str, password: str | None, namespace: str | None) -> None:
+    store = ShardedRedis(address, password).connect()
+    info = store.cluster_info()
+    token = info.get("token", "")
+    node = _local_node(store)
+    gcs_address = info.get("gcs_address", "")
+    channel = grpc.insecure_channel(gcs_address, options=auth.GRPC_OPTIONS)
+    try:
+        stub = pb_grpc.GcsStub(channel)
+        reply = retry.call(retry.gcs_rpc(cfg.connect_timeout_s), stub.RegisterJob,
+                           pb.RegisterJobRequest(driver_pid=os.getpid(), node_id=bytes.fromhex(node["node_id"]),
+                                                 namespace=namespace or "", entrypoint=" ".join(sys.argv)),
+                           metadata=auth.metadata(token), timeout=5.0)
+    finally:
+        channel.close()
+    core_worker.global_worker = core_worker.CoreWorker(
+        cfg, store, node["address"], token, is_driver=True, job_id=reply.job_id, namespace=reply.namespace)
+
+
+def _local_node(store: ShardedRedis) -> dict[str, Any]:
+    states = store.primary.hgetall(keys.node_state_key())
+    alive = [n.decode() for n, s in states.items() if s == b"ALIVE"]
+    infos = [json.loads(i) for i in store.primary.hmget(keys.nodes_key(), alive) if i] if alive else []
+    if not infos:
+        raise ConnectionError(f"The cluster at {store.primary_address} has no live node to connect to.")
+    infos.sort(key=lambda i: (not i.get("is_head"), i["node_id"]))
+    return infos[0]  # type: ignore[no-any-return]
+
+
+def _context() -> RayContext:
+    cw = core_worker.global_worker
+    assert cw is not None
+    return RayContext(address=cw.store.primary_address, node_id=cw.node_id.hex(), session_dir=cw.session_dir,
+                      redis_address=cw.store.primary_address, node_ip_address=cw.node_ip)
+
+
+def shutdown(_exiting_interpreter: bool = False) -> None:
+    """Disconnect; if ``init`` started the cluster, stop every process it started (and nothing else)."""
+    global _started
+    with _lock:
+        cw = core_worker.global_worker
+        core_worker.global_worker = None
+        if cw is not None:
+            cw.shutdown()
+            cw.store.close()
+        if _started is not None:
+            session = _started.session_dir
+            _started = None
+            process.stop_recorded(session, grace_s=get_config().stop_grace_period_s)
+            _remove_session_shm(session)
+
+
+def _remove_session_shm(session_dir: str) -> None:
+    tag = f"rayredis_{os.path.basename(session_dir)[-4:]}_"
+    try:
+        for name in os.listdir("/dev/shm"):
+            if name.startswith(tag):
+                os.unlink(os.path.join("/dev/shm", name))
+    except OSError:
+        pass
+
+
+def _worker() -> core_worker.CoreWorker:
+    cw = core_worker.global_worker
+    if cw is None:
+        init()
+        cw = core_worker.global_worker
+        assert cw is not None
+    return cw
+
+
+def remote(*args: Any, **kwargs: Any) -> Any:
+    """``@remote`` or ``@remote(num_cpus=..., ...)`` on a function (task) or class (actor)."""
+    from rayredis.actor import ActorClass
+    from rayredis.remote_function import RemoteFunction
+
+    def make(target: Any) -> Any:
+        if isinstance(target, type):
+            return ActorClass(target, kwargs)
+        if callable(target):
+            return RemoteFunction(target, kwargs)
+        raise TypeError("@remote must decorate a function or a class.")
+
+    if len(args) == 1 and not kwargs and callable(args[0]):
+        return make(args[0])
+    if args:
+        raise TypeError("Use @remote or @remote(option=value, ...), e.g. @remote(num_cpus=2).")
+    return make
+
+
+def get(object_refs: Any, *, timeout: float | None = None) -> Any:
+    """The value(s) of ``object_refs`` (a ref or a list of refs), waiting up to ``timeout`` seconds."""
+    cw = _worker()
+    if isinstance(object_refs, ObjectRef):
+        return cw.get([object_refs], timeout)[0]
+    if isinstance(object_refs, (list, tuple)):
+        for r in object_refs:
+            if not isinstance(r, ObjectRef):
+                raise TypeError(f"get() expects ObjectRefs, got an element of type {type(r).__name__}.")
+        return cw.get(list(object_refs), timeout)
+    raise TypeError(f"get() expects an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}.")
+
+
+def put(value: Any, **_: Any) -> ObjectRef:
+    """Store ``value`` in the object store; returns its ObjectRef."""
+    return _worker().put(value)
+
+
+def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,
+         fetch_local: bool = True) -> tuple[list[ObjectRef], list[ObjectRef]]:
+    """Split ``object_refs`` into (ready, not ready) once ``num_returns`` are ready or ``timeout`` passes."""
+    if isinstance(object_refs, ObjectRef):
+        raise TypeError("wait() expects a list of ObjectRefs, not a single ObjectRef.")
+    refs = list(object_refs)
+    if not all(isinstance(r, ObjectRef) for r in refs):
+        raise TypeError("wait() expects a list of ObjectRefs.")
+    if len(set(refs)) != len(refs):
+        raise ValueError("Wait requires a list of unique object refs.")
+    if num_returns <= 0 or num_returns > len(refs):
+        raise ValueError(f"num_returns={num_returns} must be between 1 and the number of refs ({len(refs)}).")
+    if timeout is not None and timeout < 0:
+        raise ValueError("timeout must be >= 0 or None.")
+    return _worker().wait(refs, num_returns, timeout)
+
+
+def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
+    """Cancel the task that produces ``object_ref``; ``get`` then raises TaskCancelledError."""
+    if not isinstance(object_ref, ObjectRef):
+        raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}.")
+    _worker().cancel(object_ref, force, recursive)
+
+
+def kill(actor: Any, *, no_restart: bool = True) -> None:
+    """Kill an actor's process; with ``no_restart=False`` it restarts if it has restarts left."""
+    from rayredis.actor import ActorHandle
+
+    if not isinstance(actor, ActorHandle):
+        raise ValueError(f"kill() only works on actor handles, got {type(actor).__name__}. To stop a task, "
+                         "use cancel().")
+    _worker().kill_actor(actor._actor_id, no_restart)
+
+
+def get_actor(name: str, namespace: str | None = None) -> Any:
+    from rayredis.actor import get_actor as _get_actor
+
+    return _get_actor(name, namespace)
+
+
+def get_gpu_ids() -> list[int]:
+    """GPU indexes assigned to the current task or actor (empty on the driver)."""
+    return list(_worker().ctx.gpu_ids)
+
+
+def nodes() -> list[dict[str, Any]]:
+    """Every node that ever joined, with liveness and resources, in Ray's format."""
+    p = _worker().store.primary
+    infos = p.hgetall(keys.nodes_key())
+    states = p.hgetall(keys.node_state_key())
+    out = []
+    for nid, raw in infos.items():
+        i = json.loads(raw)
+        alive = states.get(nid) == b"ALIVE"
+        host, _, port = i["address"].rpartition(":")
+        out.append({"NodeID": i["node_id"], "Alive": alive, "alive": alive, "NodeManagerAddress": i["node_ip"],
+                    "NodeManagerHostname": i["node_ip"], "NodeManagerPort": int(port),
+                    "NodeName": i["node_ip"], "Resources": i["resources"] if alive else {},
+                    "IsHead": i.get("is_head", False), "SessionDir": i.get("session_dir", ""),
+                    "Labels": {}})
+    return out
+
+
+def _sum(dicts: list[dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0.0) + v
+    return {k: v for k, v in out.items() if v > 0}
+
+
+def cluster_resources() -> dict[str, float]:
+    """Total resources of the live nodes."""
+    return _sum([n["Resources"] for n in nodes() if n["Alive"]])
+
+
+def available_resources() -> dict[str, float]:
+    """Resources not held by running tasks and actors, from the nodes' latest heartbeats."""
+    p = _worker().store.primary
+    states = p.hgetall(keys.node_state_key())
+    alive = [n for n, s in states.items() if s == b"ALIVE"]
+    loads = [json.loads(x) for x in p.hmget(keys.node_load_key(), alive) if x] if alive else []
+    return _sum([ld.get("available", {}) for ld in loads])
+
+
+__all__ = ["available_resources", "cancel", "cluster_resources", "exceptions", "get", "get_actor",
+           "get_gpu_ids", "init", "is_initialized", "kill", "nodes", "put", "remote", "shutdown", "wait"]

@@ -1,0 +1,99 @@
+"""The one frozen configuration object, with documented defaults overridable by ``RAYREDIS_*`` env vars."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Config:
+    """Tunables shared by every rayredis process.
+
+    Each field can be overridden with an environment variable named ``RAYREDIS_<FIELD>`` in upper
+    case (``RAYREDIS_NODE_DEATH_TIMEOUT_S=10``). Durations are seconds unless the name says ``_ms``.
+    """
+
+    #: Root directory for session directories, logs and the current-cluster file.
+    temp_dir: str = "/tmp/rayredis"
+    #: Address every server binds to unless the user asks for another.
+    bind_host: str = "127.0.0.1"
+    #: Default number of redis-server processes (one primary plus data shards).
+    num_redis_shards: int = 2
+    #: Default port of the primary Redis shard for ``rayredis start --head``.
+    default_port: int = 6379
+    #: Values at most this large travel inline in messages instead of through shared memory.
+    inline_object_max_bytes: int = 100 * 1024
+    #: Default object store capacity per node (bytes); 0 means 30% of /dev/shm.
+    object_store_memory: int = 0
+    #: Interval between raylet heartbeats written to Redis.
+    heartbeat_interval_s: float = 0.5
+    #: A node whose heartbeat counter has not moved for this long is declared dead by the GCS.
+    node_death_timeout_s: float = 5.0
+    #: How often the raylet's batched Redis writer flushes (upper bound on added latency).
+    redis_flush_interval_ms: float = 2.0
+    #: Finished task entries expire from the task table after this long (lineage window).
+    task_table_ttl_s: int = 3600
+    #: Worker processes started when the raylet starts (0 means num_cpus, capped at 4).
+    prestart_workers: int = 0
+    #: Upper bound on pooled task workers per node beyond num_cpus (for tasks blocked in get).
+    max_extra_workers: int = 32
+    #: How long a component keeps retrying an idempotent call to Redis or the GCS.
+    connect_timeout_s: float = 30.0
+    #: Default for ``max_retries`` of tasks whose worker dies (Ray's default is 3).
+    default_max_retries: int = 3
+    #: Seconds a stopping process is given after SIGTERM before SIGKILL.
+    stop_grace_period_s: float = 5.0
+    #: Log level for component log files.
+    log_level: str = "INFO"
+    #: Extra options for worker processes, e.g. ``{"RAYREDIS_...": ...}``.
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Config:
+        """Defaults, then ``RAYREDIS_*`` environment variables, then explicit ``overrides``."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            env = os.environ.get("RAYREDIS_" + f.name.upper())
+            if env is None:
+                continue
+            default = f.default
+            try:
+                if isinstance(default, bool):
+                    values[f.name] = env.lower() in ("1", "true", "yes")
+                elif isinstance(default, int):
+                    values[f.name] = int(env)
+                elif isinstance(default, float):
+                    values[f.name] = float(env)
+                else:
+                    values[f.name] = env
+            except ValueError as e:
+                raise ValueError(
+                    f"Environment variable RAYREDIS_{f.name.upper()}={env!r} is not a valid "
+                    f"{type(default).__name__}; unset it or give a number."
+                ) from e
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+_config: Config | None = None
+
+
+def get_config() -> Config:
+    """The process-wide configuration, read from the environment once."""
+    global _config
+    if _config is None:
+        _config = Config.from_env()
+    return _config
+
+
+def secret_from_env(name: str) -> str | None:
+    """A secret handed to child processes through the environment (``RAYREDIS_<NAME>``), never argv."""
+    return os.environ.get("RAYREDIS_" + name) or None

@@ -1,0 +1,166 @@
+"""Exception hierarchy mirroring ``ray.exceptions``; remote errors keep their type and traceback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RayError(Exception):
+    """Root of every rayredis error (named as in Ray so ``except ray.exceptions.RayError`` works)."""
+
+
+RayredisError = RayError
+
+
+class RaySystemError(RayError):
+    """An internal failure of the system rather than of user code."""
+
+
+class RayTaskError(RayError):
+    """A task or actor method raised; ``cause`` is the original exception.
+
+    ``get`` raises an instance of a class that derives from both ``RayTaskError`` and the original
+    exception's class (see :meth:`as_instanceof_cause`), so ``except ValueError`` still catches it.
+    """
+
+    def __init__(
+        self,
+        function_name: str = "",
+        traceback_str: str = "",
+        cause: BaseException | None = None,
+        proctitle: str = "",
+        pid: int = 0,
+        ip: str = "",
+    ) -> None:
+        self.function_name = function_name
+        self.traceback_str = traceback_str
+        self.cause = cause
+        self.proctitle = proctitle
+        self.pid = pid
+        self.ip = ip
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        head = f"{type(self.cause).__name__ if self.cause else 'Error'}"
+        return (
+            f"{head}: task {self.function_name!r} failed (pid={self.pid}, ip={self.ip}).\n"
+            f"Remote traceback:\n{self.traceback_str}"
+        )
+
+    def __str__(self) -> str:
+        return self._message()
+
+    def __reduce__(self) -> Any:
+        return (
+            RayTaskError,
+            (self.function_name, self.traceback_str, self.cause, self.proctitle, self.pid, self.ip),
+        )
+
+    def as_instanceof_cause(self) -> RayTaskError:
+        """An exception that is both a RayTaskError and an instance of the cause's class."""
+        cause_cls = type(self.cause) if self.cause is not None else None
+        if cause_cls is None or isinstance(self.cause, RayTaskError):
+            return self
+        if not issubclass(cause_cls, Exception):
+            return self
+        try:
+            name = f"RayTaskError({cause_cls.__name__})"
+            cls = _DUAL_CACHE.get(cause_cls)
+            if cls is None:
+
+                def __init__(inner: Any, outer: RayTaskError) -> None:  # noqa: N807
+                    inner.__dict__.update(outer.__dict__)
+                    inner.args = (outer._message(),)
+
+                def __str__(inner: Any) -> str:  # noqa: N807
+                    return str(inner.args[0])
+
+                cls = type(
+                    name,
+                    (RayTaskError, cause_cls),
+                    {"__init__": __init__, "__str__": __str__, "__reduce__": RayTaskError.__reduce__},
+                )
+                cls.__module__ = cause_cls.__module__
+                cls.__qualname__ = name
+                _DUAL_CACHE[cause_cls] = cls
+            inst = cls(self)
+            return inst  # type: ignore[no-any-return]
+        except TypeError:
+            return self
+
+
+_DUAL_CACHE: dict[type, type] = {}
+
+
+class RayActorError(RayError):
+    """The actor died or could not be created; calls to it fail with this error."""
+
+    def __init__(self, message: str = "The actor died unexpectedly.", actor_id: str = "") -> None:
+        self.actor_id = actor_id
+        self.error_msg = message
+        super().__init__(message)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.error_msg, self.actor_id))
+
+
+class ActorDiedError(RayActorError):
+    """The actor is dead: killed, out of restarts, or its creation failed."""
+
+
+class ActorUnavailableError(RayActorError):
+    """The actor is restarting; the call could not be delivered."""
+
+
+class WorkerCrashedError(RayError):
+    """The worker process executing the task died (and the task is out of retries)."""
+
+
+class TaskCancelledError(RayError):
+    """The task was cancelled with ``cancel``."""
+
+    def __init__(self, task_id: str = "") -> None:
+        self.task_id = task_id
+        super().__init__(f"Task {task_id} was cancelled." if task_id else "Task was cancelled.")
+
+    def __reduce__(self) -> Any:
+        return (TaskCancelledError, (self.task_id,))
+
+
+class GetTimeoutError(RayError, TimeoutError):
+    """``get`` did not finish within its timeout."""
+
+
+class ObjectLostError(RayError):
+    """The object's value was lost and cannot be recovered."""
+
+    def __init__(self, object_ref_hex: str = "", reason: str = "") -> None:
+        self.object_ref_hex = object_ref_hex
+        super().__init__(f"Object {object_ref_hex} is lost. {reason}".strip())
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.object_ref_hex,))
+
+
+class ObjectStoreFullError(RayError):
+    """The node's object store cannot hold the object even after evicting unreferenced objects."""
+
+
+class OutOfMemoryError(RayError):
+    """A task was killed because the node ran out of memory."""
+
+
+class NodeDiedError(RayError):
+    """The node executing the task died."""
+
+
+class RaySerializationError(RayError, TypeError):
+    """A value could not be serialized or deserialized."""
+
+
+class ControlStoreUnavailable(RayError, ConnectionError):
+    """Redis could not be reached within the retry budget."""
+
+
+class PlacementGroupSchedulingError(RayError):
+    """A placement group could not be created."""

@@ -1,0 +1,5 @@
+"""Entry point: ``python -m rayredis.gcs``."""
+
+from rayredis.gcs.server import main
+
+main()

@@ -1,0 +1,1 @@
+"""Generated protobuf/gRPC modules; never edit by hand."""

@@ -1,0 +1,453 @@
+"""The raylet's glue: turns client messages into scheduler, object-store and actor events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rayredis import exceptions, ids, serialization
+from rayredis.protocol._generated import rayredis_pb2 as pb
+from rayredis.raylet.actors import LocalActors
+from rayredis.raylet.connection import Connection
+from rayredis.raylet.object_store import READY, ObjectStore
+from rayredis.raylet.redis_writer import RedisWriter
+from rayredis.raylet.resources import ResourceSet
+from rayredis.raylet.scheduler import LocalScheduler, QueuedTask
+
+logger = logging.getLogger(__name__)
+
+NORMAL, ACTOR_CREATION, ACTOR_TASK = 0, 1, 2
+
+
+@dataclass
+class TaskRecord:
+    spec: pb.TaskSpec
+    submitter: bytes
+    pinned: list[bytes]
+    attempt: int = 0
+    retries_used: int = 0
+    state: str = "PENDING"
+    worker: bytes = b""
+    cancelled: bool = False
+    force_cancelled: bool = False
+    return_ids: list[bytes] = field(default_factory=list)
+
+
+class NodeManager:
+    """All per-node runtime state, driven by the gRPC shell (``server.py``)."""
+
+    def __init__(self, node_id: bytes, scheduler: LocalScheduler, objects: ObjectStore, writer: RedisWriter,
+                 pool: Any, node_ip: str):
+        self.node_id = node_id
+        self.node_ip = node_ip
+        self.scheduler = scheduler
+        self.objects = objects
+        self.writer = writer
+        self.pool = pool  # WorkerPool: start(n), kill(worker_id)
+        self.conns: dict[bytes, Connection] = {}
+        self.tasks: dict[bytes, TaskRecord] = {}
+        self.get_waits: dict[tuple[bytes, int], tuple[Connection, set[bytes], list[bytes]]] = {}
+        self.obj_waiters: dict[bytes, set[tuple[bytes, int]]] = {}
+        self.waits: dict[tuple[bytes, int], tuple[Connection, list[bytes], int, Any]] = {}
+        self.actors = LocalActors(self)
+        self._schedule_pending = False
+
+    # ---- connections ---------------------------------------------------------------------------
+
+    def connect(self, conn: Connection) -> None:
+        self.conns[conn.worker_id] = conn
+        if not conn.is_driver:
+            self.pool.registered(conn)
+            if not conn.actor_id:
+                self.scheduler.worker_idle(conn.worker_id)
+                self.request_schedule()
+
+    def disconnect(self, conn: Connection) -> None:
+        conn.closed = True
+        self.conns.pop(conn.worker_id, None)
+        for key in [k for k in self.get_waits if k[0] == conn.worker_id]:
+            self.get_waits.pop(key, None)
+        for key in [k for k in self.waits if k[0] == conn.worker_id]:
+            _, _, _, timer = self.waits.pop(key)
+            if timer is not None:
+                timer.cancel()
+        if conn.is_driver:
+            self.actors.job_finished(conn.job_id, driver_exit=True)
+            self._drop_job_tasks(conn.job_id)
+        elif conn.actor_id:
+            self.actors.worker_died(conn)
+        else:
+            run = self.scheduler.worker_gone(conn.worker_id)
+            if run is not None:
+                self._task_worker_died(run.task.task_id, f"worker pid={conn.pid} died")
+        self.pool.exited(conn.worker_id)
+        self.objects.release_all(conn.refs)
+        self._drain_freed()
+        self.request_schedule()
+
+    # ---- inbound batches -----------------------------------------------------------------------
+
+    def handle(self, conn: Connection, b: pb.ClientBatch) -> None:
+        for c in b.creates:
+            self._create(conn, c)
+        for p in b.puts:
+            self._put(conn, p)
+        for oid in b.add_refs:
+            conn.refs[oid] += 1
+            self.objects.add_ref(oid)
+        for spec in b.submit:
+            self.submit(conn.worker_id, spec)
+        for r in b.results:
+            self._result(conn, r)
+        for g in b.gets:
+            self._get(conn, g)
+        for w in b.waits:
+            self._wait(conn, w)
+        for c in b.cancels:
+            self.cancel(c.object_id, c.force)
+        for k in b.kills:
+            self.actors.kill(k.actor_id, k.no_restart)
+        for rid in b.cancel_gets:
+            self._forget_get(conn, rid)
+        for tid in b.blocked:
+            self.scheduler.block(tid)
+        for tid in b.unblocked:
+            self.scheduler.unblock(tid)
+        for oid in b.remove_refs:
+            if conn.refs[oid] > 0:
+                conn.refs[oid] -= 1
+                if conn.refs[oid] == 0:
+                    del conn.refs[oid]
+                self.objects.remove_ref(oid)
+        self._drain_freed()
+        self.request_schedule()
+
+    # ---- objects -------------------------------------------------------------------------------
+
+    def _create(self, conn: Connection, c: pb.CreateRequest) -> None:
+        try:
+            name = self.objects.reserve(c.object_id, c.size)
+            conn.out().create_replies.add(req_id=c.req_id, shm_name=name)
+        except exceptions.ObjectStoreFullError as e:
+            conn.out().create_replies.add(req_id=c.req_id, error=str(e))
+        conn.flush()
+
+    def _put(self, conn: Connection, p: pb.PutObject) -> None:
+        """A ``put`` from a client: it holds one reference to the new object."""
+        e = self.objects.expect(p.object_id, refs=1)
+        del e
+        conn.refs[p.object_id] += 1
+        error = ""
+        inline = p.inline_data if not p.shm_name else None
+        if inline is not None and self.objects.used + len(inline) > self.objects.capacity:
+            error = "object store full"
+        self.seal(p.object_id, inline, p.shm_name, p.size, list(p.contained))
+        if p.req_id:
+            conn.out().put_acks.add(req_id=p.req_id, error=error)
+            conn.flush()
+
+    def seal(self, oid: bytes, inline: bytes | None, shm_name: str, size: int,
+             contained: list[bytes] | None = None) -> None:
+        if not self.objects.seal(oid, inline, shm_name, size, contained):
+            return
+        is_error = bool(inline) and serialization.blob_kind(inline) == serialization.KIND_ERROR
+        self.writer.object_sealed(oid, size or len(inline or b""), is_error)
+        self._object_ready(oid)
+
+    def _object_ready(self, oid: bytes) -> None:
+        self.scheduler.object_ready(oid)
+        self.actors.object_ready(oid)
+        for key in self.obj_waiters.pop(oid, ()):
+            self._check_get(key)
+        for key in [k for k, w in self.waits.items() if oid in w[1]]:
+            self._check_wait(key)
+
+    def object_data(self, oid: bytes) -> pb.ObjectData:
+        e = self.objects.get(oid)
+        if e is None or e.state != READY:
+            return pb.ObjectData(object_id=oid, missing=True)
+        if e.inline is not None:
+            return pb.ObjectData(object_id=oid, inline_data=e.inline, size=len(e.inline))
+        return pb.ObjectData(object_id=oid, shm_name=e.shm_name, size=e.size)
+
+    def _get(self, conn: Connection, g: pb.GetRequest) -> None:
+        oids = list(g.object_ids)
+        missing = {o for o in oids if self.objects.get(o) is not None and not self.objects.is_ready(o)}
+        key = (conn.worker_id, g.req_id)
+        self.get_waits[key] = (conn, missing, oids)
+        for o in missing:
+            self.obj_waiters.setdefault(o, set()).add(key)
+        self._check_get(key)
+
+    def _check_get(self, key: tuple[bytes, int]) -> None:
+        w = self.get_waits.get(key)
+        if w is None:
+            return
+        conn, missing, oids = w
+        missing -= {o for o in missing if self.objects.is_ready(o)}
+        if missing:
+            return
+        del self.get_waits[key]
+        reply = conn.out().get_replies.add(req_id=key[1])
+        for o in oids:
+            reply.objects.append(self.object_data(o))
+        conn.flush()
+
+    def _forget_get(self, conn: Connection, req_id: int) -> None:
+        self.get_waits.pop((conn.worker_id, req_id), None)
+
+    def _wait(self, conn: Connection, w: pb.WaitRequest) -> None:
+        key = (conn.worker_id, w.req_id)
+        timer = None
+        if w.timeout_s >= 0:
+            timer = asyncio.get_running_loop().call_later(w.timeout_s, self._wait_timeout, key)
+        self.waits[key] = (conn, list(w.object_ids), w.num_returns, timer)
+        self._check_wait(key)
+
+    def _ready_for_wait(self, oid: bytes) -> bool:
+        e = self.objects.get(oid)
+        return e is None or e.state == READY  # unknown objects are reported (get will raise)
+
+    def _check_wait(self, key: tuple[bytes, int], force: bool = False) -> None:
+        w = self.waits.get(key)
+        if w is None:
+            return
+        conn, oids, num, timer = w
+        ready = [o for o in oids if self._ready_for_wait(o)]
+        if len(ready) < num and not force:
+            return
+        del self.waits[key]
+        if timer is not None:
+            timer.cancel()
+        conn.out().wait_replies.add(req_id=key[1], ready=ready[:num] if num else ready)
+        conn.flush()
+
+    def _wait_timeout(self, key: tuple[bytes, int]) -> None:
+        self._check_wait(key, force=True)
+
+    def _drain_freed(self) -> None:
+        if self.objects.freed:
+            for oid in self.objects.freed:
+                self.writer.object_freed(oid)
+            self.objects.freed.clear()
+
+    # ---- tasks ---------------------------------------------------------------------------------
+
+    def submit(self, submitter: bytes, spec: pb.TaskSpec) -> None:
+        tid = spec.task_id
+        if tid in self.tasks:
+            return  # duplicate delivery
+        rec = TaskRecord(spec=spec, submitter=submitter, pinned=[], attempt=spec.attempt)
+        conn = self.conns.get(submitter)
+        rec.return_ids = [ids.object_id_for_return(tid, i + 1) for i in range(spec.num_returns)]
+        for oid in rec.return_ids:
+            self.objects.expect(oid, refs=1)
+            if conn is not None:
+                conn.refs[oid] += 1
+        missing: set[bytes] = set()
+        for a in spec.args:
+            if a.object_id:
+                self.objects.pin(a.object_id)
+                rec.pinned.append(a.object_id)
+                e = self.objects.get(a.object_id)
+                if e is not None and e.state != READY:
+                    missing.add(a.object_id)
+        for oid in spec.nested_refs:
+            self.objects.pin(oid)
+            rec.pinned.append(oid)
+        self.tasks[tid] = rec
+        self.writer.task_submitted(tid, spec.SerializeToString(), spec.job_id, rec.attempt)
+        if spec.kind == ACTOR_TASK:
+            self.actors.submit_call(rec, missing)
+        else:
+            self._enqueue(rec, missing)
+
+    def _enqueue(self, rec: TaskRecord, missing: set[bytes]) -> None:
+        spec = rec.spec
+        demand = ResourceSet.from_floats(dict(spec.resources))
+        self.scheduler.submit(QueuedTask(spec.task_id, demand, rec, set(missing),
+                                         dedicated=spec.kind == ACTOR_CREATION))
+
+    def request_schedule(self) -> None:
+        if not self._schedule_pending:
+            self._schedule_pending = True
+            asyncio.get_running_loop().call_soon(self._schedule)
+
+    def _schedule(self) -> None:
+        self._schedule_pending = False
+        dispatches, to_start = self.scheduler.schedule()
+        for d in dispatches:
+            rec: TaskRecord = d.task.payload
+            conn = self.conns.get(d.worker_id)
+            if conn is None or conn.closed:
+                self.scheduler.finished(rec.spec.task_id)
+                self._requeue(rec)
+                continue
+            err = self._error_dep(rec)
+            if err is not None:
+                self.scheduler.finished(rec.spec.task_id)
+                self.scheduler.worker_idle(d.worker_id)
+                self._complete_with_error_blob(rec, err)
+                continue
+            if rec.spec.kind == ACTOR_CREATION:
+                self.actors.creation_dispatched(rec, conn)
+            self.dispatch(rec, conn, d.gpu_ids)
+        if to_start:
+            self.pool.start(to_start)
+            self.scheduler.worker_started(to_start)
+        if dispatches:
+            self.request_schedule() if self.scheduler.idle and self.scheduler.ready_ids else None
+
+    def _error_dep(self, rec: TaskRecord) -> bytes | None:
+        for a in rec.spec.args:
+            if a.object_id:
+                e = self.objects.get(a.object_id)
+                if e is not None and e.inline is not None and \
+                        serialization.blob_kind(e.inline) == serialization.KIND_ERROR:
+                    return e.inline
+        return None
+
+    def dispatch(self, rec: TaskRecord, conn: Connection, gpu_ids: Iterable[int] = ()) -> None:
+        rec.state = "RUNNING"
+        rec.worker = conn.worker_id
+        conn.inflight.add(rec.spec.task_id)
+        a = conn.out().assign.add()
+        a.spec.CopyFrom(rec.spec)
+        a.spec.attempt = rec.attempt
+        seen: set[bytes] = set()
+        for arg in rec.spec.args:
+            if arg.object_id and arg.object_id not in seen:
+                seen.add(arg.object_id)
+                a.resolved.append(self.object_data(arg.object_id))
+        a.gpu_ids.extend(gpu_ids)
+        conn.flush()
+
+    def _result(self, conn: Connection, r: pb.TaskResult) -> None:
+        conn.inflight.discard(r.task_id)
+        rec = self.tasks.get(r.task_id)
+        if rec is None or rec.attempt != r.attempt:
+            self._worker_free(conn)
+            return
+        if rec.spec.kind == ACTOR_CREATION:
+            self.actors.creation_result(rec, conn, r)
+            return
+        if rec.spec.kind == ACTOR_TASK:
+            self.actors.call_finished(rec, conn, r)
+            return
+        self.scheduler.finished(r.task_id)
+        self._worker_free(conn)
+        if r.failed and r.retryable and not rec.cancelled and self._can_retry(rec):
+            self._discard_returns(r)
+            self._retry(rec)
+            return
+        self.finish(rec, r.returns, "FAILED" if r.failed else "FINISHED")
+
+    def _worker_free(self, conn: Connection) -> None:
+        if not conn.actor_id and not conn.is_driver and not conn.closed:
+            self.scheduler.worker_idle(conn.worker_id)
+
+    def _discard_returns(self, r: pb.TaskResult) -> None:
+        for p in r.returns:
+            if p.shm_name:
+                self.objects.abort(p.object_id, p.shm_name)
+
+    def finish(self, rec: TaskRecord, returns: Iterable[pb.PutObject], state: str) -> None:
+        """Seal the task's return objects, release its pins and record the terminal state."""
+        tid = rec.spec.task_id
+        self.tasks.pop(tid, None)
+        rec.state = state
+        for p in returns:
+            self.seal(p.object_id, p.inline_data if not p.shm_name else None, p.shm_name, p.size,
+                      list(p.contained))
+        for oid in rec.pinned:
+            self.objects.unpin(oid)
+        self.writer.task_state(tid, state, rec.attempt)
+        self._drain_freed()
+
+    def _complete_with_error_blob(self, rec: TaskRecord, blob: bytes, state: str = "FAILED") -> None:
+        self.finish(rec, [pb.PutObject(object_id=o, inline_data=blob) for o in rec.return_ids], state)
+
+    def fail_task(self, rec: TaskRecord, exc: BaseException, state: str = "FAILED") -> None:
+        self._complete_with_error_blob(rec, serialization.serialize_error(exc).to_bytes(), state)
+
+    def _can_retry(self, rec: TaskRecord) -> bool:
+        m = rec.spec.max_retries
+        return m == -1 or rec.retries_used < m
+
+    def _retry(self, rec: TaskRecord) -> None:
+        rec.retries_used += 1
+        rec.attempt += 1
+        rec.state = "PENDING"
+        self.writer.task_state(rec.spec.task_id, "PENDING", rec.attempt)
+        self._requeue(rec)
+
+    def _requeue(self, rec: TaskRecord) -> None:
+        missing = {a.object_id for a in rec.spec.args
+                   if a.object_id and not self.objects.is_ready(a.object_id)
+                   and self.objects.get(a.object_id) is not None}
+        self._enqueue(rec, missing)
+        self.request_schedule()
+
+    def _task_worker_died(self, tid: bytes, why: str) -> None:
+        rec = self.tasks.get(tid)
+        if rec is None:
+            return
+        if rec.cancelled:
+            self.fail_task(rec, exceptions.TaskCancelledError(tid.hex()), "CANCELLED")
+        elif self._can_retry(rec):
+            logger.info("retrying task %s (%s): %s", rec.spec.name, tid.hex(), why)
+            self._retry(rec)
+        else:
+            self.fail_task(rec, exceptions.WorkerCrashedError(
+                f"The worker executing task {rec.spec.name!r} died ({why}) and the task has no "
+                f"retries left (max_retries={rec.spec.max_retries})."))
+
+    def cancel(self, oid: bytes, force: bool) -> None:
+        tid = ids.task_of_object(oid)
+        rec = self.tasks.get(tid)
+        if rec is None:
+            return
+        rec.cancelled = True
+        if rec.spec.kind == ACTOR_TASK:
+            if self.actors.cancel_queued(rec):
+                self.fail_task(rec, exceptions.TaskCancelledError(tid.hex()), "CANCELLED")
+            return
+        if self.scheduler.cancel(tid) is not None:
+            self.fail_task(rec, exceptions.TaskCancelledError(tid.hex()), "CANCELLED")
+            return
+        conn = self.conns.get(rec.worker)
+        if conn is None:
+            return
+        if force:
+            rec.force_cancelled = True
+            self.pool.kill(conn.worker_id)
+        else:
+            conn.out().cancel_tasks.append(tid)
+            conn.flush()
+
+    def _drop_job_tasks(self, job_id: int) -> None:
+        """The driver left: its queued tasks will never be read; running ones are left to finish."""
+        for tid, rec in list(self.tasks.items()):
+            if rec.spec.job_id == job_id and rec.state == "PENDING" and rec.spec.kind == NORMAL:
+                if self.scheduler.cancel(tid) is not None:
+                    rec.cancelled = True
+                    self.fail_task(rec, exceptions.TaskCancelledError(tid.hex()), "CANCELLED")
+
+    # ---- reporting -----------------------------------------------------------------------------
+
+    def load(self) -> dict[str, Any]:
+        return {
+            "available": self.scheduler.available.to_floats(),
+            "total": self.scheduler.total.to_floats(),
+            "queued": self.scheduler.queue_length(),
+            "running": len(self.scheduler.running),
+            "object_store_used": self.objects.used,
+            "object_store_capacity": self.objects.capacity,
+            "num_objects": len(self.objects.entries),
+            "workers": len(self.conns),
+            "time": time.time(),
+        }

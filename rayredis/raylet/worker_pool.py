@@ -1,0 +1,101 @@
+"""Starting, tracking and killing the node's worker processes (reused across tasks, capped in number)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+from rayredis import ids
+from rayredis._private import process
+
+if TYPE_CHECKING:
+    from rayredis.raylet.connection import Connection
+    from rayredis.raylet.node_manager import NodeManager
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerPool:
+    """Worker processes of this raylet; they connect back over ``Raylet.Connect``."""
+
+    def __init__(self, session_dir: str, raylet_address: str, node_id: bytes, env: dict[str, str]):
+        self.session_dir = session_dir
+        self.raylet_address = raylet_address
+        self.node_id = node_id
+        self.env = env
+        self.procs: dict[bytes, subprocess.Popen[bytes]] = {}
+        self.starting: set[bytes] = set()
+        self.dedicated: dict[bytes, bytes] = {}
+        self.nm: NodeManager | None = None
+        self.startup_failures = 0
+
+    def start(self, n: int) -> None:
+        for _ in range(n):
+            wid = ids.new_id(16)
+            args = [sys.executable, "-m", "rayredis.worker", "--raylet-address", self.raylet_address,
+                    "--worker-id", wid.hex(), "--node-id", self.node_id.hex(),
+                    "--session-dir", self.session_dir]
+            proc = process.spawn(args, self.session_dir, "worker", f"worker-{wid.hex()[:12]}",
+                                 env=self.env, new_session=False)
+            self.procs[wid] = proc
+            self.starting.add(wid)
+
+    def registered(self, conn: Connection) -> None:
+        self.starting.discard(conn.worker_id)
+
+    def dedicate(self, wid: bytes, actor_id: bytes) -> None:
+        self.dedicated[wid] = actor_id
+
+    def exited(self, wid: bytes) -> None:
+        proc = self.procs.pop(wid, None)
+        self.dedicated.pop(wid, None)
+        if proc is not None:
+            try:
+                proc.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            process.forget_pid(self.session_dir, proc.pid)
+
+    def kill(self, wid: bytes) -> None:
+        proc = self.procs.get(wid)
+        if proc is not None and proc.poll() is None:
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def reap(self) -> None:
+        """Notice workers that died before they connected (startup failures)."""
+        for wid in list(self.starting):
+            proc = self.procs.get(wid)
+            if proc is not None and proc.poll() is not None:
+                self.starting.discard(wid)
+                self.procs.pop(wid, None)
+                process.forget_pid(self.session_dir, proc.pid)
+                self.startup_failures += 1
+                logger.error("worker %s exited with %s before connecting; see its .err log",
+                             wid.hex()[:12], proc.returncode)
+                if self.nm is not None:
+                    self.nm.scheduler.worker_gone(wid)
+                    if self.startup_failures < 20:
+                        self.nm.request_schedule()
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    proc.send_signal(signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            process.forget_pid(self.session_dir, proc.pid)
+        self.procs.clear()

@@ -1,0 +1,94 @@
+"""RemoteFunction: what ``@remote`` makes of a function; ``.remote()`` submits, ``.options()`` overrides."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from rayredis import ids, options, serialization
+from rayredis.protocol._generated import rayredis_pb2 as pb
+from rayredis.util.scheduling_strategies import fill_strategy
+
+
+class RemoteFunction:
+    """A function that runs as a task on the cluster."""
+
+    def __init__(self, fn: Any, task_options: dict[str, Any]):
+        self._function = fn
+        self._name = getattr(fn, "__qualname__", getattr(fn, "__name__", "task"))
+        self._default_options = options.validate(dict(task_options), options.TASK_OPTIONS,
+                                                  f"remote function {self._name!r}")
+        self._pickled: bytes | None = None
+        self._templates: dict[int, tuple[Any, pb.TaskSpec]] = {}
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"Remote functions cannot be called directly. Instead of running '{self._name}()', "
+            f"try '{self._name}.remote()'.")
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        return self._remote(args, kwargs, self._default_options)
+
+    def options(self, **task_options: Any) -> _Options:
+        options.validate(task_options, options.TASK_OPTIONS, f"remote function {self._name!r}")
+        return _Options(self, {**self._default_options, **task_options})
+
+    def _template(self, cw: Any, opts: dict[str, Any]) -> pb.TaskSpec:
+        key = id(opts)
+        cached = self._templates.get(key)
+        if cached is not None and cached[0] is opts and cached[1].job_id == (cw.ctx.job_id or cw.job_id):
+            return cached[1]
+        if self._pickled is None:
+            self._pickled = serialization.dumps_function(self._function)
+        fid = cw.export(self._pickled)
+        spec = pb.TaskSpec(kind=0, function_id=fid, name=opts.get("name") or self._name,
+                           num_returns=opts.get("num_returns", 1),
+                           max_retries=opts.get("max_retries", cw.cfg.default_max_retries),
+                           job_id=cw.ctx.job_id or cw.job_id)
+        retry = opts.get("retry_exceptions", False)
+        spec.retry_exceptions = bool(retry)
+        if isinstance(retry, (list, tuple)):
+            spec.retry_exception_allowlist = serialization.dumps_function(tuple(retry))
+        for k, v in options.resource_demand(opts, default_cpus=1.0).items():
+            spec.resources[k] = v
+        fill_strategy(spec, opts)
+        if opts is self._default_options:
+            self._templates[key] = (opts, spec)
+        return spec
+
+    def _remote(self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: dict[str, Any]) -> Any:
+        from rayredis.api import _worker
+
+        cw = _worker()
+        spec = pb.TaskSpec()
+        spec.CopyFrom(self._template(cw, opts))
+        spec.task_id = ids.task_id()
+        keep: list[Any] = []
+        if args or kwargs:
+            cw.build_args(spec, args, kwargs, keep)
+        refs = cw.submit(spec)
+        n = spec.num_returns
+        if n == 1:
+            return refs[0]
+        if n == 0:
+            return None
+        return refs
+
+
+class _Options:
+    """``f.options(...)``: the same function with some options overridden."""
+
+    def __init__(self, rf: RemoteFunction, opts: dict[str, Any]):
+        self._rf = rf
+        self._opts = opts
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        return self._rf._remote(args, kwargs, self._opts)
+
+    def options(self, **more: Any) -> _Options:
+        options.validate(more, options.TASK_OPTIONS, f"remote function {self._rf._name!r}")
+        return _Options(self._rf, {**self._opts, **more})
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._rf(*args, **kwargs)

@@ -1,0 +1,188 @@
+"""Value encoding: pickle protocol 5 with out-of-band buffers in one aligned blob, read without copies.
+
+Blob layout (little endian)::
+
+    u8 kind | u8 flags | u16 nbuf | u64 pickle_len | nbuf x u64 buffer_len | pad to 64
+    pickle bytes | pad to 64 | buffer 0 | pad to 64 | buffer 1 ...
+
+``kind`` is VALUE or ERROR (an error blob re-raises from ``get``). Buffers (numpy data and other
+PickleBuffers) are 64-byte aligned so a reader maps them straight out of shared memory.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+from rayredis import exceptions
+
+KIND_VALUE = 0
+KIND_ERROR = 1
+_HDR = struct.Struct("<BBHQ")
+_ALIGN = 64
+
+_local = threading.local()
+
+
+def _pad(n: int) -> int:
+    return (-n) % _ALIGN
+
+
+class SerializedObject:
+    """A value ready to be written: header, pickle stream, out-of-band buffers."""
+
+    __slots__ = ("kind", "pickled", "buffers", "contained_refs", "total_size", "_lens")
+
+    def __init__(self, kind: int, pickled: bytes, buffers: list[memoryview], contained_refs: list[Any]):
+        self.kind = kind
+        self.pickled = pickled
+        self.buffers = buffers
+        self.contained_refs = contained_refs
+        self._lens = [b.nbytes for b in buffers]
+        size = _HDR.size + 8 * len(buffers)
+        size += _pad(size) + len(pickled)
+        for n in self._lens:
+            size += _pad(size) + n
+        self.total_size = size
+
+    def write_into(self, out: memoryview) -> None:
+        """Copy the blob into ``out`` (at least ``total_size`` bytes, e.g. a shared-memory map)."""
+        pos = 0
+        hdr = _HDR.pack(self.kind, 0, len(self.buffers), len(self.pickled))
+        out[pos : pos + len(hdr)] = hdr
+        pos += len(hdr)
+        for n in self._lens:
+            out[pos : pos + 8] = struct.pack("<Q", n)
+            pos += 8
+        pos += _pad(pos)
+        out[pos : pos + len(self.pickled)] = self.pickled
+        pos += len(self.pickled)
+        for b, n in zip(self.buffers, self._lens):
+            pos += _pad(pos)
+            out[pos : pos + n] = b
+            pos += n
+
+    def to_bytes(self) -> bytes:
+        if not self.buffers:
+            hdr = _HDR.pack(self.kind, 0, 0, len(self.pickled))
+            return hdr + b"\0" * _pad(len(hdr)) + self.pickled
+        buf = bytearray(self.total_size)
+        self.write_into(memoryview(buf))
+        return bytes(buf)
+
+
+def _dumps(value: Any, buffers: list[memoryview]) -> bytes:
+    def cb(pb: pickle.PickleBuffer) -> bool:
+        try:
+            buffers.append(pb.raw())
+        except BufferError:
+            return True  # not contiguous: keep it in-band
+        return False
+
+    try:
+        data = pickle.dumps(value, protocol=5, buffer_callback=cb)
+        if b"__main__" not in data:
+            return data
+    except Exception:  # noqa: BLE001 - any pickling failure falls back to cloudpickle
+        pass
+    buffers.clear()
+    f = io.BytesIO()
+    cloudpickle.CloudPickler(f, protocol=5, buffer_callback=cb).dump(value)
+    return f.getvalue()
+
+
+def serialize(value: Any, kind: int = KIND_VALUE) -> SerializedObject:
+    """Serialize ``value``; ObjectRefs met inside are collected into ``contained_refs``."""
+    collector: list[Any] = []
+    prev = getattr(_local, "collector", None)
+    _local.collector = collector
+    buffers: list[memoryview] = []
+    try:
+        pickled = _dumps(value, buffers)
+    except Exception as e:
+        raise exceptions.RaySerializationError(
+            f"Could not serialize {type(value).__name__} value {_short_repr(value)}: {e}. "
+            "Pass only picklable values (or create the object inside the task), or put it with "
+            "rayredis.put() from where it can be pickled."
+        ) from e
+    finally:
+        _local.collector = prev
+    return SerializedObject(kind, pickled, buffers, collector)
+
+
+def note_serialized_ref(ref: Any) -> None:
+    """Called by ``ObjectRef.__reduce__`` so the enclosing ``serialize`` records nested refs."""
+    collector = getattr(_local, "collector", None)
+    if collector is not None:
+        collector.append(ref)
+
+
+def blob_kind(blob: memoryview | bytes) -> int:
+    return int(blob[0])
+
+
+def deserialize(blob: memoryview | bytes) -> Any:
+    """Decode a blob. Buffers are views into ``blob``: no copy is made of numpy data."""
+    mv = blob if isinstance(blob, memoryview) else memoryview(blob)
+    kind, _flags, nbuf, plen = _HDR.unpack_from(mv, 0)
+    pos = _HDR.size
+    lens = list(struct.unpack_from(f"<{nbuf}Q", mv, pos)) if nbuf else []
+    pos += 8 * nbuf
+    pos += _pad(pos)
+    pickled = mv[pos : pos + plen]
+    pos += plen
+    bufs = []
+    for n in lens:
+        pos += _pad(pos)
+        bufs.append(mv[pos : pos + n])
+        pos += n
+    try:
+        return pickle.loads(pickled, buffers=bufs)
+    except Exception as e:
+        raise exceptions.RaySerializationError(f"Could not deserialize an object: {e!r}") from e
+
+
+def serialize_error(exc: BaseException) -> SerializedObject:
+    """Serialize an exception for an error object, falling back to a text form when unpicklable."""
+    try:
+        return serialize(exc, kind=KIND_ERROR)
+    except exceptions.RaySerializationError:
+        if isinstance(exc, exceptions.RayTaskError):
+            fallback = exceptions.RayTaskError(
+                exc.function_name, exc.traceback_str, RuntimeError(repr(exc.cause)), "", exc.pid, exc.ip
+            )
+            return serialize(fallback, kind=KIND_ERROR)
+        return serialize(exceptions.RaySystemError(repr(exc)), kind=KIND_ERROR)
+
+
+def make_task_error(function_name: str, exc: BaseException, pid: int, ip: str) -> exceptions.RayTaskError:
+    """Wrap a user exception with its formatted remote traceback."""
+    if isinstance(exc, exceptions.RayTaskError):
+        return exc
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    exc.__traceback__ = None
+    return exceptions.RayTaskError(function_name, tb, exc, "", pid, ip)
+
+
+def dumps_function(fn: Any) -> bytes:
+    """Cloudpickle a function or class by value for the function table."""
+    return cloudpickle.dumps(fn, protocol=5)
+
+
+def loads_function(data: bytes) -> Callable[..., Any]:
+    return pickle.loads(data)  # type: ignore[no-any-return]
+
+
+def _short_repr(value: Any) -> str:
+    try:
+        r = repr(value)
+    except Exception:  # noqa: BLE001
+        r = f"<{type(value).__name__}>"
+    return r if len(r) < 80 else r[:77] + "..."

@@ -1,0 +1,136 @@
+"""Connections to the Redis shards: the primary plus data shards, routed by ID; sync and asyncio flavours."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from rayredis import exceptions
+from rayredis.store import keys
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"Malformed address {address!r}: expected 'host:port', e.g. '127.0.0.1:6379'.")
+    return host, int(port)
+
+
+def _auth_error(address: str, e: Exception) -> exceptions.ControlStoreUnavailable:
+    return exceptions.ControlStoreUnavailable(
+        f"Redis at {address} refused our credentials ({e}). Pass the cluster's password as "
+        "_redis_password=... (or set RAYREDIS_REDIS_PASSWORD); `rayredis start --head` prints it and "
+        "stores it in /tmp/rayredis/current_cluster for local drivers."
+    )
+
+
+class ShardedRedis:
+    """Blocking clients for the primary and each data shard.
+
+    ``primary`` holds cluster-wide tables; ``for_id(id_bytes)`` picks the data shard of a task or
+    object. With a single redis-server the primary is also the only data shard.
+    """
+
+    def __init__(self, primary_address: str, password: str | None, socket_timeout: float | None = 30.0):
+        self.primary_address = primary_address
+        self.password = password
+        host, port = parse_address(primary_address)
+        self.primary = redis.Redis(host=host, port=port, password=password, socket_timeout=socket_timeout,
+                                   socket_connect_timeout=5.0)
+        self.shard_addresses: list[str] = []
+        self.shards: list[redis.Redis] = []
+        self._socket_timeout = socket_timeout
+
+    def connect(self) -> ShardedRedis:
+        """Authenticate against the primary and open clients to the data shards it lists."""
+        try:
+            raw = self.primary.hget(keys.cluster_key(), "shards")
+        except redis.exceptions.AuthenticationError as e:
+            raise _auth_error(self.primary_address, e) from e
+        except redis.exceptions.ResponseError as e:
+            if "NOAUTH" in str(e) or "WRONGPASS" in str(e):
+                raise _auth_error(self.primary_address, e) from e
+            raise
+        except redis.exceptions.ConnectionError as e:
+            raise exceptions.ControlStoreUnavailable(
+                f"Could not reach the rayredis cluster at {self.primary_address} ({e}). Is it running? "
+                "Start one with `rayredis start --head`, or call rayredis.init() with no address to "
+                "start a local cluster."
+            ) from e
+        if raw is None:
+            raise exceptions.ControlStoreUnavailable(
+                f"Redis at {self.primary_address} is not a rayredis cluster primary (no shard map). "
+                "Check the address: it is the one `rayredis start --head` printed."
+            )
+        self.shard_addresses = json.loads(raw)
+        self.shards = []
+        for addr in self.shard_addresses:
+            if addr == self.primary_address:
+                self.shards.append(self.primary)
+            else:
+                h, p = parse_address(addr)
+                self.shards.append(redis.Redis(host=h, port=p, password=self.password,
+                                               socket_timeout=self._socket_timeout, socket_connect_timeout=5.0))
+        return self
+
+    def for_id(self, id_bytes: bytes) -> redis.Redis:
+        return self.shards[keys.shard_index_for_id(id_bytes, len(self.shards))]
+
+    def all_shards(self) -> list[redis.Redis]:
+        return list(self.shards)
+
+    def cluster_info(self) -> dict[str, str]:
+        raw = self.primary.hgetall(keys.cluster_key())
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    def close(self) -> None:
+        for c in {id(c): c for c in [self.primary, *self.shards]}.values():
+            c.close()
+
+
+class AsyncShardedRedis:
+    """The asyncio twin of :class:`ShardedRedis`, used by the raylet and the GCS."""
+
+    def __init__(self, primary_address: str, password: str | None):
+        self.primary_address = primary_address
+        self.password = password
+        host, port = parse_address(primary_address)
+        self.primary = aioredis.Redis(host=host, port=port, password=password, socket_connect_timeout=5.0)
+        self.shards: list[aioredis.Redis] = []
+        self.shard_addresses: list[str] = []
+
+    async def connect(self) -> AsyncShardedRedis:
+        raw = await self.primary.hget(keys.cluster_key(), "shards")
+        if raw is None:
+            raise exceptions.ControlStoreUnavailable(f"{self.primary_address} has no rayredis shard map")
+        self.shard_addresses = json.loads(raw)
+        self.shards = []
+        for addr in self.shard_addresses:
+            if addr == self.primary_address:
+                self.shards.append(self.primary)
+            else:
+                h, p = parse_address(addr)
+                self.shards.append(aioredis.Redis(host=h, port=p, password=self.password,
+                                                  socket_connect_timeout=5.0))
+        return self
+
+    def index_for_id(self, id_bytes: bytes) -> int:
+        return keys.shard_index_for_id(id_bytes, len(self.shards))
+
+    def for_id(self, id_bytes: bytes) -> aioredis.Redis:
+        return self.shards[self.index_for_id(id_bytes)]
+
+    async def close(self) -> None:
+        seen: set[int] = set()
+        for c in [self.primary, *self.shards]:
+            if id(c) not in seen:
+                seen.add(id(c))
+                await c.aclose()
+
+
+def decode_hash(raw: dict[Any, Any]) -> dict[str, Any]:
+    """Decode a HGETALL result's keys to str (values stay bytes)."""
+    return {(k.decode() if isinstance(k, bytes) else k): v for k, v in raw.items()}

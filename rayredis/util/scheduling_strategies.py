@@ -1,0 +1,73 @@
+"""Scheduling strategies (Ray's classes) and how they are written into a TaskSpec."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rayredis.protocol._generated import rayredis_pb2 as pb
+    from rayredis.util.placement_group import PlacementGroup
+
+
+class PlacementGroupSchedulingStrategy:
+    """Run the task or actor in a bundle of ``placement_group`` (any bundle when the index is -1)."""
+
+    def __init__(self, placement_group: PlacementGroup, placement_group_bundle_index: int = -1,
+                 placement_group_capture_child_tasks: bool | None = None):
+        self.placement_group = placement_group
+        self.placement_group_bundle_index = placement_group_bundle_index
+        self.placement_group_capture_child_tasks = placement_group_capture_child_tasks
+
+
+class NodeAffinitySchedulingStrategy:
+    """Run on the node with ``node_id`` (hex); with ``soft=True`` another node may be used if it is gone."""
+
+    def __init__(self, node_id: str, soft: bool, _spill_on_unavailable: bool = False,
+                 _fail_on_unavailable: bool = False):
+        if not isinstance(node_id, str):
+            raise TypeError("NodeAffinitySchedulingStrategy(node_id=...) takes the node ID as a hex string, "
+                            "e.g. rayredis.get_runtime_context().get_node_id().")
+        self.node_id = node_id
+        self.soft = soft
+
+
+SchedulingStrategyT = Any
+
+
+def fill_strategy(spec: pb.TaskSpec, opts: dict[str, Any]) -> None:
+    """Write the scheduling strategy and, for placement groups, the bundle resources into ``spec``."""
+    strat = opts.get("scheduling_strategy")
+    pg = opts.get("placement_group")
+    if pg is not None and pg != "default" and strat is None:
+        strat = PlacementGroupSchedulingStrategy(pg, opts.get("placement_group_bundle_index", -1))
+    if strat is None or strat == "DEFAULT":
+        return
+    if strat == "SPREAD":
+        spec.strategy.kind = "SPREAD"
+    elif isinstance(strat, NodeAffinitySchedulingStrategy):
+        spec.strategy.kind = "NODE_AFFINITY"
+        spec.strategy.node_id = bytes.fromhex(strat.node_id)
+        spec.strategy.soft = strat.soft
+    elif isinstance(strat, PlacementGroupSchedulingStrategy):
+        from rayredis.raylet.bundles import bundle_resource_names
+
+        pg_obj = strat.placement_group
+        idx = strat.placement_group_bundle_index
+        if idx >= pg_obj.bundle_count:
+            raise ValueError(f"placement_group_bundle_index={idx} is out of range: the placement group has "
+                             f"{pg_obj.bundle_count} bundles.")
+        spec.strategy.kind = "PLACEMENT_GROUP"
+        spec.strategy.placement_group_id = pg_obj.id.binary()
+        spec.strategy.bundle_index = idx
+        spec.strategy.capture_child_tasks = bool(strat.placement_group_capture_child_tasks)
+        pg_hex = pg_obj.id.hex()
+        original = dict(spec.resources)
+        spec.resources.clear()
+        for name, amount in original.items():
+            indexed, wildcard = bundle_resource_names(name, pg_hex, idx)
+            spec.resources[indexed if idx >= 0 else wildcard] = amount
+        indexed, wildcard = bundle_resource_names("bundle", pg_hex, idx)
+        spec.resources[indexed if idx >= 0 else wildcard] = 0.001
+    else:
+        raise ValueError(f"Unknown scheduling_strategy {strat!r}: use 'DEFAULT', 'SPREAD', "
+                         "NodeAffinitySchedulingStrategy(...) or PlacementGroupSchedulingStrategy(...).")

@@ -1,0 +1,5 @@
+"""Entry point: ``python -m rayredis.worker``."""
+
+from rayredis.worker.main import main
+
+main()

@@ -1,0 +1,285 @@
+"""The per-process runtime shared by drivers and workers: submit, put, get, wait, cancel over the raylet stream."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rayredis import exceptions, ids, serialization
+from rayredis.config import Config
+from rayredis.object_ref import ObjectRef
+from rayredis.protocol._generated import rayredis_pb2 as pb
+from rayredis.store import keys
+from rayredis.store.client import ShardedRedis
+from rayredis.worker.object_io import map_segment, write_segment
+from rayredis.worker.raylet_client import RayletClient
+from rayredis.worker.reference_counter import ReferenceCounter
+
+#: The process's CoreWorker once ``init`` (driver) or the worker main loop has connected.
+global_worker: CoreWorker | None = None
+
+
+@dataclass
+class TaskContext:
+    """What the current thread is executing (for runtime context, nesting and blocking)."""
+
+    task_id: bytes = b""
+    job_id: int = 0
+    actor_id: bytes = b""
+    namespace: str = ""
+    gpu_ids: list[int] = field(default_factory=list)
+    is_normal_task: bool = False
+    name: str = ""
+
+
+class CoreWorker:
+    """One per process. Thread-safe: user threads and actor threads share it."""
+
+    def __init__(self, cfg: Config, store: ShardedRedis, raylet_address: str, token: str, *,
+                 is_driver: bool, job_id: int, namespace: str, worker_id: bytes | None = None,
+                 actor_id: bytes = b"", on_assign: Any = None, on_cancel: Any = None,
+                 on_disconnect: Any = None):
+        self.cfg = cfg
+        self.store = store
+        self.is_driver = is_driver
+        self.worker_id = worker_id or ids.new_id(16)
+        self.job_id = job_id
+        self.namespace = namespace
+        self._tls = threading.local()
+        self.driver_task_id = ids.task_id()
+        self._exported: set[bytes] = set()
+        self._fn_cache: dict[bytes, Any] = {}
+        self.raylet = RayletClient(
+            raylet_address, token,
+            pb.Register(worker_id=self.worker_id, pid=os.getpid(), is_driver=is_driver, job_id=job_id,
+                        namespace=namespace, actor_id=actor_id),
+            on_assign=on_assign, on_cancel=on_cancel, on_disconnect=on_disconnect)
+        self.refs = ReferenceCounter(self.raylet.send)
+        info = self.raylet.info
+        self.node_id: bytes = info.node_id
+        self.node_ip: str = info.node_ip
+        self.session_dir: str = info.session_dir
+
+    # ---- context -------------------------------------------------------------------------------
+
+    @property
+    def ctx(self) -> TaskContext:
+        c = getattr(self._tls, "ctx", None)
+        if c is None:
+            c = self._tls.ctx = TaskContext(job_id=self.job_id, namespace=self.namespace)
+        return c
+
+    def set_ctx(self, ctx: TaskContext | None) -> None:
+        self._tls.ctx = ctx
+
+    # ---- function table ------------------------------------------------------------------------
+
+    def export(self, pickled: bytes) -> bytes:
+        """Store a pickled function/class in the function table; returns its content ID."""
+        fid = hashlib.sha1(pickled).digest()[:16]
+        if fid not in self._exported:
+            self.store.primary.set(keys.function_key(fid.hex()), pickled, nx=True)
+            self._exported.add(fid)
+            self._fn_cache.setdefault(fid, None)
+        return fid
+
+    def load_function(self, fid: bytes) -> Any:
+        fn = self._fn_cache.get(fid)
+        if fn is None:
+            deadline = time.monotonic() + 10.0
+            while True:
+                data = self.store.primary.get(keys.function_key(fid.hex()))
+                if data is not None:
+                    break
+                if time.monotonic() > deadline:
+                    raise exceptions.RaySystemError(f"function {fid.hex()} is not in the function table")
+                time.sleep(0.01)
+            fn = serialization.loads_function(data)
+            self._fn_cache[fid] = fn
+        return fn
+
+    # ---- objects -------------------------------------------------------------------------------
+
+    def _store_blob(self, oid: bytes, ser: serialization.SerializedObject) -> pb.PutObject:
+        """Place a serialized value: inline when small, else in a shared-memory segment."""
+        contained = [r.binary() for r in ser.contained_refs]
+        if ser.total_size <= self.cfg.inline_object_max_bytes:
+            data = ser.to_bytes()
+            return pb.PutObject(object_id=oid, inline_data=data, size=len(data), contained=contained)
+        req = self.raylet.next_id()
+        reply = self.raylet.request("creates", pb.CreateRequest(req_id=req, object_id=oid,
+                                                                size=ser.total_size), req)
+        reply.wait()
+        if reply.error is not None:
+            raise reply.error
+        if reply.value.error:
+            raise exceptions.ObjectStoreFullError(reply.value.error)
+        view = write_segment(reply.value.shm_name, ser)
+        if self.refs.holds(oid):
+            self.refs.values[oid] = view
+        return pb.PutObject(object_id=oid, shm_name=reply.value.shm_name, size=ser.total_size,
+                            contained=contained)
+
+    def put(self, value: Any) -> ObjectRef:
+        if isinstance(value, ObjectRef):
+            raise TypeError("Calling put() on an ObjectRef is not allowed; pass the ref itself instead.")
+        ser = serialization.serialize(value)
+        oid = ids.object_id_for_put(0)
+        ref = ObjectRef(oid)
+        p = self._store_blob(oid, ser)
+        if p.inline_data:
+            self.refs.values[oid] = p.inline_data
+        self.raylet.send("puts", p)
+        return ref
+
+    def put_result(self, oid: bytes, value: Any, kind: int = serialization.KIND_VALUE) -> pb.PutObject:
+        ser = serialization.serialize(value, kind) if kind == serialization.KIND_VALUE else \
+            serialization.serialize_error(value)
+        return self._store_blob(oid, ser)
+
+    def _blob_from(self, d: pb.ObjectData) -> Any:
+        if d.missing:
+            return None
+        if d.shm_name:
+            return map_segment(d.shm_name, d.size)
+        return d.inline_data
+
+    def get_blobs(self, oids: Sequence[bytes], timeout: float | None) -> list[Any]:
+        """Blobs for ``oids``, waiting for the ones not yet available locally."""
+        values = self.refs.values
+        out: list[Any] = [values.get(o) for o in oids]
+        need = [o for o, v in zip(oids, out) if v is None]
+        if need:
+            req = self.raylet.next_id()
+            reply = self.raylet.request("gets", pb.GetRequest(req_id=req, object_ids=need), req)
+            ctx = self.ctx
+            blocked = ctx.is_normal_task and not reply.wait(0.001)
+            if blocked:
+                self.raylet.send("blocked", ctx.task_id)
+            try:
+                if not reply.wait(timeout):
+                    self.raylet.forget(req)
+                    self.raylet.send("cancel_gets", req)
+                    raise exceptions.GetTimeoutError(
+                        f"Get timed out: {len(need)} of {len(oids)} objects were not ready after "
+                        f"{timeout} s.")
+            finally:
+                if blocked:
+                    self.raylet.send("unblocked", ctx.task_id)
+            if reply.error is not None:
+                raise reply.error
+            got = {}
+            for d in reply.value.objects:
+                blob = self._blob_from(d)
+                got[d.object_id] = blob
+                if blob is not None and self.refs.holds(d.object_id):
+                    values[d.object_id] = blob
+            out = [v if v is not None else got.get(o) for o, v in zip(oids, out)]
+        return out
+
+    def get(self, refs: Sequence[ObjectRef], timeout: float | None) -> list[Any]:
+        oids = [r.binary() for r in refs]
+        blobs = self.get_blobs(oids, timeout)
+        result = []
+        for oid, blob in zip(oids, blobs):
+            if blob is None:
+                raise exceptions.ObjectLostError(
+                    oid.hex(), "It was freed or never existed on this node (was the ref created by "
+                    "another cluster or kept past its owner's shutdown?).")
+            value = serialization.deserialize(blob)
+            if serialization.blob_kind(blob) == serialization.KIND_ERROR:
+                if isinstance(value, exceptions.RayTaskError):
+                    raise value.as_instanceof_cause()
+                raise value
+            result.append(value)
+        return result
+
+    def wait(self, refs: Sequence[ObjectRef], num_returns: int, timeout: float | None
+             ) -> tuple[list[ObjectRef], list[ObjectRef]]:
+        oids = [r.binary() for r in refs]
+        ready_set = {o for o in oids if o in self.refs.values}
+        if len(ready_set) < num_returns and timeout != 0:
+            req = self.raylet.next_id()
+            pending = [o for o in oids if o not in ready_set]
+            want = num_returns - len(ready_set)
+            reply = self.raylet.request("waits", pb.WaitRequest(
+                req_id=req, object_ids=pending, num_returns=want,
+                timeout_s=-1.0 if timeout is None else float(timeout)), req)
+            ctx = self.ctx
+            blocked = ctx.is_normal_task and not reply.wait(0.001)
+            if blocked:
+                self.raylet.send("blocked", ctx.task_id)
+            try:
+                reply.wait()
+            finally:
+                if blocked:
+                    self.raylet.send("unblocked", ctx.task_id)
+            if reply.error is not None:
+                raise reply.error
+            ready_set.update(reply.value.ready)
+        elif timeout == 0 and len(ready_set) < num_returns:
+            req = self.raylet.next_id()
+            reply = self.raylet.request("waits", pb.WaitRequest(
+                req_id=req, object_ids=[o for o in oids if o not in ready_set], num_returns=0,
+                timeout_s=0.0), req)
+            reply.wait()
+            if reply.error is not None:
+                raise reply.error
+            ready_set.update(reply.value.ready)
+        ready: list[ObjectRef] = []
+        rest: list[ObjectRef] = []
+        for r in refs:
+            (ready if r.binary() in ready_set and len(ready) < num_returns else rest).append(r)
+        return ready, rest
+
+    # ---- tasks -----------------------------------------------------------------------------------
+
+    def build_args(self, spec: pb.TaskSpec, args: Sequence[Any], kwargs: dict[str, Any],
+                   keep: list[ObjectRef]) -> None:
+        """Fill ``spec.args``: refs by ID, small values inline, large values through the store."""
+        items: list[tuple[str, Any]] = [("", a) for a in args] + list(kwargs.items())
+        for kw, value in items:
+            if isinstance(value, ObjectRef):
+                spec.args.add(object_id=value.binary(), keyword=kw)
+                continue
+            if value is None or type(value) in (int, float, bool, str) and not isinstance(value, str):
+                data = serialization.serialize(value)
+            else:
+                data = serialization.serialize(value)
+            if data.total_size > self.cfg.inline_object_max_bytes:
+                oid = ids.object_id_for_put(0)
+                ref = ObjectRef(oid)
+                keep.append(ref)
+                self.raylet.send("puts", self._store_blob(oid, data))
+                spec.args.add(object_id=oid, keyword=kw)
+            else:
+                spec.args.add(data=data.to_bytes(), keyword=kw)
+                for r in data.contained_refs:
+                    spec.nested_refs.append(r.binary())
+
+    def submit(self, spec: pb.TaskSpec) -> list[ObjectRef]:
+        """Send a filled TaskSpec; returns refs to its return values (held by this process)."""
+        ctx = self.ctx
+        spec.job_id = ctx.job_id or self.job_id
+        if not spec.namespace:
+            spec.namespace = ctx.namespace or self.namespace
+        spec.parent_task_id = ctx.task_id or self.driver_task_id
+        tid = spec.task_id
+        refs = [ObjectRef(ids.object_id_for_return(tid, i + 1)) for i in range(spec.num_returns)]
+        self.raylet.send("submit", spec)
+        return refs
+
+    def cancel(self, ref: ObjectRef, force: bool, recursive: bool) -> None:
+        self.raylet.send("cancels", pb.CancelRequest(object_id=ref.binary(), force=force,
+                                                     recursive=recursive))
+
+    def kill_actor(self, actor_id: bytes, no_restart: bool) -> None:
+        self.raylet.send("kills", pb.KillActorRequest(actor_id=actor_id, no_restart=no_restart))
+
+    def shutdown(self) -> None:
+        self.raylet.close()

@@ -1,0 +1,275 @@
+"""Executes assigned tasks and actor methods inside a worker process and reports their results."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ctypes
+import inspect
+import logging
+import os
+import queue
+import threading
+from typing import Any
+
+from rayredis import exceptions, ids, serialization
+from rayredis.protocol._generated import rayredis_pb2 as pb
+from rayredis.worker.core_worker import CoreWorker, TaskContext
+
+logger = logging.getLogger(__name__)
+
+NORMAL, ACTOR_CREATION, ACTOR_TASK = 0, 1, 2
+
+
+class ActorExit(BaseException):
+    """Raised by ``exit_actor()``; unwinds the method and ends the actor's process."""
+
+
+class Executor:
+    """Runs assignments from the raylet: in order on the main thread, or on the actor's pool/loop."""
+
+    def __init__(self) -> None:
+        self.cw: CoreWorker | None = None
+        self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.instance: Any = None
+        self.actor_id: bytes = b""
+        self.actor_spec: pb.TaskSpec | None = None
+        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.async_sem: asyncio.Semaphore | None = None
+        self.running: dict[bytes, int] = {}  # task id -> thread id
+        self.cancelled: set[bytes] = set()
+        self._lock = threading.Lock()
+        self.exit_requested = threading.Event()
+
+    # ---- callbacks from the raylet reader thread --------------------------------------------------
+
+    def on_assign(self, a: pb.Assignment) -> None:
+        self.inbox.put(a)
+
+    def on_cancel(self, tid: bytes) -> None:
+        with self._lock:
+            self.cancelled.add(tid)
+            thread_id = self.running.get(tid)
+        if thread_id is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(thread_id), ctypes.py_object(exceptions.TaskCancelledError))
+
+    def on_disconnect(self) -> None:
+        self.inbox.put(None)
+
+    # ---- main loop -----------------------------------------------------------------------------
+
+    def run_forever(self) -> None:
+        while True:
+            a = self.inbox.get()
+            if a is None or self.exit_requested.is_set():
+                return
+            kind = a.spec.kind
+            if kind == ACTOR_TASK and self.pool is not None:
+                self.pool.submit(self.execute, a)
+            elif kind == ACTOR_TASK and self.loop is not None:
+                asyncio.run_coroutine_threadsafe(self.execute_async(a), self.loop)
+            else:
+                self.execute(a)
+            if self.exit_requested.is_set():
+                return
+
+    def _context(self, spec: pb.TaskSpec, gpu_ids: list[int]) -> TaskContext:
+        return TaskContext(task_id=spec.task_id, job_id=spec.job_id, actor_id=self.actor_id or spec.actor_id,
+                           namespace=spec.namespace, gpu_ids=gpu_ids, is_normal_task=spec.kind == NORMAL,
+                           name=spec.name)
+
+    def _resolve_args(self, a: pb.Assignment) -> tuple[list[Any], dict[str, Any]]:
+        assert self.cw is not None
+        resolved = {d.object_id: d for d in a.resolved}
+        cache: dict[bytes, Any] = {}
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        for arg in a.spec.args:
+            if arg.object_id:
+                if arg.object_id not in cache:
+                    d = resolved.get(arg.object_id)
+                    blob = self.cw._blob_from(d) if d is not None else None
+                    if blob is None:
+                        blob = self.cw.get_blobs([arg.object_id], None)[0]
+                    if blob is None:
+                        raise exceptions.ObjectLostError(arg.object_id.hex(), "argument of this task")
+                    value = serialization.deserialize(blob)
+                    if serialization.blob_kind(blob) == serialization.KIND_ERROR:
+                        raise value.as_instanceof_cause() if isinstance(value, exceptions.RayTaskError) \
+                            else value
+                    cache[arg.object_id] = value
+                value = cache[arg.object_id]
+            else:
+                value = serialization.deserialize(arg.data)
+            if arg.keyword:
+                kwargs[arg.keyword] = value
+            else:
+                args.append(value)
+        return args, kwargs
+
+    def _target(self, spec: pb.TaskSpec) -> Any:
+        assert self.cw is not None
+        if spec.kind == ACTOR_TASK:
+            if self.instance is None:
+                raise exceptions.RayActorError("The actor is not initialized in this worker.")
+            return getattr(self.instance, spec.method_name)
+        return self.cw.load_function(spec.function_id)
+
+    def execute(self, a: pb.Assignment) -> None:
+        assert self.cw is not None
+        spec = a.spec
+        with self._lock:
+            if spec.task_id in self.cancelled:
+                self.cancelled.discard(spec.task_id)
+                self._report(spec, exc=exceptions.TaskCancelledError(spec.task_id.hex()))
+                return
+            self.running[spec.task_id] = threading.get_ident()
+        self.cw.set_ctx(self._context(spec, list(a.gpu_ids)))
+        if a.gpu_ids or spec.resources.get("GPU"):
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in a.gpu_ids)
+        result: Any = None
+        exc: BaseException | None = None
+        exited = False
+        try:
+            try:
+                args, kwargs = self._resolve_args(a)
+                fn = self._target(spec)
+                if spec.kind == ACTOR_CREATION:
+                    self._create_actor(spec, fn, args, kwargs)
+                else:
+                    result = fn(*args, **kwargs)
+                    if inspect.iscoroutine(result):
+                        result = asyncio.run(result)
+            finally:
+                with self._lock:
+                    self.running.pop(spec.task_id, None)
+                    self.cancelled.discard(spec.task_id)
+        except ActorExit:
+            exited = True
+        except exceptions.TaskCancelledError as e:
+            exc = e
+        except BaseException as e:  # noqa: BLE001 - user code may raise anything
+            exc = e
+        finally:
+            self.cw.set_ctx(None)
+        self._report(spec, result=result, exc=exc, exited=exited)
+
+    async def execute_async(self, a: pb.Assignment) -> None:
+        assert self.cw is not None and self.async_sem is not None
+        spec = a.spec
+        async with self.async_sem:
+            result: Any = None
+            exc: BaseException | None = None
+            exited = False
+            self.cw.set_ctx(self._context(spec, list(a.gpu_ids)))
+            try:
+                args, kwargs = self._resolve_args(a)
+                fn = self._target(spec)
+                result = fn(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+            except ActorExit:
+                exited = True
+            except BaseException as e:  # noqa: BLE001
+                exc = e
+            self._report(spec, result=result, exc=exc, exited=exited)
+
+    def _create_actor(self, spec: pb.TaskSpec, cls: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
+        opts = spec.actor_options
+        self.actor_id = spec.actor_id
+        self.actor_spec = spec
+        assert self.cw is not None
+        self.cw.job_id = spec.job_id
+        self.cw.namespace = spec.namespace
+        if opts.is_async:
+            self.loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def run_loop() -> None:
+                assert self.loop is not None
+                asyncio.set_event_loop(self.loop)
+                self.async_sem = asyncio.Semaphore(opts.max_concurrency or 1000)
+                ready.set()
+                self.loop.run_forever()
+
+            threading.Thread(target=run_loop, name="rayredis-actor-loop", daemon=True).start()
+            ready.wait()
+        elif opts.max_concurrency > 1:
+            self.pool = concurrent.futures.ThreadPoolExecutor(opts.max_concurrency,
+                                                              thread_name_prefix="rayredis-actor")
+        self.instance = cls.__new__(cls)
+        init = getattr(self.instance, "__init__", None)
+        if init is not None:
+            if self.loop is not None and inspect.iscoroutinefunction(init):
+                asyncio.run_coroutine_threadsafe(init(*args, **kwargs), self.loop).result()
+            else:
+                init(*args, **kwargs)
+
+    def _report(self, spec: pb.TaskSpec, result: Any = None, exc: BaseException | None = None,
+                exited: bool = False) -> None:
+        assert self.cw is not None
+        r = pb.TaskResult(task_id=spec.task_id, attempt=spec.attempt)
+        n = spec.num_returns
+        oids = [ids.object_id_for_return(spec.task_id, i + 1) for i in range(n)]
+        if exited:
+            r.actor_exited = True
+            exc = exceptions.ActorDiedError("The actor exited via exit_actor() while running this "
+                                            "method.", spec.actor_id.hex())
+        if exc is None:
+            try:
+                values = self._split_returns(spec, result)
+                for oid, v in zip(oids, values):
+                    r.returns.append(self.cw.put_result(oid, v))
+            except BaseException as e:  # noqa: BLE001 - e.g. unserializable return value
+                del r.returns[:]
+                exc = e
+        if exc is not None:
+            r.failed = True
+            if isinstance(exc, (exceptions.TaskCancelledError, exceptions.ActorDiedError)):
+                err: BaseException = exc
+            else:
+                err = serialization.make_task_error(spec.name or spec.method_name, exc, os.getpid(),
+                                                    self.cw.node_ip)
+                r.retryable = self._retryable(spec, exc)
+            if spec.kind == ACTOR_CREATION:
+                r.creation_failed = True
+                r.returns.append(self.cw.put_result(b"", err, serialization.KIND_ERROR))
+            for oid in oids:
+                r.returns.append(self.cw.put_result(oid, err, serialization.KIND_ERROR))
+        self.cw.raylet.send("results", r)
+        if exited:
+            self.exit_requested.set()
+            self.inbox.put(None)
+
+    def _split_returns(self, spec: pb.TaskSpec, result: Any) -> list[Any]:
+        n = spec.num_returns
+        if n == 0:
+            return []
+        if n == 1:
+            return [result]
+        try:
+            values = list(result)
+        except TypeError:
+            values = None
+        if values is None or len(values) != n:
+            raise ValueError(
+                f"Task {spec.name or spec.method_name!r} was declared with num_returns={n} but returned "
+                f"{type(result).__name__} {'of length ' + str(len(values)) if values is not None else ''}; "
+                f"return a tuple or list of exactly {n} values.")
+        return values
+
+    def _retryable(self, spec: pb.TaskSpec, exc: BaseException) -> bool:
+        if not spec.retry_exceptions or spec.kind != NORMAL:
+            return False
+        if not spec.retry_exception_allowlist:
+            return isinstance(exc, Exception)
+        try:
+            allow = serialization.loads_function(spec.retry_exception_allowlist)
+            return isinstance(exc, tuple(allow))
+        except Exception:  # noqa: BLE001
+            return False
+
+
+executor = Executor()

@@ -1,0 +1,50 @@
+"""Worker process entry point: connect to the raylet and run assigned work until told to stop."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from rayredis._private.logs import setup_process_logging
+from rayredis._private.process import set_parent_death_signal
+from rayredis.config import get_config, secret_from_env
+from rayredis.store.client import ShardedRedis
+from rayredis.worker import core_worker
+from rayredis.worker.executor import executor
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m rayredis.worker")
+    ap.add_argument("--raylet-address", required=True)
+    ap.add_argument("--worker-id", required=True)
+    ap.add_argument("--node-id", required=True)
+    ap.add_argument("--session-dir", required=True)
+    args = ap.parse_args(argv)
+    set_parent_death_signal()
+    setup_process_logging(args.session_dir, f"worker-{args.worker_id[:12]}")
+    cfg = get_config()
+    store = ShardedRedis(secret_from_env("REDIS_ADDRESS") or "", secret_from_env("REDIS_PASSWORD")).connect()
+    cw = core_worker.CoreWorker(
+        cfg, store, args.raylet_address, secret_from_env("CLUSTER_TOKEN") or "",
+        is_driver=False, job_id=0, namespace="", worker_id=bytes.fromhex(args.worker_id),
+        on_assign=executor.on_assign, on_cancel=executor.on_cancel, on_disconnect=executor.on_disconnect,
+    )
+    executor.cw = cw
+    core_worker.global_worker = cw
+    logger.info("worker %s (pid %d) connected", args.worker_id[:12], os.getpid())
+    try:
+        executor.run_forever()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        cw.raylet.close()
+        # Skip interpreter teardown: user threads or actor loops must not keep a dead worker alive.
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

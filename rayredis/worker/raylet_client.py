@@ -1,0 +1,176 @@
+"""The client end of ``Raylet.Connect``: a coalescing sender queue, a reader thread and reply futures."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from rayredis._private import auth
+from rayredis.exceptions import RaySystemError
+from rayredis.protocol._generated import rayredis_pb2 as pb
+from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
+
+logger = logging.getLogger(__name__)
+
+_CLOSE = object()
+
+
+class Reply:
+    """A one-shot slot the reader thread fills."""
+
+    __slots__ = ("_ev", "value", "error")
+
+    def __init__(self) -> None:
+        self._ev = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def set(self, value: Any) -> None:
+        self.value = value
+        self._ev.set()
+
+    def fail(self, e: BaseException) -> None:
+        self.error = e
+        self._ev.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._ev.wait(timeout)
+
+
+class RayletClient:
+    """Sends ``ClientBatch`` items and dispatches ``RayletBatch`` replies.
+
+    ``send(field, item)`` is thread-safe; everything queued while the previous message was being
+    sent goes out together in one batch.
+    """
+
+    def __init__(self, address: str, token: str, register: pb.Register,
+                 on_assign: Callable[[pb.Assignment], None] | None = None,
+                 on_cancel: Callable[[bytes], None] | None = None,
+                 on_disconnect: Callable[[], None] | None = None):
+        self.address = address
+        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, Reply] = {}
+        self._lock = threading.Lock()
+        self.on_assign = on_assign
+        self.on_cancel = on_cancel
+        self.on_disconnect = on_disconnect
+        self.closed = False
+        self.registered = Reply()
+        self.channel = grpc.insecure_channel(address, options=auth.GRPC_OPTIONS)
+        stub = pb_grpc.RayletStub(self.channel)
+        self._q.put(("register", register))
+        self._responses = stub.Connect(self._requests(), metadata=auth.metadata(token))
+        self._reader = threading.Thread(target=self._read, name="rayredis-raylet-reader", daemon=True)
+        self._reader.start()
+        if not self.registered.wait(30.0) or self.registered.error is not None:
+            err = self.registered.error
+            self.close()
+            raise RaySystemError(f"Could not connect to the raylet at {address}: {err}")
+        self.info: pb.RegisterReply = self.registered.value
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def send(self, field: str, item: Any) -> None:
+        self._q.put((field, item))
+
+    def request(self, field: str, item: Any, req_id: int) -> Reply:
+        r = Reply()
+        with self._lock:
+            if self.closed:
+                r.fail(RaySystemError("The connection to the raylet is closed."))
+                return r
+            self._pending[req_id] = r
+        self._q.put((field, item))
+        return r
+
+    def forget(self, req_id: int) -> None:
+        with self._lock:
+            self._pending.pop(req_id, None)
+
+    def _requests(self) -> Any:
+        q = self._q
+        while True:
+            item = q.get()
+            if item is _CLOSE:
+                return
+            batch = pb.ClientBatch()
+            _add(batch, item)
+            for _ in range(5000):
+                try:
+                    item = q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _CLOSE:
+                    yield batch
+                    return
+                _add(batch, item)
+            yield batch
+
+    def _read(self) -> None:
+        err: BaseException | None = None
+        try:
+            for b in self._responses:
+                self._dispatch(b)
+        except grpc.RpcError as e:
+            if not self.closed:
+                err = e
+                logger.warning("raylet stream ended: %s", e)
+        except Exception as e:  # noqa: BLE001
+            err = e
+            logger.exception("raylet reader failed")
+        with self._lock:
+            self.closed = True
+            pending, self._pending = self._pending, {}
+        failure = RaySystemError(f"Lost the connection to the raylet at {self.address}: {err}")
+        if not self.registered.wait(0):
+            self.registered.fail(failure)
+        for r in pending.values():
+            r.fail(failure)
+        if self.on_disconnect is not None and err is not None:
+            self.on_disconnect()
+
+    def _dispatch(self, b: pb.RayletBatch) -> None:
+        if b.HasField("register_reply"):
+            self.registered.set(b.register_reply)
+        if b.assign and self.on_assign is not None:
+            for a in b.assign:
+                self.on_assign(a)
+        for lst in (b.get_replies, b.wait_replies, b.create_replies, b.put_acks):
+            for rep in lst:
+                with self._lock:
+                    r = self._pending.pop(rep.req_id, None)
+                if r is not None:
+                    r.set(rep)
+        if b.cancel_tasks and self.on_cancel is not None:
+            for tid in b.cancel_tasks:
+                self.on_cancel(tid)
+
+    def close(self, drain_s: float = 2.0) -> None:
+        """Half-close after everything queued is sent, wait for the raylet to end the stream."""
+        if not self.closed:
+            self.closed = True
+            self._q.put(_CLOSE)
+            if threading.current_thread() is not self._reader:
+                self._reader.join(drain_s)
+        try:
+            self._responses.cancel()
+        except Exception:  # noqa: BLE001
+            pass
+        self.channel.close()
+
+
+def _add(batch: pb.ClientBatch, item: tuple[str, Any]) -> None:
+    field, value = item
+    if field == "register":
+        batch.register.CopyFrom(value)
+    else:
+        getattr(batch, field).append(value)

@@ -1,0 +1,48 @@
+"""Per-process reference counts of ObjectRefs and the local cache of object values they keep alive."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+
+class ReferenceCounter:
+    """Counts live ObjectRef instances per object ID in this process.
+
+    The raylet holds one reference per process that holds the object: taken implicitly when this
+    process created the object (submit or put), or by an ``add_refs`` message when the ref arrived
+    from elsewhere (borrowed). When the last local instance dies, ``remove_refs`` goes out and the
+    cached value is dropped.
+    """
+
+    def __init__(self, send: Callable[[str, Any], None]):
+        self._send = send
+        self._counts: dict[bytes, int] = {}
+        self._lock = threading.Lock()
+        #: Object blobs (bytes, or read-only views of shared memory) cached while referenced.
+        self.values: dict[bytes, Any] = {}
+
+    def add_local(self, oid: bytes, borrowed: bool) -> None:
+        with self._lock:
+            n = self._counts.get(oid, 0)
+            self._counts[oid] = n + 1
+        if n == 0 and borrowed:
+            self._send("add_refs", oid)
+
+    def remove_local(self, oid: bytes) -> None:
+        with self._lock:
+            n = self._counts.get(oid, 0) - 1
+            if n > 0:
+                self._counts[oid] = n
+                return
+            self._counts.pop(oid, None)
+            self.values.pop(oid, None)
+        if n == 0:
+            self._send("remove_refs", oid)
+
+    def holds(self, oid: bytes) -> bool:
+        return oid in self._counts
+
+    def count(self) -> int:
+        return len(self._counts)
