@@ -20,6 +20,17 @@ GRPC_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
 ]
 
+#: Server side: accept the clients' keepalive pings instead of answering GOAWAY "too_many_pings".
+SERVER_OPTIONS = [
+    ("grpc.max_send_message_length", 512 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 512 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 1_000),
+    ("grpc.http2.max_ping_strikes", 0),
+]
+
 
 def metadata(token: str) -> tuple[tuple[str, str], ...]:
     return ((TOKEN_HEADER, token),)

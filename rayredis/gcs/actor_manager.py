@@ -108,8 +108,10 @@ class ActorManager:
         await self.transition(aid, _s(entry.get(b"state")), int(_s(entry.get(b"attempt"), "-1")), d.state,
                               num_restarts=d.num_restarts, death_cause=d.cause)
 
-    async def transition(self, aid: str, state: str, attempt: int, new: ActorState, **fields: Any) -> bool:
-        args: list[Any] = [state, str(attempt), keys.actor_channel(), aid, "state", new.value]
+    async def transition(self, aid: str, cur_state: str, cur_attempt: int, new: ActorState,
+                         **fields: Any) -> bool:
+        """CAS the actor from (cur_state, cur_attempt) to ``new`` with ``fields``; False if it moved."""
+        args: list[Any] = [cur_state, str(cur_attempt), keys.actor_channel(), aid, "state", new.value]
         for k, v in fields.items():
             args += [k, v]
         ok = await self.gcs.scripts.actor_transition(

@@ -59,7 +59,7 @@ class Gcs:
         self.redis = await AsyncShardedRedis(self.args.redis_address, secret_from_env("REDIS_PASSWORD")).connect()
         self.scripts = Scripts(self.redis.primary)
         self.token = (await self.redis.primary.hget(keys.cluster_key(), "token") or b"").decode()
-        server = grpc.aio.server(interceptors=[auth.TokenInterceptor(self.token)], options=auth.GRPC_OPTIONS)
+        server = grpc.aio.server(interceptors=[auth.TokenInterceptor(self.token)], options=auth.SERVER_OPTIONS)
         pb_grpc.add_GcsServicer_to_server(GcsServicer(self), server)
         host = self.args.bind_host or self.cfg.bind_host
         port = server.add_insecure_port(f"{host}:{self.args.port}")

@@ -125,7 +125,7 @@ class Raylet:
         cfg = self.cfg
         self.redis = await AsyncShardedRedis(self.args.redis_address, self.password).connect()
         token = (await self.redis.primary.hget(keys.cluster_key(), "token") or b"").decode()
-        server = grpc.aio.server(interceptors=[auth.TokenInterceptor(token)], options=auth.GRPC_OPTIONS)
+        server = grpc.aio.server(interceptors=[auth.TokenInterceptor(token)], options=auth.SERVER_OPTIONS)
         servicer = RayletServicer(self)
         pb_grpc.add_RayletServicer_to_server(servicer, server)
         port = server.add_insecure_port(f"{self.args.bind_host or cfg.bind_host}:{self.args.port}")
