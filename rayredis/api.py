@@ -148,16 +148,20 @@ def _connect(cfg: Any, address: str, password: str | None, namespace: str | None
     info = store.cluster_info()
     token = info.get("token", "")
     node = _local_node(store)
-    gcs_address = info.get("gcs_address", "")
-    channel = grpc.insecure_channel(gcs_address, options=auth.GRPC_OPTIONS)
-    try:
-        stub = pb_grpc.GcsStub(channel)
-        reply = retry.call(retry.gcs_rpc(cfg.connect_timeout_s), stub.RegisterJob,
-                           pb.RegisterJobRequest(driver_pid=os.getpid(), node_id=bytes.fromhex(node["node_id"]),
-                                                 namespace=namespace or "", entrypoint=" ".join(sys.argv)),
-                           metadata=auth.metadata(token), timeout=5.0)
-    finally:
-        channel.close()
+
+    def register() -> pb.RegisterJobReply:
+        # Re-read the address each attempt: a restarted GCS may listen on another port.
+        gcs_address = (store.primary.hget(keys.cluster_key(), "gcs_address") or b"").decode()
+        channel = grpc.insecure_channel(gcs_address, options=auth.GRPC_OPTIONS)
+        try:
+            return pb_grpc.GcsStub(channel).RegisterJob(
+                pb.RegisterJobRequest(driver_pid=os.getpid(), node_id=bytes.fromhex(node["node_id"]),
+                                      namespace=namespace or "", entrypoint=" ".join(sys.argv)),
+                metadata=auth.metadata(token), timeout=5.0)
+        finally:
+            channel.close()
+
+    reply = retry.call(retry.gcs_rpc(cfg.connect_timeout_s), register)
     core_worker.global_worker = core_worker.CoreWorker(
         cfg, store, node["address"], token, is_driver=True, job_id=reply.job_id, namespace=reply.namespace)
 

@@ -55,11 +55,7 @@ def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: 
         })
         primary.close()
         handle = NodeHandle(session_dir, addresses[0], password, procs={"redis": started})
-        env = {"RAYREDIS_REDIS_PASSWORD": password, "PYTHONUNBUFFERED": "1"}
-        gcs = process.spawn(process.python_module_args("rayredis.gcs", "--redis-address", handle.address,
-                                                       "--session-dir", session_dir, "--bind-host", host),
-                            session_dir, "gcs", "gcs_server", env=env)
-        handle.procs["gcs"] = [gcs.pid]
+        start_gcs(handle, host)
         handle.node_id = start_raylet(handle, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
                                       object_store_memory=object_store_memory, head=True, bind_host=host)
         wait_for_gcs(handle)
@@ -67,6 +63,20 @@ def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: 
     except BaseException:
         process.stop_recorded(session_dir, grace_s=1.0, force=True)
         raise
+
+
+def start_gcs(handle: NodeHandle, bind_host: str | None = None) -> int:
+    """Start (or restart) the GCS service for ``handle``'s cluster; returns its PID.
+
+    The GCS keeps no state of its own, so a replacement simply rereads Redis.
+    """
+    env = {"RAYREDIS_REDIS_PASSWORD": handle.password, "PYTHONUNBUFFERED": "1"}
+    gcs = process.spawn(process.python_module_args("rayredis.gcs", "--redis-address", handle.address,
+                                                   "--session-dir", handle.session_dir, "--bind-host",
+                                                   bind_host or get_config().bind_host),
+                        handle.session_dir, "gcs", "gcs_server", env=env)
+    handle.procs.setdefault("gcs", []).append(gcs.pid)
+    return gcs.pid
 
 
 def start_raylet(handle: NodeHandle, *, num_cpus: float | None, num_gpus: float = 0,

@@ -9,6 +9,7 @@ import inspect
 import logging
 import os
 import queue
+import signal
 import threading
 from typing import Any
 
@@ -39,8 +40,9 @@ class Executor:
         self.async_sem: asyncio.Semaphore | None = None
         self.running: dict[bytes, int] = {}  # task id -> thread id
         self.cancelled: set[bytes] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.exit_requested = threading.Event()
+        self.cancel_target: bytes | None = None
 
     # ---- callbacks from the raylet reader thread --------------------------------------------------
 
@@ -51,9 +53,23 @@ class Executor:
         with self._lock:
             self.cancelled.add(tid)
             thread_id = self.running.get(tid)
-        if thread_id is not None:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(thread_id), ctypes.py_object(exceptions.TaskCancelledError))
+            if thread_id is None:
+                return
+            if thread_id == threading.main_thread().ident:
+                # A signal interrupts blocking calls such as time.sleep; the handler raises there.
+                self.cancel_target = tid
+                os.kill(os.getpid(), signal.SIGUSR1)
+                return
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(thread_id), ctypes.py_object(exceptions.TaskCancelledError))
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        """SIGUSR1 handler: raise TaskCancelledError if the main thread still runs the cancelled task."""
+        with self._lock:
+            tid, self.cancel_target = self.cancel_target, None
+            current = self.running.get(tid) if tid else None
+        if tid and current == threading.main_thread().ident:
+            raise exceptions.TaskCancelledError(tid.hex())
 
     def on_disconnect(self) -> None:
         self.inbox.put(None)
@@ -148,8 +164,8 @@ class Executor:
                     self.cancelled.discard(spec.task_id)
         except ActorExit:
             exited = True
-        except exceptions.TaskCancelledError as e:
-            exc = e
+        except exceptions.TaskCancelledError:
+            exc = exceptions.TaskCancelledError(spec.task_id.hex())
         except BaseException as e:  # noqa: BLE001 - user code may raise anything
             exc = e
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 from rayredis._private.logs import setup_process_logging
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         on_assign=executor.on_assign, on_cancel=executor.on_cancel, on_disconnect=executor.on_disconnect,
     )
     executor.cw = cw
+    signal.signal(signal.SIGUSR1, executor.on_signal)
     core_worker.global_worker = cw
     logger.info("worker %s (pid %d) connected", args.worker_id[:12], os.getpid())
     try:

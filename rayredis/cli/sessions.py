@@ -1,0 +1,92 @@
+"""The CLI's registry of sessions it started on this machine, so ``rayredis stop`` finds exactly those.
+
+Each ``rayredis start`` (head or joining node) writes ``<temp_dir>/cli_sessions/<session>.json``
+before or right after spawning anything. ``rayredis stop`` reads every entry, stops the processes
+recorded in that session's ``pids/`` directory (verified by kernel start time, never by name),
+removes the session's shared-memory segments and deletes the entry. A ``stopping`` marker in the
+session directory tells a ``rayredis start --block`` monitor that the stop was requested.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+
+from rayredis.config import get_config
+
+HEAD = "head"
+NODE = "node"
+_STOPPING_MARKER = "stopping"
+
+
+@dataclass(frozen=True)
+class CliSession:
+    """One head or joined node started by the CLI on this machine."""
+
+    session_dir: str
+    kind: str  # HEAD or NODE
+    address: str  # the cluster's primary Redis address
+    node_id: str = ""
+    created: float = 0.0
+
+
+def registry_dir() -> str:
+    return os.path.join(get_config().temp_dir, "cli_sessions")
+
+
+def _entry_path(session_dir: str) -> str:
+    return os.path.join(registry_dir(), os.path.basename(os.path.normpath(session_dir)) + ".json")
+
+
+def register(entry: CliSession) -> None:
+    """Record ``entry`` atomically (mode 0600); re-registering the same session overwrites it."""
+    os.makedirs(registry_dir(), exist_ok=True)
+    if not entry.created:
+        entry = CliSession(entry.session_dir, entry.kind, entry.address, entry.node_id, time.time())
+    path = _entry_path(entry.session_dir)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(asdict(entry), f)
+    os.replace(tmp, path)
+
+
+def unregister(session_dir: str) -> None:
+    try:
+        os.unlink(_entry_path(session_dir))
+    except OSError:
+        pass
+
+
+def registered() -> list[CliSession]:
+    """Every registered session, joined nodes before heads (so raylets stop before the Redis they use)."""
+    out: list[CliSession] = []
+    try:
+        names = sorted(os.listdir(registry_dir()))
+    except OSError:
+        return []
+    for name in names:
+        if not name.endswith(".json"):
+            continue
+        try:
+            with open(os.path.join(registry_dir(), name)) as f:
+                out.append(CliSession(**json.load(f)))
+        except (OSError, ValueError, TypeError):
+            continue
+    out.sort(key=lambda s: (s.kind == HEAD, s.created))
+    return out
+
+
+def mark_stopping(session_dir: str) -> None:
+    """Tell a blocking ``rayredis start`` of this session that its processes are being stopped on purpose."""
+    try:
+        with open(os.path.join(session_dir, _STOPPING_MARKER), "w") as f:
+            f.write(str(os.getpid()))
+    except OSError:
+        pass
+
+
+def stopping_requested(session_dir: str) -> bool:
+    return os.path.exists(os.path.join(session_dir, _STOPPING_MARKER))
