@@ -58,7 +58,11 @@ def connect(address: str, password: str | None) -> ShardedRedis:
     try:
         return ShardedRedis(address, password, socket_timeout=10.0).connect()
     except exceptions.ControlStoreUnavailable as e:
-        raise CliError(str(e)) from None
+        hint = ""
+        if "credentials" in str(e):
+            hint = (" On the command line, pass --redis-password=<password> (the one `rayredis start --head` "
+                    "printed) or set RAYREDIS_REDIS_PASSWORD.")
+        raise CliError(f"{e}{hint}") from None
     except redis.exceptions.RedisError as e:
         raise CliError(f"Could not talk to the rayredis cluster at {address}: {e}") from None
 

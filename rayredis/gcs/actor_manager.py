@@ -141,7 +141,8 @@ def node_view_args(info_json: bytes, load_json: bytes | None) -> dict[str, Any]:
     load = json.loads(load_json) if load_json else {}
     return {
         "node_id": info["node_id"], "address": info["address"],
-        "total": ResourceSet.from_floats(info["resources"]),
+        # The heartbeat's totals include placement-group bundle resources added since registration.
+        "total": ResourceSet.from_floats(load.get("total", info["resources"])),
         "available": ResourceSet.from_floats(load.get("available", info["resources"])),
         "queued": int(load.get("queued", 0)),
     }

@@ -1,0 +1,47 @@
+"""The ``rayredis`` command: ``start``, ``stop``, ``status`` and ``state dump`` (Ray's CLI conventions)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import redis
+
+from rayredis import __version__
+from rayredis.cli import start, state, status, stop
+from rayredis.cli.common import CliError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rayredis", description="Start, stop and inspect rayredis clusters (Ray's API on sharded Redis).")
+    parser.add_argument("--version", action="version", version=f"rayredis, version {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{start,stop,status,state}")
+    sub.required = True
+    start.add_parser(sub)
+    stop.add_parser(sub)
+    status.add_parser(sub)
+    state.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one CLI command; returns the process exit status (0 on success)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CliError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 1
+    except redis.exceptions.RedisError as e:
+        print(f"Error: lost the connection to the cluster's Redis: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""``rayredis start``: start a head (Redis shards, GCS, raylet) or join a node, optionally blocking."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from rayredis import __version__
+from rayredis._private import node, process
+from rayredis._private.session import ClusterFile, new_session_dir, write_current_cluster
+from rayredis.cli import sessions
+from rayredis.cli.common import CliError, connect, local_ip, normalize_address, parse_resources
+from rayredis.cli.stop import stop_session
+from rayredis.config import get_config
+from rayredis.exceptions import RaySystemError
+
+#: Roles whose death a ``--block`` monitor reports (workers come and go as the raylet decides).
+_MONITORED_ROLES = ("redis", "gcs", "raylet")
+_BANNER = "rayredis runtime started."
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "start", help="Start a rayredis head node, or join this machine to a cluster as a node.",
+        description="Start rayredis processes on this machine: `--head` starts a new cluster (Redis shards, "
+                    "GCS and a raylet); `--address` joins an existing cluster with a raylet.")
+    p.add_argument("--head", action="store_true", help="start a new cluster with this machine as its head")
+    p.add_argument("--address", help="host:port of the primary Redis shard of the cluster to join")
+    p.add_argument("--port", type=int, default=None,
+                   help=f"port of the primary Redis shard (head only; default {get_config().default_port}; "
+                        "0 picks a free port)")
+    p.add_argument("--num-redis-shards", type=int, default=None,
+                   help="redis-server processes to start (head only): one primary plus data shards")
+    p.add_argument("--num-cpus", type=float, default=None, help="CPUs this node offers (default: all)")
+    p.add_argument("--num-gpus", type=float, default=None, help="GPUs this node offers (default 0)")
+    p.add_argument("--resources", default=None, help="custom resources as JSON, e.g. '{\"Custom\": 4}'")
+    p.add_argument("--object-store-memory", type=int, default=None,
+                   help="object store capacity in bytes (default: 30%% of /dev/shm)")
+    p.add_argument("--node-ip-address", default=None,
+                   help="the IP or hostname other machines use to reach this node")
+    p.add_argument("--bind-host", default=None,
+                   help=f"interface the servers listen on (default {get_config().bind_host}; "
+                        "0.0.0.0 in containers)")
+    p.add_argument("--redis-password", default=None,
+                   help="password of the cluster's Redis shards (head: default random; node: default "
+                        "RAYREDIS_REDIS_PASSWORD or the local current-cluster file)")
+    p.add_argument("--block", action="store_true",
+                   help="stay in the foreground, monitor the started processes, stop them on SIGTERM/SIGINT")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.head and args.address:
+        raise CliError("--head and --address cannot be used together: --head starts a new cluster, "
+                       "--address joins an existing one.")
+    if not args.head and not args.address:
+        raise CliError("rayredis start needs either --head (start a new cluster) or --address=<host:port> "
+                       "(join an existing cluster).")
+    for flag, value in (("--port", args.port), ("--num-redis-shards", args.num_redis_shards)):
+        if not args.head and value is not None:
+            raise CliError(f"If --head is not passed in, {flag} is not allowed.")
+    if args.num_redis_shards is not None and args.num_redis_shards < 1:
+        raise CliError("--num-redis-shards must be at least 1.")
+    for flag, num in (("--num-cpus", args.num_cpus), ("--num-gpus", args.num_gpus),
+                      ("--object-store-memory", args.object_store_memory)):
+        if num is not None and num < 0:
+            raise CliError(f"{flag} must not be negative (got {num}).")
+    resources = parse_resources(args.resources)
+    bind_host = args.bind_host or get_config().bind_host
+    ip = local_ip(bind_host, args.node_ip_address)
+    if args.head:
+        entry = _start_head(args, resources, bind_host, ip)
+    else:
+        entry = _join(args, resources, bind_host, ip)
+    if args.block:
+        return block(entry)
+    return 0
+
+
+def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host: str,
+                ip: str) -> sessions.CliSession:
+    port = get_config().default_port if args.port is None else args.port
+    kwargs: dict[str, Any] = dict(
+        port=port, num_redis_shards=args.num_redis_shards, num_cpus=args.num_cpus, num_gpus=args.num_gpus or 0,
+        resources=resources, object_store_memory=args.object_store_memory or 0, bind_host=bind_host,
+        password=args.redis_password or os.environ.get("RAYREDIS_REDIS_PASSWORD") or None)
+    if "node_ip" in inspect.signature(node.start_head).parameters:
+        kwargs["node_ip"] = ip
+    elif ip != bind_host:
+        print(f"Warning: the head's components advertise {bind_host} (this core's start_head cannot "
+              f"advertise --node-ip-address {ip}); nodes on other machines may be unable to reach the "
+              "data shards, the GCS and this raylet.", file=sys.stderr)
+    try:
+        handle = node.start_head(**kwargs)
+    except (RaySystemError, OSError, ValueError) as e:
+        raise CliError(f"Failed to start the head node: {e}") from None
+    address = f"{ip}:{handle.address.rpartition(':')[2]}"
+    entry = sessions.CliSession(handle.session_dir, sessions.HEAD, address, handle.node_id)
+    sessions.register(entry)
+    write_current_cluster(ClusterFile(address, handle.password, handle.session_dir))
+    _print_banner(ip)
+    pw = _quote(handle.password)
+    print(f"""Next steps
+  To add another node to this rayredis cluster, run
+    rayredis start --address='{address}' --redis-password={pw}
+
+  To connect to this rayredis cluster from this machine:
+    import rayredis
+    rayredis.init()
+
+  To connect from another machine:
+    import rayredis
+    rayredis.init(address='{address}', _redis_password={pw})
+  or run the program with RAYREDIS_ADDRESS='{address}' RAYREDIS_REDIS_PASSWORD={pw}
+
+  To terminate the rayredis runtime, run
+    rayredis stop
+
+  To view the status of the cluster, use
+    rayredis status
+
+  Session directory (logs): {handle.session_dir}""", flush=True)
+    return entry
+
+
+def _join(args: argparse.Namespace, resources: dict[str, float], bind_host: str,
+          ip: str) -> sessions.CliSession:
+    from rayredis.cli.common import resolve_cluster
+
+    address, password = resolve_cluster(normalize_address(args.address), args.redis_password)
+    store = connect(address, password)
+    try:
+        version = store.cluster_info().get("version", "")
+    finally:
+        store.close()
+    if version and version != __version__:
+        raise CliError(f"Version mismatch: The cluster was started with: rayredis {version}. This process on "
+                       f"node {ip} was started with: rayredis {__version__}. Install the same version.")
+    session_dir = new_session_dir()
+    entry = sessions.CliSession(session_dir, sessions.NODE, address)
+    sessions.register(entry)  # before spawning, so `rayredis stop` finds a half-started node too
+    handle = node.NodeHandle(session_dir, address, password or "")
+    try:
+        node_id = node.start_raylet(handle, num_cpus=args.num_cpus, num_gpus=args.num_gpus or 0,
+                                    resources=resources, object_store_memory=args.object_store_memory or 0,
+                                    bind_host=bind_host, node_ip=ip if ip != bind_host else "")
+    except BaseException as e:
+        stop_session(entry, grace_s=1.0, force=True)
+        if isinstance(e, (RaySystemError, OSError)):
+            raise CliError(f"Failed to start a raylet joining {address}: {e}") from None
+        raise
+    entry = sessions.CliSession(session_dir, sessions.NODE, address, node_id, entry.created)
+    sessions.register(entry)
+    _print_banner(ip)
+    print(f"""Joined the rayredis cluster at {address} as node {node_id}.
+  Session directory (logs): {session_dir}
+
+  To terminate the rayredis runtime on this machine, run
+    rayredis stop""", flush=True)
+    return entry
+
+
+def _print_banner(ip: str) -> None:
+    rule = "-" * len(_BANNER)
+    print(f"Local node IP: {ip}\n\n{rule}\n{_BANNER}\n{rule}\n")
+
+
+def _quote(value: str) -> str:
+    if "'" not in value:
+        return f"'{value}'"
+    import shlex
+
+    return shlex.quote(value)
+
+
+def block(entry: sessions.CliSession) -> int:
+    """Stay in the foreground until a signal (stop cleanly, exit 0) or a monitored process dies (exit 1)."""
+    print("--block\nThis command will now block forever until terminated by a signal.\n"
+          "Running subprocesses are monitored and a message will be printed if any of them terminate "
+          "unexpectedly.", flush=True)
+    watched = [r for r in process.recorded(entry.session_dir)
+               if r.role in _MONITORED_ROLES and process.is_alive(r)]
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        received.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    exit_codes: dict[int, int] = {}
+    while True:
+        if received:
+            name = signal.Signals(received[0]).name
+            print(f"Received {name}; stopping the rayredis processes started by this command.", flush=True)
+            stopped, found = stop_session(entry, grace_s=get_config().stop_grace_period_s)
+            print(f"Stopped {stopped} of {found} rayredis processes.", flush=True)
+            return 0
+        _reap(watched, exit_codes)
+        dead = [r for r in watched if not process.is_alive(r)]
+        if dead:
+            if sessions.stopping_requested(entry.session_dir):
+                print("`rayredis stop` stopped the processes of this node; exiting.", flush=True)
+                return 0
+            lines = [f"  {r.role} [pid={r.pid}, exit_code={exit_codes.get(r.pid, 'unknown')}]" for r in dead]
+            print("Some rayredis subprocesses exited unexpectedly:\n" + "\n".join(lines) +
+                  f"\nSee the logs in {entry.session_dir}/logs.\nRemaining processes will be killed.",
+                  file=sys.stderr, flush=True)
+            stop_session(entry, grace_s=get_config().stop_grace_period_s)
+            return 1
+        time.sleep(0.2)
+
+
+def _reap(watched: list[process.Recorded], exit_codes: dict[int, int]) -> None:
+    """Collect our exited children (so they stop being zombies) and remember their exit codes."""
+    for r in watched:
+        if r.pid in exit_codes:
+            continue
+        try:
+            pid, status = os.waitpid(r.pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
+        if pid:
+            exit_codes[r.pid] = os.waitstatus_to_exitcode(status)
