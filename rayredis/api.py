@@ -123,6 +123,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
             raise ValueError("Use num_cpus/num_gpus instead of resources={'CPU'/'GPU': ...}.")
         target = _resolve_address(address)
         cfg = get_config()
+        password: str | None
         if target is None:
             _started = start_head(num_redis_shards=num_redis_shards, num_cpus=num_cpus, num_gpus=num_gpus or 0,
                                   resources=resources, object_store_memory=object_store_memory or 0)

@@ -125,7 +125,7 @@ class Gcs:
                 details = details._replace(metadata=tuple(details.metadata or ()) + self.md)
                 return await continuation(details, request)
 
-        ch = grpc.aio.insecure_channel(address, options=auth.GRPC_OPTIONS, interceptors=[_Auth(self.token)])
+        ch = grpc.aio.insecure_channel(address, options=auth.GRPC_OPTIONS, interceptors=[_Auth(self.token)])  # type: ignore[list-item]
         stub = pb_grpc.RayletStub(ch)
         self._channels[node] = (address, ch, stub)
         return stub

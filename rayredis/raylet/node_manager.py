@@ -107,8 +107,8 @@ class NodeManager:
             self._get(conn, g)
         for w in b.waits:
             self._wait(conn, w)
-        for c in b.cancels:
-            self.cancel(c.object_id, c.force)
+        for cr in b.cancels:
+            self.cancel(cr.object_id, cr.force)
         for k in b.kills:
             self.actors.kill(k.actor_id, k.no_restart)
         for rid in b.cancel_gets:
@@ -154,7 +154,7 @@ class NodeManager:
              contained: list[bytes] | None = None) -> None:
         if not self.objects.seal(oid, inline, shm_name, size, contained):
             return
-        is_error = bool(inline) and serialization.blob_kind(inline) == serialization.KIND_ERROR
+        is_error = inline is not None and serialization.blob_kind(inline) == serialization.KIND_ERROR
         self.writer.object_sealed(oid, size or len(inline or b""), is_error)
         self._object_ready(oid)
 

@@ -33,6 +33,7 @@ from rayredis.store.client import AsyncShardedRedis
 from rayredis.store.scripts import Scripts
 
 logger = logging.getLogger(__name__)
+_EOF: Any = getattr(grpc.aio, "EOF")  # noqa: B009 - missing from grpc's type stubs
 
 
 class RayletServicer(pb_grpc.RayletServicer):
@@ -44,7 +45,7 @@ class RayletServicer(pb_grpc.RayletServicer):
     async def Connect(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:  # noqa: N802
         nm = self.r.nm
         first = await context.read()
-        if first is grpc.aio.EOF or not first.HasField("register"):
+        if first is _EOF or not first.HasField("register"):
             return
         reg = first.register
         conn = Connection(reg.worker_id, reg.pid, reg.is_driver, reg.job_id, reg.namespace)
@@ -60,7 +61,7 @@ class RayletServicer(pb_grpc.RayletServicer):
             try:
                 while True:
                     msg = await context.read()
-                    if msg is grpc.aio.EOF:
+                    if msg is _EOF:
                         return
                     nm.handle(conn, msg)
             except (asyncio.CancelledError, grpc.RpcError, grpc.aio.AioRpcError):

@@ -38,10 +38,11 @@ class ShardedRedis:
         self.primary_address = primary_address
         self.password = password
         host, port = parse_address(primary_address)
-        self.primary = redis.Redis(host=host, port=port, password=password, socket_timeout=socket_timeout,
+        # Typed Any: redis-py's stubs say bytes | str for every reply; ours are always bytes.
+        self.primary: Any = redis.Redis(host=host, port=port, password=password, socket_timeout=socket_timeout,
                                    socket_connect_timeout=5.0)
         self.shard_addresses: list[str] = []
-        self.shards: list[redis.Redis] = []
+        self.shards: list[Any] = []
         self._socket_timeout = socket_timeout
 
     def connect(self) -> ShardedRedis:
@@ -76,10 +77,10 @@ class ShardedRedis:
                                                socket_timeout=self._socket_timeout, socket_connect_timeout=5.0))
         return self
 
-    def for_id(self, id_bytes: bytes) -> redis.Redis:
+    def for_id(self, id_bytes: bytes) -> Any:
         return self.shards[keys.shard_index_for_id(id_bytes, len(self.shards))]
 
-    def all_shards(self) -> list[redis.Redis]:
+    def all_shards(self) -> list[Any]:
         return list(self.shards)
 
     def cluster_info(self) -> dict[str, str]:
@@ -98,8 +99,8 @@ class AsyncShardedRedis:
         self.primary_address = primary_address
         self.password = password
         host, port = parse_address(primary_address)
-        self.primary = aioredis.Redis(host=host, port=port, password=password, socket_connect_timeout=5.0)
-        self.shards: list[aioredis.Redis] = []
+        self.primary: Any = aioredis.Redis(host=host, port=port, password=password, socket_connect_timeout=5.0)
+        self.shards: list[Any] = []
         self.shard_addresses: list[str] = []
 
     async def connect(self) -> AsyncShardedRedis:
@@ -120,7 +121,7 @@ class AsyncShardedRedis:
     def index_for_id(self, id_bytes: bytes) -> int:
         return keys.shard_index_for_id(id_bytes, len(self.shards))
 
-    def for_id(self, id_bytes: bytes) -> aioredis.Redis:
+    def for_id(self, id_bytes: bytes) -> Any:
         return self.shards[self.index_for_id(id_bytes)]
 
     async def close(self) -> None:

@@ -282,8 +282,8 @@ class Executor:
         if not spec.retry_exception_allowlist:
             return isinstance(exc, Exception)
         try:
-            allow = serialization.loads_function(spec.retry_exception_allowlist)
-            return isinstance(exc, tuple(allow))
+            allow: tuple[type[BaseException], ...] = tuple(serialization.loads_function(spec.retry_exception_allowlist))  # type: ignore[arg-type]
+            return isinstance(exc, allow)
         except Exception:  # noqa: BLE001
             return False
 
