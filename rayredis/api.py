@@ -126,7 +126,8 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
         password: str | None
         if target is None:
             _started = start_head(num_redis_shards=num_redis_shards, num_cpus=num_cpus, num_gpus=num_gpus or 0,
-                                  resources=resources, object_store_memory=object_store_memory or 0)
+                                  resources=resources, object_store_memory=object_store_memory or 0,
+                                  die_with_parent=True)
             target, password = _started.address, _started.password
         else:
             if num_cpus is not None or num_gpus is not None or resources or object_store_memory:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 
@@ -16,8 +16,9 @@ class Config:
     case (``RAYREDIS_NODE_DEATH_TIMEOUT_S=10``). Durations are seconds unless the name says ``_ms``.
     """
 
-    #: Root directory for session directories, logs and the current-cluster file.
-    temp_dir: str = "/tmp/rayredis"
+    #: Root directory for session directories, logs and the current-cluster file. (Not
+    #: ``/tmp/rayredis``: a directory named like the package would shadow it for scripts in /tmp.)
+    temp_dir: str = "/tmp/rayredis-sessions"
     #: Address every server binds to unless the user asks for another.
     bind_host: str = "127.0.0.1"
     #: Default number of redis-server processes (one primary plus data shards).
@@ -38,8 +39,6 @@ class Config:
     task_table_ttl_s: int = 3600
     #: Worker processes started when the raylet starts (0 means num_cpus, capped at 4).
     prestart_workers: int = 0
-    #: Upper bound on pooled task workers per node beyond num_cpus (for tasks blocked in get).
-    max_extra_workers: int = 32
     #: How long a component keeps retrying an idempotent call to Redis or the GCS.
     connect_timeout_s: float = 30.0
     #: Default for ``max_retries`` of tasks whose worker dies (Ray's default is 3).
@@ -48,16 +47,12 @@ class Config:
     stop_grace_period_s: float = 5.0
     #: Log level for component log files.
     log_level: str = "INFO"
-    #: Extra options for worker processes, e.g. ``{"RAYREDIS_...": ...}``.
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Config:
         """Defaults, then ``RAYREDIS_*`` environment variables, then explicit ``overrides``."""
         values: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name == "extra":
-                continue
             env = os.environ.get("RAYREDIS_" + f.name.upper())
             if env is None:
                 continue

@@ -8,6 +8,8 @@ from typing import Any
 
 
 def _number(name: str, v: Any) -> None:
+    if v is None:
+        return
     if not isinstance(v, numbers.Real) or isinstance(v, bool) or v < 0:
         raise ValueError(f"The option {name}={v!r} must be a non-negative number.")
 
@@ -21,6 +23,8 @@ def _int(low: int) -> Callable[[str, Any], None]:
 
 
 def _resources(name: str, v: Any) -> None:
+    if v is None:
+        return
     if not isinstance(v, dict):
         raise TypeError(f"The option resources={v!r} must be a dict like {{'custom': 1}}.")
     for k, amount in v.items():

@@ -17,7 +17,7 @@ os.environ.pop("RAY_ADDRESS", None)
 
 
 def _our_processes() -> set[tuple[int, str]]:
-    """Live processes started from this test session's temp dir or running our modules."""
+    """Live processes of clusters started by this test session (never other sessions' clusters)."""
     out = set()
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
@@ -31,14 +31,16 @@ def _our_processes() -> set[tuple[int, str]]:
             continue
         if state == "Z":
             continue
-        if _TMP in cmd or "rayredis.raylet" in cmd or "rayredis.gcs" in cmd or "rayredis.worker" in cmd:
+        if _TMP in cmd:  # every process a test cluster starts names its session dir under _TMP
             out.add((int(pid), cmd))
     return out
 
 
 def _our_shm() -> set[str]:
+    """Shared-memory segments of this test session's clusters (tagged by their session dirs)."""
     try:
-        return {n for n in os.listdir("/dev/shm") if n.startswith("rayredis_")}
+        tags = tuple(f"rayredis_{n[-4:]}_" for n in os.listdir(_TMP) if n.startswith("session_"))
+        return {n for n in os.listdir("/dev/shm") if tags and n.startswith(tags)}
     except OSError:
         return set()
 
@@ -97,7 +99,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 os.unlink(os.path.join("/dev/shm", n))
             except OSError:
                 pass
-    shutil.rmtree(_TMP, ignore_errors=True)
+    if os.environ.get("RAYREDIS_TEST_KEEP_TMP"):
+        print(f"\nkept test temp dir {_TMP}")
+    else:
+        shutil.rmtree(_TMP, ignore_errors=True)
     if problems:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         msg = "LEAK CHECK FAILED: tests left behind " + " | ".join(problems)

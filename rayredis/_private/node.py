@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -27,11 +28,18 @@ class NodeHandle:
     password: str
     node_id: str = ""
     procs: dict[str, list[int]] = field(default_factory=dict)
+    #: Children die with this process (clusters started by ``init()``; not by the CLI).
+    die_with_parent: bool = False
+
+    def bind_to_parent(self) -> bool:
+        # PR_SET_PDEATHSIG fires when the spawning *thread* exits, so only bind from the main thread.
+        return self.die_with_parent and threading.current_thread() is threading.main_thread()
 
 
 def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: float | None = None,
                num_gpus: float = 0, resources: dict[str, float] | None = None, object_store_memory: int = 0,
-               bind_host: str | None = None, password: str | None = None) -> NodeHandle:
+               bind_host: str | None = None, password: str | None = None,
+               die_with_parent: bool = False) -> NodeHandle:
     """Start Redis shards, the GCS and a raylet on this machine; returns once all three serve."""
     cfg = get_config()
     host = bind_host or cfg.bind_host
@@ -45,7 +53,8 @@ def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: 
     started: list[int] = []
     try:
         for i, p in enumerate(ports):
-            started.append(start_redis(session_dir, p, password, host, i).pid)
+            bind = die_with_parent and threading.current_thread() is threading.main_thread()
+            started.append(start_redis(session_dir, p, password, host, i, die_with_parent=bind).pid)
         addresses = [f"{host}:{p}" for p in ports]
         data_shards = addresses[1:] if n > 1 else addresses[:1]
         primary = redis.Redis(host=host, port=ports[0], password=password)
@@ -54,7 +63,8 @@ def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: 
             "version": __version__, "created": str(time.time()),
         })
         primary.close()
-        handle = NodeHandle(session_dir, addresses[0], password, procs={"redis": started})
+        handle = NodeHandle(session_dir, addresses[0], password, procs={"redis": started},
+                            die_with_parent=die_with_parent)
         start_gcs(handle, host)
         handle.node_id = start_raylet(handle, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
                                       object_store_memory=object_store_memory, head=True, bind_host=host)
@@ -74,7 +84,7 @@ def start_gcs(handle: NodeHandle, bind_host: str | None = None) -> int:
     gcs = process.spawn(process.python_module_args("rayredis.gcs", "--redis-address", handle.address,
                                                    "--session-dir", handle.session_dir, "--bind-host",
                                                    bind_host or get_config().bind_host),
-                        handle.session_dir, "gcs", "gcs_server", env=env)
+                        handle.session_dir, "gcs", "gcs_server", env=env, die_with_parent=handle.bind_to_parent())
     handle.procs.setdefault("gcs", []).append(gcs.pid)
     return gcs.pid
 
@@ -98,7 +108,7 @@ def start_raylet(handle: NodeHandle, *, num_cpus: float | None, num_gpus: float 
         args.append("--head")
     env = {"RAYREDIS_REDIS_PASSWORD": handle.password, "PYTHONUNBUFFERED": "1"}
     proc = process.spawn(process.python_module_args("rayredis.raylet", *args), handle.session_dir, "raylet",
-                         f"raylet-{node_id[:8]}", env=env)
+                         f"raylet-{node_id[:8]}", env=env, die_with_parent=handle.bind_to_parent())
     handle.procs.setdefault("raylet", []).append(proc.pid)
     client = redis.Redis.from_url(f"redis://:{handle.password}@{handle.address}")
     try:

@@ -69,8 +69,13 @@ def spawn(
     log_name: str,
     env: dict[str, str] | None = None,
     new_session: bool = True,
+    die_with_parent: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start ``args`` with stdout/stderr to ``logs/<log_name>.out/.err`` and record its PID."""
+    """Start ``args`` with stdout/stderr to ``logs/<log_name>.out/.err`` and record its PID.
+
+    ``die_with_parent``: the child is SIGKILLed by the kernel if this process dies (used for
+    clusters that ``init()`` starts, so a killed driver does not orphan them).
+    """
     logs = os.path.join(session_dir, "logs")
     out = open(os.path.join(logs, log_name + ".out"), "ab")  # noqa: SIM115
     err = open(os.path.join(logs, log_name + ".err"), "ab")  # noqa: SIM115
@@ -80,6 +85,7 @@ def spawn(
     proc = subprocess.Popen(
         list(args), stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=full_env,
         start_new_session=new_session, close_fds=True,
+        preexec_fn=set_parent_death_signal if die_with_parent else None,
     )
     out.close()
     err.close()
@@ -99,25 +105,28 @@ def stop_recorded(session_dir: str, grace_s: float = 5.0, force: bool = False,
     one (the PID was reused by someone else) are never touched.
     """
     targets = [r for r in recorded(session_dir) if is_alive(r) and (roles is None or r.role in roles)]
-    # Stop workers and raylets before the GCS and Redis so they can exit cleanly.
+    # Stop in phases, workers and raylets before the GCS and Redis, so each can exit cleanly.
+    phases: dict[int, list[Recorded]] = {}
     order = {"worker": 0, "raylet": 1, "gcs": 2, "redis": 3}
-    targets.sort(key=lambda r: order.get(r.role, 1))
+    for r in targets:
+        phases.setdefault(order.get(r.role, 1), []).append(r)
     sig = signal.SIGKILL if force else signal.SIGTERM
-    for r in targets:
-        try:
-            os.kill(r.pid, sig)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(is_alive(r) for r in targets):
-        _reap()
-        time.sleep(0.02)
-    for r in targets:
-        if is_alive(r):
+    for _, group in sorted(phases.items()):
+        for r in group:
             try:
-                os.kill(r.pid, signal.SIGKILL)
+                os.kill(r.pid, sig)
             except ProcessLookupError:
                 pass
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(is_alive(r) for r in group):
+            _reap()
+            time.sleep(0.02)
+        for r in group:
+            if is_alive(r):
+                try:
+                    os.kill(r.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline and any(is_alive(r) for r in targets):
         _reap()

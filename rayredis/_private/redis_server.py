@@ -49,7 +49,7 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 def start_redis(
-    session_dir: str, port: int, password: str, bind_host: str, index: int
+    session_dir: str, port: int, password: str, bind_host: str, index: int, die_with_parent: bool = False
 ) -> subprocess.Popen[bytes]:
     """Start one redis-server and wait until it answers PING with our password."""
     if port and port_in_use(bind_host, port):
@@ -60,13 +60,18 @@ def start_redis(
         )
     data_dir = os.path.join(session_dir, f"redis-{index}")
     os.makedirs(data_dir, exist_ok=True)
+    # The password goes in a file only we can read, never on the command line (visible in ps).
+    conf = os.path.join(data_dir, "redis.conf")
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f'requirepass "{password}"\n')
     args = [
-        find_redis_server(), "--port", str(port), "--bind", bind_host, "--requirepass", password,
+        find_redis_server(), conf, "--port", str(port), "--bind", bind_host,
         "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", data_dir,
         "--daemonize", "no", "--loglevel", "warning", "--databases", "1",
         "--client-output-buffer-limit", "pubsub", "256mb", "128mb", "60",
     ]
-    proc = process.spawn(args, session_dir, "redis", f"redis-shard-{index}")
+    proc = process.spawn(args, session_dir, "redis", f"redis-shard-{index}", die_with_parent=die_with_parent)
     client = redis.Redis(host=bind_host, port=port, password=password, socket_connect_timeout=1.0)
     deadline = time.monotonic() + 10.0
     try:

@@ -57,7 +57,7 @@ class ActorManager:
             return
         job_state = await p.hget(keys.job_state_key(), _s(entry.get(b"job"), "0"))
         if job_state == b"FINISHED" and _s(entry.get(b"detached")) != "1" and state in (
-                s.value for s in NEEDS_SCHEDULING):
+                ActorState.PENDING_CREATION.value, ActorState.RESTARTING.value, ActorState.SCHEDULED.value):
             await self.transition(aid, state, attempt, ActorState.DEAD,
                                   death_cause="The actor's owner job exited before it was created.")
             return

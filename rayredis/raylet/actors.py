@@ -8,6 +8,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import redis.exceptions
+
 from rayredis import exceptions, serialization
 from rayredis.actor_state import ActorState, call_can_retry, on_actor_process_died
 from rayredis.protocol._generated import rayredis_pb2 as pb
@@ -68,6 +70,8 @@ class LocalActors:
             return True  # idempotent re-delivery after a GCS restart
         if a.state == "DEAD":
             return False
+        if a.creation is not None:
+            self._release_creation(a.creation)
         opts = spec.actor_options
         a.attempt, a.state = attempt, "CREATING"
         a.job_id, a.detached = spec.job_id, opts.detached
@@ -87,9 +91,8 @@ class LocalActors:
 
     def creation_result(self, rec: TaskRecord, conn: Connection, r: pb.TaskResult) -> None:
         a = self._get(rec.spec.actor_id)
-        self.nm.tasks.pop(rec.spec.task_id, None)
-        for oid in rec.pinned:
-            self.nm.objects.unpin(oid)
+        self._release_creation(rec)
+        self.nm.writer.task_state(rec.spec.task_id, "FAILED" if r.failed else "FINISHED", rec.attempt)
         if r.failed:
             blob = r.returns[0].inline_data if r.returns else b""
             reason = "The actor's constructor raised."
@@ -107,6 +110,12 @@ class LocalActors:
             "worker": conn.worker_id.hex(), "pid": conn.pid,
         }))
         self._pump(a)
+
+    def _release_creation(self, rec: TaskRecord) -> None:
+        """The constructor ran (or its worker died): unpin its arguments once."""
+        if self.nm.tasks.pop(rec.spec.task_id, None) is not None:
+            for oid in rec.pinned:
+                self.nm.objects.unpin(oid)
 
     # ---- calls ---------------------------------------------------------------------------------
 
@@ -165,8 +174,9 @@ class LocalActors:
         if a is None or a.conn is not conn:
             return
         a.conn = None
-        run = self.nm.scheduler.worker_gone(conn.worker_id, pooled=False)
-        del run
+        self.nm.scheduler.worker_gone(conn.worker_id, pooled=False)
+        if a.creation is not None:
+            self._release_creation(a.creation)
         reason = a.death_reason or f"The actor's worker process (pid={conn.pid}) died unexpectedly."
         d = on_actor_process_died(a.num_restarts, a.max_restarts, intentional=a.intentional, reason=reason)
         inflight = list(a.inflight.values())
@@ -226,11 +236,16 @@ class LocalActors:
         args: list[Any] = [allowed, attempt, keys.actor_channel(), aid.hex()]
         for k, v in fields.items():
             args += [k, v]
-        try:
-            await self.scripts.actor_transition(keys=[keys.actor_key(aid.hex()), keys.named_actors_key()],
-                                                args=args)
-        except Exception:  # noqa: BLE001
-            logger.exception("actor transition for %s failed", aid.hex())
+        # CAS on (state, attempt) makes a repeated write harmless, so retry while Redis is away.
+        for attempt_no in range(100):
+            try:
+                await self.scripts.actor_transition(keys=[keys.actor_key(aid.hex()), keys.named_actors_key()],
+                                                    args=args)
+                return
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
+                logger.warning("actor transition for %s failed (%s); retrying", aid.hex(), e)
+                await asyncio.sleep(min(2.0, 0.05 * (attempt_no + 1)))
+        logger.error("giving up on the actor transition for %s", aid.hex())
 
     async def _lookup(self, a: LocalActor) -> None:
         """A call arrived for an actor we do not host yet: find out whether it is dead."""

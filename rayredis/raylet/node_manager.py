@@ -330,6 +330,7 @@ class NodeManager:
         conn.inflight.discard(r.task_id)
         rec = self.tasks.get(r.task_id)
         if rec is None or rec.attempt != r.attempt:
+            self._discard_returns(r)
             self._worker_free(conn)
             return
         if rec.spec.kind == ACTOR_CREATION:

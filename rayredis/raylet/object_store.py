@@ -76,6 +76,10 @@ class ObjectStore:
             e = self.entries[oid] = Entry()
         self.used += size
         e.reserved += size
+        if e.state == READY:
+            # A duplicate writer (a late retried attempt) gets its own segment, so it can never
+            # truncate memory that readers have mapped; its seal is then refused and unlinked.
+            return f"{self.shm_prefix}{oid.hex()}-dup{os.urandom(3).hex()}"
         return self.shm_prefix + oid.hex()
 
     def seal(self, oid: bytes, inline: bytes | None, shm_name: str, size: int,
@@ -87,6 +91,8 @@ class ObjectStore:
         if e.state == READY:
             if shm_name and shm_name != e.shm_name:
                 _unlink(shm_name)
+            self.used -= e.reserved
+            e.reserved = 0
             return False
         e.state = READY
         e.inline = inline
@@ -109,10 +115,14 @@ class ObjectStore:
     def abort(self, oid: bytes, shm_name: str) -> None:
         """Throw away an unsealed write (a failed attempt that will be retried)."""
         e = self.entries.get(oid)
-        if e is not None and e.state == PENDING:
-            self.used -= e.reserved
-            e.reserved = 0
-        _unlink(shm_name)
+        if e is None:
+            _unlink(shm_name)
+            return
+        self.used -= e.reserved
+        e.reserved = 0
+        if e.state == PENDING:
+            _unlink(shm_name)
+            self._maybe_free(oid, e)
 
     def add_ref(self, oid: bytes, n: int = 1) -> None:
         e = self.entries.get(oid)

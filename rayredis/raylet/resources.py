@@ -76,6 +76,14 @@ class GpuAllocator:
         self.free = list(range(num_gpus))
         self.fractional: dict[int, int] = {}  # index -> fixed-point share in use
 
+    def can_acquire(self, amount_fixed: int) -> bool:
+        """A fraction needs one GPU with room left; n whole GPUs need n free indexes."""
+        if amount_fixed <= 0:
+            return True
+        if amount_fixed < UNIT:
+            return bool(self.free) or any(u + amount_fixed <= UNIT for u in self.fractional.values())
+        return len(self.free) >= amount_fixed // UNIT
+
     def acquire(self, amount_fixed: int) -> list[int]:
         if amount_fixed <= 0:
             return []

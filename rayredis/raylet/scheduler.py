@@ -169,7 +169,7 @@ class LocalScheduler:
         for shape, q in list(self.ready.items()):
             while q:
                 task = q[0]
-                if not task.demand.fits_in(self.available):
+                if not task.demand.fits_in(self.available) or not self.gpus.can_acquire(task.demand.get("GPU")):
                     break
                 if not self.idle:
                     want_workers += len(q)

@@ -136,6 +136,8 @@ class Raylet:
         if self.args.num_gpus:
             totals["GPU"] = float(self.args.num_gpus)
         totals.update(json.loads(self.args.resources or "{}"))
+        totals.setdefault("memory", float(default_memory()))
+        totals[f"node:{self.node_ip}"] = 1.0
         capacity = self.args.object_store_memory or default_store_capacity()
         totals["object_store_memory"] = float(capacity)
         total = ResourceSet.from_floats(totals)
@@ -246,6 +248,14 @@ class Raylet:
         for job, st in states.items():
             if st == b"FINISHED":
                 self.nm.actors.job_finished(int(job))
+
+
+def default_memory() -> int:
+    """Ray's default ``memory`` resource: 70% of the machine's RAM."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.7)
+    except (ValueError, OSError):
+        return 4 * 1024**3
 
 
 def default_store_capacity() -> int:

@@ -23,7 +23,7 @@ def _auth_error(address: str, e: Exception) -> exceptions.ControlStoreUnavailabl
     return exceptions.ControlStoreUnavailable(
         f"Redis at {address} refused our credentials ({e}). Pass the cluster's password as "
         "_redis_password=... (or set RAYREDIS_REDIS_PASSWORD); `rayredis start --head` prints it and "
-        "stores it in /tmp/rayredis/current_cluster for local drivers."
+        "stores it in <temp_dir>/current_cluster (default /tmp/rayredis-sessions) for local drivers."
     )
 
 

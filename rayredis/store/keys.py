@@ -32,8 +32,9 @@ def cluster_key() -> str:
 
 
 def nodes_key() -> str:
-    """HASH on the primary, field node-id hex -> node JSON (address, resources, state, labels).
-    Written by the raylet at registration; state moves ALIVE->DEAD by CAS (GCS or raylet)."""
+    """HASH on the primary, field node-id hex -> node JSON (``node_id``, ``address``, ``node_ip``,
+    ``resources``, ``object_store_memory``, ``session_dir``, ``pid``, ``start_time``, ``is_head``).
+    Written once by the raylet at registration; liveness is in ``node_state_key``."""
     return PREFIX + "nodes"
 
 
@@ -61,8 +62,9 @@ def job_counter_key() -> str:
 
 
 def jobs_key() -> str:
-    """HASH on the primary, field job-id -> job JSON (driver pid, node, namespace, state, times).
-    Written by the GCS at registration; state RUNNING->FINISHED by CAS when the driver leaves."""
+    """HASH on the primary, field job-id -> job JSON (``job_id``, ``driver_pid``, ``node_id``,
+    ``namespace``, ``entrypoint``, ``start_time``). Written by the GCS at registration; the job's
+    state is in ``job_state_key``."""
     return PREFIX + "jobs"
 
 
@@ -79,10 +81,12 @@ def function_key(function_id_hex: str) -> str:
 
 
 def actor_key(actor_id_hex: str) -> str:
-    """HASH on the primary: one actor's entry (``state``, ``spec``, ``node``, ``worker``,
-    ``attempt``, ``num_restarts``, ``max_restarts``, ``name``, ``namespace``, ``job``,
-    ``detached``, ``class_name``, ``death_cause``, ``pid``). Created by the driver (Lua, with the
-    name claim); transitions by CAS scripts from the GCS (scheduling) and the raylet (alive/died)."""
+    """HASH on the primary: one actor's entry (``state``, ``spec``, ``node``, ``worker``, ``pid``,
+    ``attempt``, ``num_restarts``, ``max_restarts``, ``max_task_retries``, ``name``, ``namespace``,
+    ``name_key``, ``job``, ``detached``, ``class_name``, ``methods``, ``is_async``, ``owner_node``,
+    ``death_cause``). Created by the driver or worker that calls ``.remote()`` (script
+    ``actor_create``, with the name claim); transitions by the CAS script ``actor_transition``
+    from the GCS (scheduling, node death) and the hosting raylet (alive, died, restarting)."""
     return PREFIX + "actor:" + actor_id_hex
 
 
@@ -92,15 +96,18 @@ def actors_index_key() -> str:
 
 
 def named_actors_key() -> str:
-    """HASH on the primary, field ``namespace/name`` -> actor-id hex (claimed with HSETNX in the
-    actor-creation script, released when the actor is dead)."""
+    """HASH on the primary, field ``namespace/name`` -> actor-id hex (claimed in the
+    ``actor_create`` script unless a live actor holds it; released by ``actor_transition`` when the
+    actor becomes DEAD)."""
     return PREFIX + "actor_names"
 
 
 def placement_group_key(pg_id_hex: str) -> str:
     """HASH on the primary: one placement group (``state``, ``bundles`` JSON, ``strategy``,
-    ``node_of_bundle`` JSON, ``name``, ``job``). Created by the driver; moved PENDING->CREATED or
-    REMOVED by CAS from the GCS."""
+    ``nodes`` JSON (node per bundle), ``name``, ``namespace``, ``job``, ``detached``, ``created``,
+    ``returned``). Created by the driver as PENDING; the GCS moves PENDING->CREATED by CAS after
+    reserving every bundle; ``remove_placement_group`` moves it to REMOVED by CAS and the GCS then
+    returns the bundles and sets ``returned``."""
     return PREFIX + "pg:" + pg_id_hex
 
 
@@ -114,9 +121,10 @@ def placement_groups_index_key() -> str:
 
 def task_key(task_id_hex: str) -> str:
     """HASH on the data shard of the task ID: ``spec`` (serialized TaskSpec, the lineage needed to
-    re-run it), ``state`` (PENDING/RUNNING/FINISHED/FAILED/CANCELLED), ``node``, ``attempt``,
-    ``job``. Written by the raylet that received the task; state changes by CAS script
-    ``task_transition``; expires ``task_table_ttl_s`` after a terminal state."""
+    re-run it), ``state`` (PENDING/FINISHED/FAILED/CANCELLED; RUNNING is not written, to keep one
+    write per transition off the hot path), ``node``, ``attempt``, ``job``. Written by the raylet
+    that received the task, batched per flush; state changes by CAS script ``task_transition``;
+    expires ``task_table_ttl_s`` after a terminal state."""
     return PREFIX + "task:" + task_id_hex
 
 

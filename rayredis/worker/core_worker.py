@@ -247,10 +247,7 @@ class CoreWorker:
             if isinstance(value, ObjectRef):
                 spec.args.add(object_id=value.binary(), keyword=kw)
                 continue
-            if value is None or type(value) in (int, float, bool, str) and not isinstance(value, str):
-                data = serialization.serialize(value)
-            else:
-                data = serialization.serialize(value)
+            data = serialization.serialize(value)
             if data.total_size > self.cfg.inline_object_max_bytes:
                 oid = ids.object_id_for_put(0)
                 ref = ObjectRef(oid)

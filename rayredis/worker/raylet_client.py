@@ -80,6 +80,11 @@ class RayletClient:
         return next(self._ids)
 
     def send(self, field: str, item: Any) -> None:
+        if self.closed:
+            if field in ("add_refs", "remove_refs"):
+                return  # reference counts die with the connection anyway
+            raise RaySystemError(f"The connection to the raylet at {self.address} is closed; was the "
+                                 "cluster shut down? Call rayredis.init() again.")
         self._q.put((field, item))
 
     def request(self, field: str, item: Any, req_id: int) -> Reply:

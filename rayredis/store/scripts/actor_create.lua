@@ -1,6 +1,7 @@
 -- Create an actor entry and claim its name atomically.
--- KEYS[1] = rr:actor:<id>, KEYS[2] = rr:actor_names, KEYS[3] = rr:actors, KEYS[4] = rr:actor:<holder>
---           (KEYS[4] is only read when the name is held by another actor; pass KEYS[1] otherwise)
+-- KEYS[1] = rr:actor:<id>, KEYS[2] = rr:actor_names, KEYS[3] = rr:actors, KEYS[4] = unused (pass KEYS[1])
+-- The holder's entry is read as 'rr:actor:' .. holder, the format of keys.actor_key(); its ID is
+-- only known inside the script. Single-instance Redis (no cluster mode), so this is allowed.
 -- ARGV[1] = actor id hex, ARGV[2] = "namespace/name" or "", ARGV[3] = channel,
 -- ARGV[4..] = field, value pairs of the new entry (must include state=PENDING_CREATION)
 -- Returns 1 on success, 0 if the entry already exists (idempotent retry),
