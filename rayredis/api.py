@@ -23,7 +23,7 @@ from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
 from rayredis.store import keys
 from rayredis.store.client import ShardedRedis
-from rayredis.worker import core_worker
+from rayredis.worker import core_worker, log_forward
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
                                  "object_store_memory must not be provided.")
             password = _password_for(target, _redis_password)
         try:
-            _connect(cfg, target, password, namespace)
+            _connect(cfg, target, password, namespace, log_to_driver=kwargs.get("log_to_driver", True))
         except BaseException:
             if _started is not None:
                 process.stop_recorded(_started.session_dir, grace_s=1.0, force=True)
@@ -145,7 +145,8 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
         return _context()
 
 
-def _connect(cfg: Any, address: str, password: str | None, namespace: str | None) -> None:
+def _connect(cfg: Any, address: str, password: str | None, namespace: str | None,
+             log_to_driver: bool = True) -> None:
     store = ShardedRedis(address, password).connect()
     info = store.cluster_info()
     token = info.get("token", "")
@@ -165,7 +166,8 @@ def _connect(cfg: Any, address: str, password: str | None, namespace: str | None
 
     reply = retry.call(retry.gcs_rpc(cfg.connect_timeout_s), register)
     core_worker.global_worker = core_worker.CoreWorker(
-        cfg, store, node["address"], token, is_driver=True, job_id=reply.job_id, namespace=reply.namespace)
+        cfg, store, node["address"], token, is_driver=True, job_id=reply.job_id, namespace=reply.namespace,
+        on_logs=log_forward.print_lines if log_to_driver else None)
 
 
 def _local_node(store: ShardedRedis) -> dict[str, Any]:

@@ -113,6 +113,11 @@ class NodeManager:
             self.actors.kill(k.actor_id, k.no_restart)
         for rid in b.cancel_gets:
             self._forget_get(conn, rid)
+        for lines in b.logs:
+            for driver in self.conns.values():
+                if driver.is_driver and driver.job_id == lines.job_id:
+                    driver.out().logs.append(lines)
+                    driver.flush()
         for tid in b.blocked:
             self.scheduler.block(tid)
         for tid in b.unblocked:

@@ -12,7 +12,7 @@ from rayredis._private.logs import setup_process_logging
 from rayredis._private.process import set_parent_death_signal
 from rayredis.config import get_config, secret_from_env
 from rayredis.store.client import ShardedRedis
-from rayredis.worker import core_worker
+from rayredis.worker import core_worker, log_forward
 from rayredis.worker.executor import executor
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     executor.cw = cw
     signal.signal(signal.SIGUSR1, executor.on_signal)
+    log_forward.install(cw)
     core_worker.global_worker = cw
     logger.info("worker %s (pid %d) connected", args.worker_id[:12], os.getpid())
     try:

@@ -53,7 +53,8 @@ class RayletClient:
     def __init__(self, address: str, token: str, register: pb.Register,
                  on_assign: Callable[[pb.Assignment], None] | None = None,
                  on_cancel: Callable[[bytes], None] | None = None,
-                 on_disconnect: Callable[[], None] | None = None):
+                 on_disconnect: Callable[[], None] | None = None,
+                 on_logs: Callable[[pb.LogLines], None] | None = None):
         self.address = address
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._ids = itertools.count(1)
@@ -62,6 +63,7 @@ class RayletClient:
         self.on_assign = on_assign
         self.on_cancel = on_cancel
         self.on_disconnect = on_disconnect
+        self.on_logs = on_logs
         self.closed = False
         self.registered = Reply()
         self.channel = grpc.insecure_channel(address, options=auth.GRPC_OPTIONS)
@@ -155,6 +157,9 @@ class RayletClient:
                     r = self._pending.pop(rep.req_id, None)
                 if r is not None:
                     r.set(rep)
+        if b.logs and self.on_logs is not None:
+            for lines in b.logs:
+                self.on_logs(lines)
         if b.cancel_tasks and self.on_cancel is not None:
             for tid in b.cancel_tasks:
                 self.on_cancel(tid)

@@ -235,3 +235,18 @@ def test_custom_resources_and_infeasible_wait(ray_shared):
     ray.cancel(r)
     with pytest.raises(exceptions.TaskCancelledError):
         ray.get(r, timeout=10)
+
+
+def test_task_output_reaches_the_driver(ray_shared, capfd):
+    @ray.remote
+    def chatty(x):
+        print(f"chatty says {x}")
+        return x
+
+    assert ray.get(chatty.remote(7)) == 7
+    deadline = time.time() + 10
+    out = ""
+    while time.time() < deadline and "chatty says 7" not in out:
+        time.sleep(0.05)
+        out += capfd.readouterr().out
+    assert "(chatty pid=" in out and "chatty says 7" in out

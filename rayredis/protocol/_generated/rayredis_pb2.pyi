@@ -227,8 +227,20 @@ class ActorLookup(_message.Message):
     actor_id: bytes
     def __init__(self, req_id: _Optional[int] = ..., actor_id: _Optional[bytes] = ...) -> None: ...
 
+class LogLines(_message.Message):
+    __slots__ = ("job_id", "prefix", "lines", "is_err")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    IS_ERR_FIELD_NUMBER: _ClassVar[int]
+    job_id: int
+    prefix: str
+    lines: _containers.RepeatedScalarFieldContainer[str]
+    is_err: bool
+    def __init__(self, job_id: _Optional[int] = ..., prefix: _Optional[str] = ..., lines: _Optional[_Iterable[str]] = ..., is_err: _Optional[bool] = ...) -> None: ...
+
 class ClientBatch(_message.Message):
-    __slots__ = ("register", "creates", "puts", "add_refs", "submit", "results", "gets", "waits", "cancels", "kills", "cancel_gets", "remove_refs", "blocked", "unblocked")
+    __slots__ = ("register", "creates", "puts", "add_refs", "submit", "results", "gets", "waits", "cancels", "kills", "cancel_gets", "remove_refs", "blocked", "unblocked", "logs")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     CREATES_FIELD_NUMBER: _ClassVar[int]
     PUTS_FIELD_NUMBER: _ClassVar[int]
@@ -243,6 +255,7 @@ class ClientBatch(_message.Message):
     REMOVE_REFS_FIELD_NUMBER: _ClassVar[int]
     BLOCKED_FIELD_NUMBER: _ClassVar[int]
     UNBLOCKED_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
     register: Register
     creates: _containers.RepeatedCompositeFieldContainer[CreateRequest]
     puts: _containers.RepeatedCompositeFieldContainer[PutObject]
@@ -257,7 +270,8 @@ class ClientBatch(_message.Message):
     remove_refs: _containers.RepeatedScalarFieldContainer[bytes]
     blocked: _containers.RepeatedScalarFieldContainer[bytes]
     unblocked: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., creates: _Optional[_Iterable[_Union[CreateRequest, _Mapping]]] = ..., puts: _Optional[_Iterable[_Union[PutObject, _Mapping]]] = ..., add_refs: _Optional[_Iterable[bytes]] = ..., submit: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ..., gets: _Optional[_Iterable[_Union[GetRequest, _Mapping]]] = ..., waits: _Optional[_Iterable[_Union[WaitRequest, _Mapping]]] = ..., cancels: _Optional[_Iterable[_Union[CancelRequest, _Mapping]]] = ..., kills: _Optional[_Iterable[_Union[KillActorRequest, _Mapping]]] = ..., cancel_gets: _Optional[_Iterable[int]] = ..., remove_refs: _Optional[_Iterable[bytes]] = ..., blocked: _Optional[_Iterable[bytes]] = ..., unblocked: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    logs: _containers.RepeatedCompositeFieldContainer[LogLines]
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., creates: _Optional[_Iterable[_Union[CreateRequest, _Mapping]]] = ..., puts: _Optional[_Iterable[_Union[PutObject, _Mapping]]] = ..., add_refs: _Optional[_Iterable[bytes]] = ..., submit: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ..., gets: _Optional[_Iterable[_Union[GetRequest, _Mapping]]] = ..., waits: _Optional[_Iterable[_Union[WaitRequest, _Mapping]]] = ..., cancels: _Optional[_Iterable[_Union[CancelRequest, _Mapping]]] = ..., kills: _Optional[_Iterable[_Union[KillActorRequest, _Mapping]]] = ..., cancel_gets: _Optional[_Iterable[int]] = ..., remove_refs: _Optional[_Iterable[bytes]] = ..., blocked: _Optional[_Iterable[bytes]] = ..., unblocked: _Optional[_Iterable[bytes]] = ..., logs: _Optional[_Iterable[_Union[LogLines, _Mapping]]] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("spec", "resolved", "gpu_ids", "assigned")
@@ -327,7 +341,7 @@ class RegisterReply(_message.Message):
     def __init__(self, node_id: _Optional[bytes] = ..., session_dir: _Optional[str] = ..., node_ip: _Optional[str] = ..., job_id: _Optional[int] = ..., shm_prefix: _Optional[str] = ...) -> None: ...
 
 class RayletBatch(_message.Message):
-    __slots__ = ("register_reply", "assign", "get_replies", "wait_replies", "create_replies", "cancel_tasks", "exit", "put_acks")
+    __slots__ = ("register_reply", "assign", "get_replies", "wait_replies", "create_replies", "cancel_tasks", "exit", "put_acks", "logs")
     REGISTER_REPLY_FIELD_NUMBER: _ClassVar[int]
     ASSIGN_FIELD_NUMBER: _ClassVar[int]
     GET_REPLIES_FIELD_NUMBER: _ClassVar[int]
@@ -336,6 +350,7 @@ class RayletBatch(_message.Message):
     CANCEL_TASKS_FIELD_NUMBER: _ClassVar[int]
     EXIT_FIELD_NUMBER: _ClassVar[int]
     PUT_ACKS_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
     register_reply: RegisterReply
     assign: _containers.RepeatedCompositeFieldContainer[Assignment]
     get_replies: _containers.RepeatedCompositeFieldContainer[GetReply]
@@ -344,7 +359,8 @@ class RayletBatch(_message.Message):
     cancel_tasks: _containers.RepeatedScalarFieldContainer[bytes]
     exit: bool
     put_acks: _containers.RepeatedCompositeFieldContainer[PutAck]
-    def __init__(self, register_reply: _Optional[_Union[RegisterReply, _Mapping]] = ..., assign: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., get_replies: _Optional[_Iterable[_Union[GetReply, _Mapping]]] = ..., wait_replies: _Optional[_Iterable[_Union[WaitReply, _Mapping]]] = ..., create_replies: _Optional[_Iterable[_Union[CreateReply, _Mapping]]] = ..., cancel_tasks: _Optional[_Iterable[bytes]] = ..., exit: _Optional[bool] = ..., put_acks: _Optional[_Iterable[_Union[PutAck, _Mapping]]] = ...) -> None: ...
+    logs: _containers.RepeatedCompositeFieldContainer[LogLines]
+    def __init__(self, register_reply: _Optional[_Union[RegisterReply, _Mapping]] = ..., assign: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., get_replies: _Optional[_Iterable[_Union[GetReply, _Mapping]]] = ..., wait_replies: _Optional[_Iterable[_Union[WaitReply, _Mapping]]] = ..., create_replies: _Optional[_Iterable[_Union[CreateReply, _Mapping]]] = ..., cancel_tasks: _Optional[_Iterable[bytes]] = ..., exit: _Optional[bool] = ..., put_acks: _Optional[_Iterable[_Union[PutAck, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogLines, _Mapping]]] = ...) -> None: ...
 
 class CreateActorRequest(_message.Message):
     __slots__ = ("actor_id", "attempt", "creation_spec")
