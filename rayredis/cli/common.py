@@ -8,6 +8,8 @@ import socket
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from rayredis import exceptions
 from rayredis._private.session import read_current_cluster
@@ -69,14 +71,14 @@ def _probe(address: str, password: str | None) -> None:
     connections and failed AUTH with backoff for seconds before giving up)."""
     host, port = parse_address(address)
     client = redis.Redis(host=host, port=port, password=password, socket_connect_timeout=5.0,
-                         socket_timeout=10.0, retry=None)
+                         socket_timeout=10.0, retry=Retry(NoBackoff(), 0))
     try:
         client.ping()
     except redis.exceptions.AuthenticationError as e:
-        raise CliError(_credentials_message(address, e)) from None
+        raise CliError(_credentials_message(address, password, e)) from None
     except redis.exceptions.ResponseError as e:
         if "NOAUTH" in str(e) or "WRONGPASS" in str(e) or "HELLO" in str(e):
-            raise CliError(_credentials_message(address, e)) from None
+            raise CliError(_credentials_message(address, password, e)) from None
         raise CliError(f"Redis at {address} answered with an error: {e}") from None
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
         raise CliError(f"Could not reach the rayredis cluster at {address} ({e}). Is it running? Start one "
@@ -85,7 +87,11 @@ def _probe(address: str, password: str | None) -> None:
         client.close()
 
 
-def _credentials_message(address: str, e: Exception) -> str:
+def _credentials_message(address: str, password: str | None, e: Exception) -> str:
+    if not password:
+        return (f"Redis at {address} requires a password and none was given. Pass the cluster's password "
+                "with --redis-password=<password> (the one `rayredis start --head` printed) or set "
+                "RAYREDIS_REDIS_PASSWORD.")
     return (f"Redis at {address} refused our credentials ({e}). Pass the cluster's password with "
             "--redis-password=<password> (the one `rayredis start --head` printed) or set "
             "RAYREDIS_REDIS_PASSWORD.")

@@ -71,7 +71,7 @@ class LocalActors:
         if a.state == "DEAD":
             return False
         if a.creation is not None:
-            self._release_creation(a.creation)
+            self._release_creation(a.creation, "FAILED")
         opts = spec.actor_options
         a.attempt, a.state = attempt, "CREATING"
         a.job_id, a.detached = spec.job_id, opts.detached
@@ -91,8 +91,7 @@ class LocalActors:
 
     def creation_result(self, rec: TaskRecord, conn: Connection, r: pb.TaskResult) -> None:
         a = self._get(rec.spec.actor_id)
-        self._release_creation(rec)
-        self.nm.writer.task_state(rec.spec.task_id, "FAILED" if r.failed else "FINISHED", rec.attempt)
+        self._release_creation(rec, "FAILED" if r.failed else "FINISHED")
         if r.failed:
             blob = r.returns[0].inline_data if r.returns else b""
             reason = "The actor's constructor raised."
@@ -111,11 +110,14 @@ class LocalActors:
         }))
         self._pump(a)
 
-    def _release_creation(self, rec: TaskRecord) -> None:
-        """The constructor ran (or its worker died): unpin its arguments once."""
+    def _release_creation(self, rec: TaskRecord, state: str = "") -> None:
+        """The constructor ran, was cancelled or its worker died: unpin its arguments once, and
+        record ``state`` as the creation task's terminal state."""
         if self.nm.tasks.pop(rec.spec.task_id, None) is not None:
             for oid in rec.pinned:
                 self.nm.objects.unpin(oid)
+            if state:
+                self.nm.writer.task_state(rec.spec.task_id, state, rec.attempt)
 
     # ---- calls ---------------------------------------------------------------------------------
 
@@ -208,7 +210,7 @@ class LocalActors:
             self.nm.pool.kill(a.conn.worker_id)
             return
         if a.creation is not None and self.nm.scheduler.cancel(a.creation.spec.task_id) is not None:
-            self.nm.tasks.pop(a.creation.spec.task_id, None)
+            self._release_creation(a.creation, "CANCELLED")
             a.state = "DEAD"
             for rec in list(a.queue):
                 self._fail_call(rec, a)

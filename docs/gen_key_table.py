@@ -1,0 +1,167 @@
+"""Print the Redis key and channel tables of docs/architecture.md from rayredis/store/keys.py.
+
+Pattern, type, shard and description come from each function of ``keys.py`` (the pattern by calling
+the function with placeholders, type and shard from the first words of its docstring, the
+description is the rest of the docstring). Writers, readers and lifetime are not structured in the
+docstrings; they are listed in ``USAGE`` below, checked by hand against the code. The script fails
+if ``keys.py`` gains or loses a key function without a matching ``USAGE`` entry.
+
+Usage: ``python docs/gen_key_table.py`` (prints Markdown).
+"""
+
+from __future__ import annotations
+
+import inspect
+import pathlib
+import re
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+from rayredis.store import keys  # noqa: E402
+
+#: function -> (writers, readers, lifetime), from reading the code (module paths under rayredis/).
+USAGE: dict[str, tuple[str, str, str]] = {
+    "cluster_key": (
+        "`_private/node.py` start_head (shards, token, session_dir, version, created); "
+        "`gcs/server.py` (gcs_address, on every GCS start)",
+        "`store/client.py` connect (shards); GCS, raylet, `api.py` (token); `api.py` RegisterJob "
+        "retry loop (gcs_address); CLI `start --address` (version), `state dump` (token redacted)",
+        "cluster; never deleted"),
+    "nodes_key": (
+        "raylet `_register` (`raylet/server.py`), once per node",
+        "GCS `alive_nodes`, `raylet_stub`; `api.py` `_local_node`, `nodes()`; CLI `status`, `state dump`",
+        "never deleted (dead nodes stay)"),
+    "node_state_key": (
+        "raylet: `''`->ALIVE at registration, ALIVE->DEAD on clean exit; GCS `_monitor`: "
+        "ALIVE->DEAD (all via `hfield_cas`)",
+        "GCS; `api.py` (`_local_node`, `nodes`, `available_resources`); `_private/node.py` "
+        "start_raylet; CLI `status`, `state dump`",
+        "never deleted"),
+    "node_heartbeat_key": (
+        "raylet `_heartbeat` (HINCRBY)",
+        "GCS `_monitor` -> `NodeMonitor`; CLI `status`, `state dump`",
+        "never deleted"),
+    "node_load_key": (
+        "raylet at registration and every heartbeat (`NodeManager.load()` JSON)",
+        "GCS `alive_nodes` (actor / bundle placement); `api.available_resources`; CLI `status`, `state dump`",
+        "never deleted"),
+    "job_counter_key": ("GCS `register_job` (INCR)", "GCS", "cluster"),
+    "jobs_key": ("GCS `register_job`", "CLI `state dump`", "never deleted"),
+    "job_state_key": (
+        "GCS `register_job` (`''`->RUNNING); raylet `LocalActors._finish_job` (RUNNING->FINISHED "
+        "when the driver's stream closes)",
+        "GCS `ActorManager`; raylets (`job_finished`); CLI `state dump`",
+        "never deleted"),
+    "function_key": (
+        "`CoreWorker.export` (SET NX) in any driver or worker calling `.remote()`",
+        "`CoreWorker.load_function` in workers (polls up to 10 s); CLI `state dump` (size only)",
+        "never deleted"),
+    "actor_key": (
+        "creator (`actor.py`, driver or worker) via `actor_create`; GCS `ActorManager.transition` and "
+        "raylet `LocalActors._transition` via `actor_transition`",
+        "GCS; raylets (state, death_cause); `actor.get_actor`; `runtime_context`; CLI `state dump` (SCAN)",
+        "never deleted (DEAD entries stay)"),
+    "actors_index_key": (
+        "`actor_create` (SADD)",
+        "GCS rescans, `on_node_dead`, `on_job_finished`",
+        "never shrinks"),
+    "named_actors_key": (
+        "`actor_create` (claim), `actor_transition` (HDEL when the holder becomes DEAD)",
+        "`actor.get_actor`",
+        "field lives while the actor is not DEAD"),
+    "placement_group_key": (
+        "`util/placement_group.py` (create in MULTI with SADD+PUBLISH; ->REMOVED by `hfield_cas`); "
+        "GCS (PENDING->CREATED by `hfield_cas`, then HSET `nodes`, `returned`)",
+        "GCS; `PlacementGroup.wait`, `get_placement_group`, `placement_group_table`; CLI `state dump` (SCAN)",
+        "never deleted"),
+    "placement_groups_index_key": (
+        "`placement_group()` (SADD)",
+        "GCS rescans; `get_placement_group`, `placement_group_table`",
+        "never shrinks"),
+    "task_key": (
+        "raylet `RedisWriter` (batched `task_transition`)",
+        "nothing in the runtime yet (CLI `state dump` only)",
+        "EXPIRE `task_table_ttl_s` after a terminal state; entries that never get one (tasks of a raylet "
+        "that died, some actor-creation tasks) never expire"),
+    "object_key": (
+        "raylet `RedisWriter` (HSET on seal, DEL on free)",
+        "nothing in the runtime yet (CLI `state dump`, tests)",
+        "until the object is freed"),
+    "actor_channel": (
+        "`actor_create`, `actor_transition`",
+        "GCS (`ActorManager.handle`); raylets (actors they host or were asked to call)",
+        ""),
+    "node_channel": (
+        "`hfield_cas` from raylet (join, clean exit) and GCS (declared dead)",
+        "GCS (drops cached raylet stub, rescans actors and placement groups)",
+        ""),
+    "job_channel": (
+        "`hfield_cas` from GCS (RUNNING) and raylet (FINISHED)",
+        "GCS (`on_job_finished`); raylets (`job_finished`)",
+        ""),
+    "placement_group_channel": (
+        "`placement_group()`, `remove_placement_group` (`hfield_cas`), GCS (`hfield_cas`)",
+        "GCS (`PlacementGroupManager.handle`)",
+        ""),
+    "object_channel": ("raylet `RedisWriter` on seal", "no subscriber yet", ""),
+}
+
+_TYPE_RE = re.compile(r"^(HASH|STRING|SET|Channel)\s+on\s+(the primary|the data shard[^:,]*|each data shard)[:,]?\s*")
+
+
+def _key_functions() -> list[tuple[str, object]]:
+    fns = [(n, f) for n, f in inspect.getmembers(keys, inspect.isfunction)
+           if f.__module__ == keys.__name__ and (n.endswith("_key") or n.endswith("_channel"))]
+    return sorted(fns, key=lambda nf: inspect.getsourcelines(nf[1])[1])  # type: ignore[arg-type]
+
+
+def _pattern(fn: object) -> str:
+    params = inspect.signature(fn).parameters  # type: ignore[arg-type]
+    placeholders = ["<" + p.removesuffix("_hex").replace("_", "-") + ">" for p in params]
+    return str(fn(*placeholders))  # type: ignore[operator]
+
+
+def _row(name: str, fn: object) -> tuple[str, str, str, str]:
+    doc = " ".join((inspect.getdoc(fn) or "").split())
+    m = _TYPE_RE.match(doc)
+    if m is None:
+        raise SystemExit(f"keys.{name}: docstring does not start with '<TYPE> on <shard>': {doc[:60]!r}")
+    shard = {"the primary": "primary"}.get(m.group(2), "data shard (by task-ID prefix)")
+    if m.group(2) == "each data shard":
+        shard = "each data shard"
+    desc = doc[m.end():].lstrip(";, ")
+    if desc.startswith("of "):
+        desc = "Set " + desc
+    desc = re.sub(r"``([^`]+)``", r"`\1`", desc).replace("|", "\\|")
+    return _pattern(fn), m.group(1), shard, desc
+
+
+def main() -> int:
+    fns = _key_functions()
+    names = {n for n, _ in fns}
+    if names != set(USAGE):
+        raise SystemExit(f"USAGE is out of date: missing {sorted(names - set(USAGE))}, "
+                         f"stale {sorted(set(USAGE) - names)}")
+    print("| Key | Type | Shard | Contents (keys.py docstring) | Writers | Readers | Lifetime |")
+    print("|---|---|---|---|---|---|---|")
+    for name, fn in fns:
+        if name.endswith("_channel"):
+            continue
+        pattern, typ, shard, desc = _row(name, fn)
+        w, r, life = USAGE[name]
+        print(f"| `{pattern}` | {typ} | {shard} | {desc} | {w} | {r} | {life} |")
+    print()
+    print("| Channel | Shard | Message (keys.py docstring) | Publishers | Subscribers |")
+    print("|---|---|---|---|---|")
+    for name, fn in fns:
+        if not name.endswith("_channel"):
+            continue
+        pattern, _typ, shard, desc = _row(name, fn)
+        w, r, _ = USAGE[name]
+        print(f"| `{pattern}` | {shard} | {desc} | {w} | {r} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
