@@ -14,7 +14,14 @@ from rayredis import __version__
 from rayredis._private import node, process
 from rayredis._private.session import ClusterFile, new_session_dir, write_current_cluster
 from rayredis.cli import sessions
-from rayredis.cli.common import CliError, connect, local_ip, normalize_address, parse_resources
+from rayredis.cli.common import (
+    CliError,
+    connect,
+    local_ip,
+    normalize_address,
+    parse_resources,
+    resolve_cluster,
+)
 from rayredis.cli.stop import stop_session
 from rayredis.config import get_config
 from rayredis.exceptions import RaySystemError
@@ -71,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         if num is not None and num < 0:
             raise CliError(f"{flag} must not be negative (got {num}).")
     resources = parse_resources(args.resources)
+    # A SIGTERM while starting unwinds like Ctrl-C, so start_head/_join stop what they had spawned.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     bind_host = args.bind_host or get_config().bind_host
     ip = local_ip(bind_host, args.node_ip_address)
     if args.head:
@@ -130,8 +139,6 @@ def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host
 
 def _join(args: argparse.Namespace, resources: dict[str, float], bind_host: str,
           ip: str) -> sessions.CliSession:
-    from rayredis.cli.common import resolve_cluster
-
     address, password = resolve_cluster(normalize_address(args.address), args.redis_password)
     store = connect(address, password)
     try:
@@ -163,6 +170,10 @@ def _join(args: argparse.Namespace, resources: dict[str, float], bind_host: str,
   To terminate the rayredis runtime on this machine, run
     rayredis stop""", flush=True)
     return entry
+
+
+def _raise_interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"received {signal.Signals(signum).name} while starting")
 
 
 def _print_banner(ip: str) -> None:

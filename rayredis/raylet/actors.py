@@ -50,6 +50,8 @@ class LocalActors:
         self.redis: Any = None  # AsyncShardedRedis, set by the server
         self.scripts: Any = None  # Scripts for the primary
         self._bg: set[asyncio.Task[Any]] = set()
+        #: Jobs whose driver left: their non-detached actors are not created here any more.
+        self.finished_jobs: set[int] = set()
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.get_running_loop().create_task(coro)
@@ -68,7 +70,7 @@ class LocalActors:
         a = self._get(aid)
         if a.attempt >= attempt and a.state in ("CREATING", "ALIVE"):
             return True  # idempotent re-delivery after a GCS restart
-        if a.state == "DEAD":
+        if a.state == "DEAD" or (spec.job_id in self.finished_jobs and not spec.actor_options.detached):
             return False
         if a.creation is not None:
             self._release_creation(a.creation, "FAILED")
@@ -178,7 +180,7 @@ class LocalActors:
         a.conn = None
         self.nm.scheduler.worker_gone(conn.worker_id, pooled=False)
         if a.creation is not None:
-            self._release_creation(a.creation)
+            self._release_creation(a.creation, "FAILED")
         reason = a.death_reason or f"The actor's worker process (pid={conn.pid}) died unexpectedly."
         d = on_actor_process_died(a.num_restarts, a.max_restarts, intentional=a.intentional, reason=reason)
         inflight = list(a.inflight.values())
@@ -220,6 +222,7 @@ class LocalActors:
                                          "", {"state": ActorState.DEAD.value, "death_cause": a.death_reason}))
 
     def job_finished(self, job_id: int, driver_exit: bool = False) -> None:
+        self.finished_jobs.add(job_id)
         for a in list(self.actors.values()):
             if a.job_id == job_id and not a.detached and a.state in ("CREATING", "ALIVE", "RESTARTING"):
                 a.max_restarts = 0

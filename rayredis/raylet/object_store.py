@@ -123,6 +123,8 @@ class ObjectStore:
         if e.state == PENDING:
             _unlink(shm_name)
             self._maybe_free(oid, e)
+        elif shm_name != e.shm_name:
+            _unlink(shm_name)  # a duplicate writer's own segment
 
     def add_ref(self, oid: bytes, n: int = 1) -> None:
         e = self.entries.get(oid)

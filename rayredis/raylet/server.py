@@ -113,7 +113,7 @@ class Raylet:
         self.args = args
         self.cfg = get_config()
         self.session_dir: str = args.session_dir
-        self.node_ip: str = args.node_ip or self.cfg.bind_host
+        self.node_ip: str = args.node_ip or args.bind_host or self.cfg.bind_host
         self.node_id = bytes.fromhex(args.node_id) if args.node_id else ids.new_id(16)
         self.password = secret_from_env("REDIS_PASSWORD")
         self.stopping = asyncio.Event()
