@@ -101,9 +101,9 @@ def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host
     if "node_ip" in inspect.signature(node.start_head).parameters:
         kwargs["node_ip"] = ip
     elif ip != bind_host:
-        print(f"Warning: the head's components advertise {bind_host} (this core's start_head cannot "
-              f"advertise --node-ip-address {ip}); nodes on other machines may be unable to reach the "
-              "data shards, the GCS and this raylet.", file=sys.stderr)
+        print(f"Warning: this version's start_head cannot advertise the node IP {ip}: its Redis shards, "
+              f"GCS and raylet are advertised as {bind_host}, which nodes on other machines may be unable "
+              "to reach.", file=sys.stderr)
     try:
         handle = node.start_head(**kwargs)
     except (RaySystemError, OSError, ValueError) as e:

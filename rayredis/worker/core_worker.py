@@ -202,7 +202,8 @@ class CoreWorker:
     def wait(self, refs: Sequence[ObjectRef], num_returns: int, timeout: float | None
              ) -> tuple[list[ObjectRef], list[ObjectRef]]:
         oids = [r.binary() for r in refs]
-        ready_set = {o for o in oids if o in self.refs.values}
+        known = self.refs.ready
+        ready_set = {o for o in oids if o in known or o in self.refs.values}
         if len(ready_set) < num_returns and timeout != 0:
             req = self.raylet.next_id()
             pending = [o for o in oids if o not in ready_set]
@@ -231,6 +232,7 @@ class CoreWorker:
             if reply.error is not None:
                 raise reply.error
             ready_set.update(reply.value.ready)
+        known.update(o for o in ready_set if self.refs.holds(o))
         ready: list[ObjectRef] = []
         rest: list[ObjectRef] = []
         for r in refs:

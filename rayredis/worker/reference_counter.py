@@ -22,6 +22,8 @@ class ReferenceCounter:
         self._lock = threading.Lock()
         #: Object blobs (bytes, or read-only views of shared memory) cached while referenced.
         self.values: dict[bytes, Any] = {}
+        #: Objects known to be sealed (from earlier wait replies); readiness is permanent while held.
+        self.ready: set[bytes] = set()
 
     def add_local(self, oid: bytes, borrowed: bool) -> None:
         with self._lock:
@@ -38,6 +40,7 @@ class ReferenceCounter:
                 return
             self._counts.pop(oid, None)
             self.values.pop(oid, None)
+            self.ready.discard(oid)
         if n == 0:
             self._send("remove_refs", oid)
 
