@@ -39,10 +39,16 @@ class NodeHandle:
 def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: float | None = None,
                num_gpus: float = 0, resources: dict[str, float] | None = None, object_store_memory: int = 0,
                bind_host: str | None = None, password: str | None = None,
-               die_with_parent: bool = False) -> NodeHandle:
-    """Start Redis shards, the GCS and a raylet on this machine; returns once all three serve."""
+               die_with_parent: bool = False, node_ip: str = "") -> NodeHandle:
+    """Start Redis shards, the GCS and a raylet on this machine; returns once all three serve.
+
+    Servers listen on ``bind_host``; the addresses written to Redis for other processes use
+    ``node_ip`` (needed when binding 0.0.0.0 in a container: others reach the head by its name).
+    """
     cfg = get_config()
     host = bind_host or cfg.bind_host
+    advertised = node_ip or (host if host not in ("0.0.0.0", "::") else "127.0.0.1")
+    local = host if host not in ("0.0.0.0", "::") else "127.0.0.1"
     n = num_redis_shards or cfg.num_redis_shards
     if n < 1:
         raise ValueError(f"num_redis_shards must be at least 1 (got {n}).")
@@ -55,9 +61,9 @@ def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: 
         for i, p in enumerate(ports):
             bind = die_with_parent and threading.current_thread() is threading.main_thread()
             started.append(start_redis(session_dir, p, password, host, i, die_with_parent=bind).pid)
-        addresses = [f"{host}:{p}" for p in ports]
+        addresses = [f"{advertised}:{p}" for p in ports]
         data_shards = addresses[1:] if n > 1 else addresses[:1]
-        primary = redis.Redis(host=host, port=ports[0], password=password)
+        primary = redis.Redis(host=local, port=ports[0], password=password)
         primary.hset(keys.cluster_key(), mapping={
             "shards": json.dumps(data_shards), "token": token, "session_dir": session_dir,
             "version": __version__, "created": str(time.time()),
@@ -65,9 +71,10 @@ def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: 
         primary.close()
         handle = NodeHandle(session_dir, addresses[0], password, procs={"redis": started},
                             die_with_parent=die_with_parent)
-        start_gcs(handle, host)
+        start_gcs(handle, host, node_ip=advertised)
         handle.node_id = start_raylet(handle, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
-                                      object_store_memory=object_store_memory, head=True, bind_host=host)
+                                      object_store_memory=object_store_memory, head=True, bind_host=host,
+                                      node_ip=advertised)
         wait_for_gcs(handle)
         return handle
     except BaseException:
@@ -75,7 +82,7 @@ def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: 
         raise
 
 
-def start_gcs(handle: NodeHandle, bind_host: str | None = None) -> int:
+def start_gcs(handle: NodeHandle, bind_host: str | None = None, node_ip: str = "") -> int:
     """Start (or restart) the GCS service for ``handle``'s cluster; returns its PID.
 
     The GCS keeps no state of its own, so a replacement simply rereads Redis.
@@ -83,7 +90,8 @@ def start_gcs(handle: NodeHandle, bind_host: str | None = None) -> int:
     env = {"RAYREDIS_REDIS_PASSWORD": handle.password, "PYTHONUNBUFFERED": "1"}
     gcs = process.spawn(process.python_module_args("rayredis.gcs", "--redis-address", handle.address,
                                                    "--session-dir", handle.session_dir, "--bind-host",
-                                                   bind_host or get_config().bind_host),
+                                                   bind_host or get_config().bind_host,
+                                                   *(["--node-ip", node_ip] if node_ip else [])),
                         handle.session_dir, "gcs", "gcs_server", env=env, die_with_parent=handle.bind_to_parent())
     handle.procs.setdefault("gcs", []).append(gcs.pid)
     return gcs.pid

@@ -8,12 +8,10 @@ import socket
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from rayredis import exceptions
 from rayredis._private.session import read_current_cluster
-from rayredis.store.client import ShardedRedis, parse_address
+from rayredis.store.client import ShardedRedis, parse_address, probe
 
 
 class CliError(Exception):
@@ -57,44 +55,13 @@ def resolve_cluster(address: str | None, password: str | None) -> tuple[str, str
 
 def connect(address: str, password: str | None) -> ShardedRedis:
     """A connected :class:`ShardedRedis`, or a :class:`CliError` that says what went wrong."""
-    _probe(address, password)
     try:
+        probe(address, password, password_hint="--redis-password=<password>")
         return ShardedRedis(address, password, socket_timeout=10.0).connect()
     except exceptions.ControlStoreUnavailable as e:
         raise CliError(str(e)) from None
     except redis.exceptions.RedisError as e:
         raise CliError(f"Could not talk to the rayredis cluster at {address}: {e}") from None
-
-
-def _probe(address: str, password: str | None) -> None:
-    """Check reachability and the password once, without redis-py's retries (which retry refused
-    connections and failed AUTH with backoff for seconds before giving up)."""
-    host, port = parse_address(address)
-    client = redis.Redis(host=host, port=port, password=password, socket_connect_timeout=5.0,
-                         socket_timeout=10.0, retry=Retry(NoBackoff(), 0))
-    try:
-        client.ping()
-    except redis.exceptions.AuthenticationError as e:
-        raise CliError(_credentials_message(address, password, e)) from None
-    except redis.exceptions.ResponseError as e:
-        if "NOAUTH" in str(e) or "WRONGPASS" in str(e) or "HELLO" in str(e):
-            raise CliError(_credentials_message(address, password, e)) from None
-        raise CliError(f"Redis at {address} answered with an error: {e}") from None
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
-        raise CliError(f"Could not reach the rayredis cluster at {address} ({e}). Is it running? Start one "
-                       "with `rayredis start --head`, or check the address it printed.") from None
-    finally:
-        client.close()
-
-
-def _credentials_message(address: str, password: str | None, e: Exception) -> str:
-    if not password:
-        return (f"Redis at {address} requires a password and none was given. Pass the cluster's password "
-                "with --redis-password=<password> (the one `rayredis start --head` printed) or set "
-                "RAYREDIS_REDIS_PASSWORD.")
-    return (f"Redis at {address} refused our credentials ({e}). Pass the cluster's password with "
-            "--redis-password=<password> (the one `rayredis start --head` printed) or set "
-            "RAYREDIS_REDIS_PASSWORD.")
 
 
 def parse_resources(text: str | None) -> dict[str, float]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import signal
 import sys
@@ -94,18 +93,12 @@ def run(args: argparse.Namespace) -> int:
 def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host: str,
                 ip: str) -> sessions.CliSession:
     port = get_config().default_port if args.port is None else args.port
-    kwargs: dict[str, Any] = dict(
-        port=port, num_redis_shards=args.num_redis_shards, num_cpus=args.num_cpus, num_gpus=args.num_gpus or 0,
-        resources=resources, object_store_memory=args.object_store_memory or 0, bind_host=bind_host,
-        password=args.redis_password or os.environ.get("RAYREDIS_REDIS_PASSWORD") or None)
-    if "node_ip" in inspect.signature(node.start_head).parameters:
-        kwargs["node_ip"] = ip
-    elif ip != bind_host:
-        print(f"Warning: this version's start_head cannot advertise the node IP {ip}: its Redis shards, "
-              f"GCS and raylet are advertised as {bind_host}, which nodes on other machines may be unable "
-              "to reach.", file=sys.stderr)
     try:
-        handle = node.start_head(**kwargs)
+        handle = node.start_head(
+            port=port, num_redis_shards=args.num_redis_shards, num_cpus=args.num_cpus,
+            num_gpus=args.num_gpus or 0, resources=resources, object_store_memory=args.object_store_memory or 0,
+            bind_host=bind_host, node_ip=ip,
+            password=args.redis_password or os.environ.get("RAYREDIS_REDIS_PASSWORD") or None)
     except (RaySystemError, OSError, ValueError) as e:
         raise CliError(f"Failed to start the head node: {e}") from None
     address = f"{ip}:{handle.address.rpartition(':')[2]}"

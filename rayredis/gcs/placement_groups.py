@@ -27,6 +27,20 @@ class PlacementGroupManager:
         for raw in await self.gcs.redis.primary.smembers(keys.placement_groups_index_key()):
             await self.handle(raw.decode())
 
+    async def on_job_finished(self, job: str) -> None:
+        """Non-detached placement groups end with their job, as in Ray."""
+        p = self.gcs.redis.primary
+        for raw in await p.smembers(keys.placement_groups_index_key()):
+            pg = raw.decode()
+            job_of, detached = await p.hmget(keys.placement_group_key(pg), "job", "detached")
+            if job_of is not None and job_of.decode() == job and detached != b"1":
+                for state in ("PENDING", "CREATED"):
+                    if await self.gcs.scripts.hfield_cas(
+                            keys=[keys.placement_group_key(pg)],
+                            args=["state", state, "REMOVED", keys.placement_group_channel(), pg]):
+                        break
+                await self.handle(pg)
+
     async def handle(self, pg: str) -> None:
         async with self.locks.setdefault(pg, asyncio.Lock()):
             try:

@@ -172,6 +172,7 @@ class Gcs:
                     elif ch == keys.job_channel():
                         if await self.redis.primary.hget(keys.job_state_key(), data) == b"FINISHED":
                             asyncio.get_running_loop().create_task(self.actors.on_job_finished(data))
+                            asyncio.get_running_loop().create_task(self.pgs.on_job_finished(data))
             except asyncio.CancelledError:
                 raise
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:

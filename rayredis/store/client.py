@@ -7,6 +7,8 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from rayredis import exceptions
 from rayredis.store import keys
@@ -19,12 +21,39 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _auth_error(address: str, e: Exception) -> exceptions.ControlStoreUnavailable:
-    return exceptions.ControlStoreUnavailable(
-        f"Redis at {address} refused our credentials ({e}). Pass the cluster's password as "
-        "_redis_password=... (or set RAYREDIS_REDIS_PASSWORD); `rayredis start --head` prints it and "
-        "stores it in <temp_dir>/current_cluster (default /tmp/rayredis-sessions) for local drivers."
-    )
+def probe(address: str, password: str | None, password_hint: str = "_redis_password=...") -> None:
+    """Check that ``address`` is a reachable rayredis primary and the password works, once and fast.
+
+    redis-py's default retries treat refused connections and failed AUTH as transient and back off
+    for seconds; a wrong address or password deserves an immediate answer that names the fix.
+    ``password_hint`` says how the caller passes a password (a keyword for drivers, a flag for the CLI).
+    """
+    host, port = parse_address(address)
+    client = redis.Redis(host=host, port=port, password=password, socket_connect_timeout=5.0,
+                         socket_timeout=10.0, retry=Retry(NoBackoff(), 0))
+    fix = (f"Pass the cluster's password with {password_hint} (or set RAYREDIS_REDIS_PASSWORD): "
+           "`rayredis start --head` printed it, and local drivers find it in the current-cluster file "
+           "under the temp dir.")
+    try:
+        if client.hget(keys.cluster_key(), "shards") is None:
+            raise exceptions.ControlStoreUnavailable(
+                f"Redis at {address} is not a rayredis cluster primary (it has no shard map). Check the "
+                "address: it is the one `rayredis start --head` printed.")
+    except redis.exceptions.AuthenticationError as e:
+        raise exceptions.ControlStoreUnavailable(
+            f"Redis at {address} refused our credentials ({e}). {fix}") from None
+    except redis.exceptions.ResponseError as e:
+        if "NOAUTH" in str(e) or "WRONGPASS" in str(e) or "HELLO" in str(e):
+            what = "requires a password and none was given" if not password else f"refused our password ({e})"
+            raise exceptions.ControlStoreUnavailable(f"Redis at {address} {what}. {fix}") from None
+        raise
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
+        raise exceptions.ControlStoreUnavailable(
+            f"Could not reach the rayredis cluster at {address} ({e}). Is it running? Start one with "
+            "`rayredis start --head`, or call rayredis.init() with no address to start a local cluster."
+        ) from None
+    finally:
+        client.close()
 
 
 class ShardedRedis:
@@ -47,25 +76,8 @@ class ShardedRedis:
 
     def connect(self) -> ShardedRedis:
         """Authenticate against the primary and open clients to the data shards it lists."""
-        try:
-            raw = self.primary.hget(keys.cluster_key(), "shards")
-        except redis.exceptions.AuthenticationError as e:
-            raise _auth_error(self.primary_address, e) from e
-        except redis.exceptions.ResponseError as e:
-            if "NOAUTH" in str(e) or "WRONGPASS" in str(e):
-                raise _auth_error(self.primary_address, e) from e
-            raise
-        except redis.exceptions.ConnectionError as e:
-            raise exceptions.ControlStoreUnavailable(
-                f"Could not reach the rayredis cluster at {self.primary_address} ({e}). Is it running? "
-                "Start one with `rayredis start --head`, or call rayredis.init() with no address to "
-                "start a local cluster."
-            ) from e
-        if raw is None:
-            raise exceptions.ControlStoreUnavailable(
-                f"Redis at {self.primary_address} is not a rayredis cluster primary (no shard map). "
-                "Check the address: it is the one `rayredis start --head` printed."
-            )
+        probe(self.primary_address, self.password)
+        raw = self.primary.hget(keys.cluster_key(), "shards")
         self.shard_addresses = json.loads(raw)
         self.shards = []
         for addr in self.shard_addresses:

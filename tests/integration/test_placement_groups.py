@@ -84,3 +84,31 @@ def test_node_affinity_and_spread(ray_start_regular):
     strat = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
     assert ray.get(where.options(scheduling_strategy=strat).remote()) == node
     assert ray.get(where.options(scheduling_strategy="SPREAD").remote()) == node
+
+
+def test_group_is_removed_when_its_job_ends(ray_start_regular, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from rayredis.worker import core_worker
+
+    cw = core_worker.global_worker
+    script = tmp_path / "pg_driver.py"
+    script.write_text(
+        "import rayredis as ray\n"
+        "from rayredis.util import placement_group\n"
+        f"ray.init(address={cw.store.primary_address!r})\n"
+        "pg = placement_group([{'CPU': 1}], name='job-scoped')\n"
+        "assert pg.wait(30)\n"
+    )
+    env = dict(os.environ, RAYREDIS_REDIS_PASSWORD=cw.store.password)
+    subprocess.run([sys.executable, str(script)], check=True, env=env, timeout=60)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        states = [t["state"] for t in placement_group_table().values() if t["name"] == "job-scoped"]
+        if states == ["REMOVED"]:
+            break
+        time.sleep(0.1)
+    assert states == ["REMOVED"]
+    assert _wait_available_cpu(2.0) == 2.0
