@@ -39,14 +39,13 @@ def probe(address: str, password: str | None, password_hint: str = "_redis_passw
             raise exceptions.ControlStoreUnavailable(
                 f"Redis at {address} is not a rayredis cluster primary (it has no shard map). Check the "
                 "address: it is the one `rayredis start --head` printed.")
-    except redis.exceptions.AuthenticationError as e:
-        raise exceptions.ControlStoreUnavailable(
-            f"Redis at {address} refused our credentials ({e}). {fix}") from None
-    except redis.exceptions.ResponseError as e:
-        if "NOAUTH" in str(e) or "WRONGPASS" in str(e) or "HELLO" in str(e):
-            what = "requires a password and none was given" if not password else f"refused our password ({e})"
-            raise exceptions.ControlStoreUnavailable(f"Redis at {address} {what}. {fix}") from None
-        raise
+    except (redis.exceptions.AuthenticationError, redis.exceptions.ResponseError) as e:
+        auth = isinstance(e, redis.exceptions.AuthenticationError) or any(
+            w in str(e) for w in ("NOAUTH", "WRONGPASS", "HELLO"))
+        if not auth:
+            raise
+        what = "requires a password and none was given" if not password else f"refused our credentials ({e})"
+        raise exceptions.ControlStoreUnavailable(f"Redis at {address} {what}. {fix}") from None
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
         raise exceptions.ControlStoreUnavailable(
             f"Could not reach the rayredis cluster at {address} ({e}). Is it running? Start one with "
