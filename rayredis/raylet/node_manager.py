@@ -52,7 +52,9 @@ class NodeManager:
         self.tasks: dict[bytes, TaskRecord] = {}
         self.get_waits: dict[tuple[bytes, int], tuple[Connection, set[bytes], list[bytes]]] = {}
         self.obj_waiters: dict[bytes, set[tuple[bytes, int]]] = {}
-        self.waits: dict[tuple[bytes, int], tuple[Connection, list[bytes], int, Any]] = {}
+        #: wait requests: key -> [conn, oids, num_returns, timer, how many more must turn ready]
+        self.waits: dict[tuple[bytes, int], list[Any]] = {}
+        self.wait_index: dict[bytes, set[tuple[bytes, int]]] = {}
         self.actors = LocalActors(self)
         self._schedule_pending = False
 
@@ -72,7 +74,7 @@ class NodeManager:
         for key in [k for k in self.get_waits if k[0] == conn.worker_id]:
             self.get_waits.pop(key, None)
         for key in [k for k in self.waits if k[0] == conn.worker_id]:
-            _, _, _, timer = self.waits.pop(key)
+            timer = self.waits.pop(key)[3]
             if timer is not None:
                 timer.cancel()
         if conn.is_driver:
@@ -167,9 +169,13 @@ class NodeManager:
         self.scheduler.object_ready(oid)
         self.actors.object_ready(oid)
         for key in self.obj_waiters.pop(oid, ()):
-            self._check_get(key)
-        for key in [k for k, w in self.waits.items() if oid in w[1]]:
-            self._check_wait(key)
+            self._check_get(key, oid)
+        for key in self.wait_index.pop(oid, ()):
+            w = self.waits.get(key)
+            if w is not None:
+                w[4] -= 1
+                if w[4] <= 0:
+                    self._check_wait(key, force=True)
 
     def object_data(self, oid: bytes) -> pb.ObjectData:
         e = self.objects.get(oid)
@@ -188,12 +194,14 @@ class NodeManager:
             self.obj_waiters.setdefault(o, set()).add(key)
         self._check_get(key)
 
-    def _check_get(self, key: tuple[bytes, int]) -> None:
+    def _check_get(self, key: tuple[bytes, int], now_ready: bytes | None = None) -> None:
+        """Reply to a get once nothing it waits for is missing (O(1) per object that turns ready)."""
         w = self.get_waits.get(key)
         if w is None:
             return
         conn, missing, oids = w
-        missing -= {o for o in missing if self.objects.is_ready(o)}
+        if now_ready is not None:
+            missing.discard(now_ready)
         if missing:
             return
         del self.get_waits[key]
@@ -210,8 +218,15 @@ class NodeManager:
         timer = None
         if w.timeout_s >= 0:
             timer = asyncio.get_running_loop().call_later(w.timeout_s, self._wait_timeout, key)
-        self.waits[key] = (conn, list(w.object_ids), w.num_returns, timer)
-        self._check_wait(key)
+        oids = list(w.object_ids)
+        pending = [o for o in oids if not self._ready_for_wait(o)]
+        need = w.num_returns - (len(oids) - len(pending))
+        self.waits[key] = [conn, oids, w.num_returns, timer, need]
+        if need <= 0 or w.timeout_s == 0:
+            self._check_wait(key, force=True)
+            return
+        for o in pending:
+            self.wait_index.setdefault(o, set()).add(key)
 
     def _ready_for_wait(self, oid: bytes) -> bool:
         e = self.objects.get(oid)
@@ -221,13 +236,19 @@ class NodeManager:
         w = self.waits.get(key)
         if w is None:
             return
-        conn, oids, num, timer = w
+        conn, oids, num, timer, _ = w
         ready = [o for o in oids if self._ready_for_wait(o)]
         if len(ready) < num and not force:
             return
         del self.waits[key]
         if timer is not None:
             timer.cancel()
+        for o in oids:
+            keys_of = self.wait_index.get(o)
+            if keys_of is not None:
+                keys_of.discard(key)
+                if not keys_of:
+                    del self.wait_index[o]
         conn.out().wait_replies.add(req_id=key[1], ready=ready[:num] if num else ready)
         conn.flush()
 
