@@ -163,16 +163,20 @@ class LocalScheduler:
     # ---- decisions ---------------------------------------------------------------------------
 
     def schedule(self) -> tuple[list[Dispatch], int]:
-        """Dispatch every ready task that fits and has an idle worker; say how many to start."""
+        """Dispatch every ready task that fits and has an idle worker; say how many to start.
+
+        Actor creations are served first and may start workers beyond the pool cap: their
+        worker leaves the pool for good, so a busy task queue must not starve them.
+        """
         out: list[Dispatch] = []
-        want_workers = 0
-        for shape, q in list(self.ready.items()):
+        want = {True: 0, False: 0}
+        for shape, q in sorted(self.ready.items(), key=lambda kv: not kv[1][0].dedicated if kv[1] else True):
             while q:
                 task = q[0]
                 if not task.demand.fits_in(self.available) or not self.gpus.can_acquire(task.demand.get("GPU")):
                     break
                 if not self.idle:
-                    want_workers += len(q)
+                    want[task.dedicated] += len(q)
                     break
                 q.popleft()
                 self.ready_ids.discard(task.task_id)
@@ -189,9 +193,11 @@ class LocalScheduler:
         blocked = sum(1 for r in self.running.values() if r.blocked)
         cap = self.max_task_workers + blocked
         busy = sum(1 for r in self.running.values() if not r.task.dedicated)
-        starting_or_idle = self.num_task_workers - busy
-        to_start = max(0, min(want_workers - max(0, starting_or_idle), cap - self.num_task_workers))
-        return out, to_start
+        starting = max(0, self.num_task_workers - busy - len(self.idle))
+        for_actors = max(0, want[True] - starting)
+        starting_for_tasks = max(0, starting - want[True])
+        for_tasks = max(0, min(want[False] - starting_for_tasks, cap - self.num_task_workers - for_actors))
+        return out, for_actors + for_tasks
 
     def infeasible(self) -> list[QueuedTask]:
         """Ready tasks whose demand exceeds this node's total resources."""

@@ -551,3 +551,23 @@ def test_whole_gpu_fragmentation_dispatches_without_gpu_ids() -> None:
     s.submit(task("d", CPU=1, GPU=1))
     out, _ = s.schedule()
     assert all(d.gpu_ids for d in out), f"dispatched a GPU task without GPU ids: {out}"
+
+
+def test_actor_creation_is_not_starved_by_a_busy_task_queue() -> None:
+    # Two pooled workers, both busy with an endless stream of 1-CPU tasks; an actor that needs no
+    # CPU arrives. It must get a worker of its own (beyond the pool cap), and be served first.
+    s = sched(max_workers=2, CPU=2)
+    s.worker_started(2)
+    idle(s, "w1", "w2")
+    for i in range(10):
+        s.submit(task(f"t{i}"))
+    first, _ = s.schedule()
+    assert len(first) == 2
+    s.submit(QueuedTask(b"actor", rs(), payload="actor", dedicated=True))
+    _, to_start = s.schedule()
+    assert to_start == 1
+    s.worker_started(to_start)
+    s.finished(b"t0")
+    idle(s, "w1", "w3")  # w1 freed by t0, w3 the new worker
+    out, _ = s.schedule()
+    assert out[0].task.task_id == b"actor"
