@@ -151,5 +151,14 @@ def placement_group_table(pg: PlacementGroup | None = None) -> dict[str, Any]:
 
 
 def get_current_placement_group() -> PlacementGroup | None:
-    """Ray returns the group the current task runs in; tasks here do not capture groups, so None."""
-    return None
+    """The placement group the current task or actor was scheduled into (None on the driver)."""
+    from rayredis.api import _worker
+
+    cw = _worker()
+    pg_id = cw.ctx.placement_group_id
+    if not pg_id:
+        return None
+    e = cw.store.primary.hgetall(keys.placement_group_key(pg_id.hex()))
+    if not e:
+        return None
+    return PlacementGroup(PlacementGroupID(pg_id), json.loads(e[b"bundles"]), e[b"strategy"].decode())

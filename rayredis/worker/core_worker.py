@@ -35,6 +35,7 @@ class TaskContext:
     gpu_ids: list[int] = field(default_factory=list)
     is_normal_task: bool = False
     name: str = ""
+    placement_group_id: bytes = b""
 
 
 class CoreWorker:

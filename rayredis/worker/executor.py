@@ -92,9 +92,11 @@ class Executor:
                 return
 
     def _context(self, spec: pb.TaskSpec, gpu_ids: list[int]) -> TaskContext:
+        placed = self.actor_spec if self.actor_spec is not None else spec
+        pg = placed.strategy.placement_group_id if placed.strategy.kind == "PLACEMENT_GROUP" else b""
         return TaskContext(task_id=spec.task_id, job_id=spec.job_id, actor_id=self.actor_id or spec.actor_id,
                            namespace=spec.namespace, gpu_ids=gpu_ids, is_normal_task=spec.kind == NORMAL,
-                           name=spec.name)
+                           name=spec.name, placement_group_id=pg)
 
     def _resolve_args(self, a: pb.Assignment) -> tuple[list[Any], dict[str, Any]]:
         assert self.cw is not None

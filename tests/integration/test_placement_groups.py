@@ -34,10 +34,15 @@ def test_reserve_use_and_remove(ray_start_regular):
 
     @ray.remote(num_cpus=1)
     def inside():
-        return ray.get_runtime_context().get_node_id()
+        from rayredis.util import get_current_placement_group
+
+        return get_current_placement_group().id.hex()
 
     strat = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0)
-    assert ray.get(inside.options(scheduling_strategy=strat).remote(), timeout=30)
+    assert ray.get(inside.options(scheduling_strategy=strat).remote(), timeout=30) == pg.id.hex()
+    from rayredis.util import get_current_placement_group
+
+    assert get_current_placement_group() is None
 
     @ray.remote(num_cpus=0.5)
     class InBundle:
