@@ -265,15 +265,17 @@ def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: flo
     if isinstance(object_refs, ObjectRef):
         raise TypeError("wait() expects a list of ObjectRefs, not a single ObjectRef.")
     refs = list(object_refs)
-    if not all(isinstance(r, ObjectRef) for r in refs):
-        raise TypeError("wait() expects a list of ObjectRefs.")
-    if len(set(refs)) != len(refs):
+    try:
+        oids = [r._id for r in refs]
+    except AttributeError:
+        raise TypeError("wait() expects a list of ObjectRefs.") from None
+    if len(set(oids)) != len(oids):
         raise ValueError("Wait requires a list of unique object refs.")
     if num_returns <= 0 or num_returns > len(refs):
         raise ValueError(f"num_returns={num_returns} must be between 1 and the number of refs ({len(refs)}).")
     if timeout is not None and timeout < 0:
         raise ValueError("timeout must be >= 0 or None.")
-    return _worker().wait(refs, num_returns, timeout)
+    return _worker().wait(refs, oids, num_returns, timeout)
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:

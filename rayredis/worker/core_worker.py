@@ -200,20 +200,20 @@ class CoreWorker:
             result.append(value)
         return result
 
-    def wait(self, refs: Sequence[ObjectRef], num_returns: int, timeout: float | None
+    def wait(self, refs: Sequence[ObjectRef], oids: Sequence[bytes], num_returns: int, timeout: float | None
              ) -> tuple[list[ObjectRef], list[ObjectRef]]:
-        oids = [r.binary() for r in refs]
+        """Split ``refs`` (whose IDs are ``oids``) into ready and not ready, in their original order."""
         known = self.refs.ready
-        ready_set = {o for o in oids if o in known or o in self.refs.values}
-        if len(ready_set) < num_returns and timeout != 0:
+        values = self.refs.values
+        ready_set = {o for o in oids if o in known or o in values}
+        if len(ready_set) < num_returns:
             req = self.raylet.next_id()
-            pending = [o for o in oids if o not in ready_set]
-            want = num_returns - len(ready_set)
             reply = self.raylet.request("waits", pb.WaitRequest(
-                req_id=req, object_ids=pending, num_returns=want,
+                req_id=req, object_ids=[o for o in oids if o not in ready_set],
+                num_returns=num_returns - len(ready_set),
                 timeout_s=-1.0 if timeout is None else float(timeout)), req)
             ctx = self.ctx
-            blocked = ctx.is_normal_task and not reply.wait(0.001)
+            blocked = timeout != 0 and ctx.is_normal_task and not reply.wait(0.001)
             if blocked:
                 self.raylet.send("blocked", ctx.task_id)
             try:
@@ -223,21 +223,16 @@ class CoreWorker:
                     self.raylet.send("unblocked", ctx.task_id)
             if reply.error is not None:
                 raise reply.error
-            ready_set.update(reply.value.ready)
-        elif timeout == 0 and len(ready_set) < num_returns:
-            req = self.raylet.next_id()
-            reply = self.raylet.request("waits", pb.WaitRequest(
-                req_id=req, object_ids=[o for o in oids if o not in ready_set], num_returns=0,
-                timeout_s=0.0), req)
-            reply.wait()
-            if reply.error is not None:
-                raise reply.error
-            ready_set.update(reply.value.ready)
-        known.update(o for o in ready_set if self.refs.holds(o))
+            newly = reply.value.ready
+            ready_set.update(newly)
+            known.update(o for o in newly if self.refs.holds(o))
         ready: list[ObjectRef] = []
         rest: list[ObjectRef] = []
-        for r in refs:
-            (ready if r.binary() in ready_set and len(ready) < num_returns else rest).append(r)
+        for r, o in zip(refs, oids):
+            if o in ready_set and len(ready) < num_returns:
+                ready.append(r)
+            else:
+                rest.append(r)
         return ready, rest
 
     # ---- tasks -----------------------------------------------------------------------------------
