@@ -70,13 +70,13 @@ class RayletServicer(pb_grpc.RayletServicer):
                 logger.exception("error handling a message from %s", conn.worker_id.hex()[:12])
 
         rtask = asyncio.get_running_loop().create_task(reader())
+        rtask.add_done_callback(lambda _: conn.has_data.set())  # wake the writer to finish
         try:
-            while not rtask.done():
-                waiter = asyncio.ensure_future(conn.has_data.wait())
-                await asyncio.wait([waiter, rtask], return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                if conn.has_data.is_set():
-                    await context.write(conn.take())
+            while True:
+                await conn.has_data.wait()
+                if rtask.done():
+                    break
+                await context.write(conn.take())
         except Exception:  # noqa: BLE001 - the peer went away
             pass
         finally:
