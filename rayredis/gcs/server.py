@@ -25,7 +25,7 @@ from rayredis.gcs.placement_groups import PlacementGroupManager
 from rayredis.gcs.scheduling import NodeView
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
-from rayredis.store import keys
+from rayredis.store import keys, pubsub
 from rayredis.store.client import AsyncShardedRedis
 from rayredis.store.scripts import Scripts
 
@@ -150,43 +150,28 @@ class Gcs:
     # ---- pub/sub ---------------------------------------------------------------------------------
 
     async def _subscribe(self) -> None:
-        """Subscribe, then rescan every watched table, so nothing published while down is missed."""
-        while True:
-            ps = self.redis.primary.pubsub()
-            try:
-                await ps.subscribe(keys.actor_channel(), keys.placement_group_channel(), keys.node_channel(),
-                                   keys.job_channel())
-                await self.actors.rescan()
-                await self.pgs.rescan()
-                async for msg in ps.listen():
-                    if msg.get("type") != "message":
-                        continue
-                    ch, data = msg["channel"].decode(), msg["data"].decode()
-                    if ch == keys.actor_channel():
-                        asyncio.get_running_loop().create_task(self.actors.handle(data))
-                    elif ch == keys.placement_group_channel():
-                        asyncio.get_running_loop().create_task(self.pgs.handle(data))
-                    elif ch == keys.node_channel():
-                        self._channels.pop(data, None)
-                        asyncio.get_running_loop().create_task(self._on_node_change())
-                    elif ch == keys.job_channel():
-                        if await self.redis.primary.hget(keys.job_state_key(), data) == b"FINISHED":
-                            asyncio.get_running_loop().create_task(self.actors.on_job_finished(data))
-                            asyncio.get_running_loop().create_task(self.pgs.on_job_finished(data))
-            except asyncio.CancelledError:
-                raise
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
-                logger.warning("pub/sub lost (%s); resubscribing", e)
-                await asyncio.sleep(0.5)
-            finally:
-                try:
-                    await ps.aclose()
-                except Exception:  # noqa: BLE001
-                    pass
+        """Follow actor, placement-group, node and job announcements (subscribe, then rescan)."""
 
-    async def _on_node_change(self) -> None:
-        await self.actors.rescan()
-        await self.pgs.rescan()
+        async def rescan() -> None:
+            await self.actors.rescan()
+            await self.pgs.rescan()
+
+        async def on_message(ch: str, data: str) -> None:
+            spawn = asyncio.get_running_loop().create_task
+            if ch == keys.actor_channel():
+                spawn(self.actors.handle(data))
+            elif ch == keys.placement_group_channel():
+                spawn(self.pgs.handle(data))
+            elif ch == keys.node_channel():
+                self._channels.pop(data, None)
+                spawn(rescan())
+            elif ch == keys.job_channel():
+                if await self.redis.primary.hget(keys.job_state_key(), data) == b"FINISHED":
+                    spawn(self.actors.on_job_finished(data))
+                    spawn(self.pgs.on_job_finished(data))
+
+        await pubsub.follow(self.redis.primary, [keys.actor_channel(), keys.placement_group_channel(),
+                                                 keys.node_channel(), keys.job_channel()], rescan, on_message)
 
     async def _periodic(self) -> None:
         """A slow safety net: re-derive pending work in case a message or an RPC was lost."""

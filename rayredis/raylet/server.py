@@ -28,7 +28,7 @@ from rayredis.raylet.redis_writer import RedisWriter
 from rayredis.raylet.resources import ResourceSet
 from rayredis.raylet.scheduler import LocalScheduler
 from rayredis.raylet.worker_pool import WorkerPool
-from rayredis.store import keys
+from rayredis.store import keys, pubsub
 from rayredis.store.client import AsyncShardedRedis
 from rayredis.store.scripts import Scripts
 
@@ -206,38 +206,20 @@ class Raylet:
             await asyncio.sleep(self.cfg.heartbeat_interval_s)
 
     async def _subscribe(self) -> None:
-        """Follow actor and job changes: subscribe first, then rescan, so nothing is missed."""
-        while True:
-            ps = self.redis.primary.pubsub()
-            try:
-                await ps.subscribe(keys.actor_channel(), keys.job_channel())
-                await self._rescan()
-                async for msg in ps.listen():
-                    if msg.get("type") != "message":
-                        continue
-                    ch = msg["channel"].decode()
-                    data = msg["data"].decode()
-                    if ch == keys.actor_channel():
-                        aid = bytes.fromhex(data)
-                        if aid in self.nm.actors.actors:
-                            st, cause = await self.redis.primary.hmget(keys.actor_key(data), "state",
-                                                                       "death_cause")
-                            self.nm.actors.apply_remote_state(aid, st, cause)
-                    elif ch == keys.job_channel():
-                        st = await self.redis.primary.hget(keys.job_state_key(), data)
-                        if st == b"FINISHED":
-                            self.nm.actors.job_finished(int(data))
-            except asyncio.CancelledError:
-                await ps.aclose()
-                raise
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
-                logger.warning("pub/sub connection lost (%s); resubscribing", e)
-                await asyncio.sleep(0.5)
-            finally:
-                try:
-                    await ps.aclose()
-                except Exception:  # noqa: BLE001
-                    pass
+        """Follow actor and job changes (subscribe, then rescan, so nothing is missed)."""
+
+        async def on_message(ch: str, data: str) -> None:
+            p = self.redis.primary
+            if ch == keys.actor_channel():
+                aid = bytes.fromhex(data)
+                if aid in self.nm.actors.actors:
+                    st, cause = await p.hmget(keys.actor_key(data), "state", "death_cause")
+                    self.nm.actors.apply_remote_state(aid, st, cause)
+            elif ch == keys.job_channel() and await p.hget(keys.job_state_key(), data) == b"FINISHED":
+                self.nm.actors.job_finished(int(data))
+
+        await pubsub.follow(self.redis.primary, [keys.actor_channel(), keys.job_channel()], self._rescan,
+                            on_message)
 
     async def _rescan(self) -> None:
         p = self.redis.primary

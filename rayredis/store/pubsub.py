@@ -1,0 +1,41 @@
+"""The one way to consume pub/sub: subscribe, then rescan the watched tables, resubscribe on loss."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import redis.exceptions
+
+logger = logging.getLogger(__name__)
+
+#: Errors after which the subscription is rebuilt (the shard restarted or the link dropped).
+LOST = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+async def follow(client: Any, channels: Sequence[str], rescan: Callable[[], Awaitable[None]],
+                 on_message: Callable[[str, str], Awaitable[None]], retry_delay_s: float = 0.5) -> None:
+    """Run forever: subscribe to ``channels``, call ``rescan()``, then ``on_message(channel, data)``.
+
+    Rescanning *after* the subscription is acknowledged means an announcement published while
+    this process was down, or between two subscriptions, is never missed: the table it
+    announced is read again. Messages carry IDs only; handlers reread the current state.
+    """
+    while True:
+        ps = client.pubsub()
+        try:
+            await ps.subscribe(*channels)
+            await rescan()
+            async for msg in ps.listen():
+                if msg.get("type") == "message":
+                    await on_message(msg["channel"].decode(), msg["data"].decode())
+        except LOST as e:
+            logger.warning("pub/sub on %s lost (%s); resubscribing", ",".join(channels), e)
+            await asyncio.sleep(retry_delay_s)
+        finally:
+            try:
+                await ps.aclose()
+            except Exception:  # noqa: BLE001 - the connection may already be gone
+                pass
