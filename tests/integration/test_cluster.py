@@ -1,0 +1,93 @@
+"""Cluster-level behaviour: sharding across Redis shards, connecting, and clear connection errors."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import rayredis as ray
+from rayredis import exceptions
+from rayredis.store import keys
+
+
+def test_tasks_and_objects_spread_over_data_shards():
+    ray.init(num_cpus=2, num_redis_shards=3)
+    try:
+        from rayredis.worker import core_worker
+
+        cw = core_worker.global_worker
+        assert len(cw.store.shards) == 2  # the primary plus two data shards
+
+        @ray.remote
+        def f(i):
+            return i
+
+        assert ray.get([f.remote(i) for i in range(200)]) == list(range(200))
+        deadline = time.time() + 10
+        counts = [0, 0]
+        while time.time() < deadline:
+            counts = [sum(1 for _ in s.scan_iter(match="rr:task:*", count=1000)) for s in cw.store.shards]
+            if sum(counts) >= 200:
+                break
+            time.sleep(0.05)
+        assert sum(counts) >= 200 and min(counts) > 40, counts
+        # Cluster-wide tables stay on the primary.
+        assert cw.store.primary.hlen(keys.nodes_key()) == 1
+        assert all(s.hlen(keys.nodes_key()) == 0 for s in cw.store.shards)
+    finally:
+        ray.shutdown()
+
+
+def test_connect_by_address_and_errors(ray_start_regular):
+    from rayredis.worker import core_worker
+
+    cw = core_worker.global_worker
+    address, password = cw.store.primary_address, cw.store.password
+
+    import subprocess
+    import sys
+
+    def run(code: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+    ok = run(f"import rayredis as ray; ray.init(address={address!r}, _redis_password={password!r}); "
+             "print(ray.get(ray.put(41)) + 1)")
+    assert ok.returncode == 0 and ok.stdout.strip() == "42", ok.stderr
+    wrong = run(f"import rayredis as ray; ray.init(address={address!r}, _redis_password='nope')")
+    assert wrong.returncode != 0 and "refused our credentials" in wrong.stderr
+    assert "_redis_password" in wrong.stderr
+    t = time.time()
+    dead = run("import rayredis as ray; ray.init(address='127.0.0.1:1')")
+    assert dead.returncode != 0 and "Could not reach the rayredis cluster" in dead.stderr
+    assert time.time() - t < 30
+    extra = run(f"import rayredis as ray; ray.init(address={address!r}, _redis_password={password!r}, num_cpus=4)")
+    assert extra.returncode != 0 and "must not be provided" in extra.stderr
+
+
+def test_init_twice_and_auto_without_cluster(ray_start_regular, monkeypatch, tmp_path):
+    with pytest.raises(RuntimeError, match="ignore_reinit_error"):
+        ray.init()
+    ray.init(ignore_reinit_error=True)
+    assert ray.is_initialized()
+
+
+def test_auto_address_without_a_cluster_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("RAYREDIS_TEMP_DIR", str(tmp_path))
+    import rayredis.config as config
+
+    monkeypatch.setattr(config, "_config", None)
+    with pytest.raises(ConnectionError, match="rayredis start --head"):
+        ray.init(address="auto")
+    assert not ray.is_initialized()
+
+
+def test_unserializable_return_value_fails_the_task(ray_start_regular):
+    @ray.remote
+    def bad():
+        import threading
+
+        return threading.Lock()
+
+    with pytest.raises(exceptions.RayTaskError, match="serialize"):
+        ray.get(bad.remote())
