@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import grpc
 import redis.exceptions
 from tenacity import (
+    AsyncRetrying,
     Retrying,
     retry_if_exception,
     retry_if_exception_type,
@@ -62,12 +63,14 @@ def gcs_rpc(timeout_s: float = 30.0) -> Retrying:
     )
 
 
-def connect(timeout_s: float = 30.0) -> Retrying:
-    """CONNECT: waiting for a freshly started process to accept connections."""
-    return Retrying(
+def async_redis_op(timeout_s: float = 120.0) -> AsyncRetrying:
+    """ASYNC_REDIS_OP: an idempotent Redis write from the raylet or GCS (a pipeline of CAS scripts,
+    HSETs and DELs), retried while a shard restarts; a repeat can never apply a change twice."""
+    return AsyncRetrying(
         stop=stop_after_delay(timeout_s),
-        wait=wait_random_exponential(multiplier=0.02, max=0.25),
-        retry=retry_if_exception_type(REDIS_RETRYABLE + (OSError,)) | retry_if_exception(_grpc_retryable),
+        wait=wait_random_exponential(multiplier=0.05, max=2.0),
+        retry=retry_if_exception_type(REDIS_RETRYABLE + (OSError,)),
+        before_sleep=_log,
         reraise=True,
     )
 

@@ -8,9 +8,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import redis.exceptions
-
 from rayredis import exceptions, serialization
+from rayredis._private import retry
 from rayredis.actor_state import ActorState, call_can_retry, on_actor_process_died
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.store import keys
@@ -232,8 +231,13 @@ class LocalActors:
             self._spawn(self._finish_job(job_id))
 
     async def _finish_job(self, job_id: int) -> None:
-        await self.scripts.hfield_cas(keys=[keys.job_state_key()],
-                                      args=[str(job_id), "RUNNING", "FINISHED", keys.job_channel(), str(job_id)])
+        try:
+            async for attempt in retry.async_redis_op():
+                with attempt:
+                    await self.scripts.hfield_cas(keys=[keys.job_state_key()], args=[
+                        str(job_id), "RUNNING", "FINISHED", keys.job_channel(), str(job_id)])
+        except retry.REDIS_RETRYABLE + (OSError,) as e:
+            logger.error("could not record job %d as finished: %s", job_id, e)
 
     # ---- Redis -----------------------------------------------------------------------------------
 
@@ -242,15 +246,13 @@ class LocalActors:
         for k, v in fields.items():
             args += [k, v]
         # CAS on (state, attempt) makes a repeated write harmless, so retry while Redis is away.
-        for attempt_no in range(100):
-            try:
-                await self.scripts.actor_transition(keys=[keys.actor_key(aid.hex()), keys.named_actors_key()],
-                                                    args=args)
-                return
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
-                logger.warning("actor transition for %s failed (%s); retrying", aid.hex(), e)
-                await asyncio.sleep(min(2.0, 0.05 * (attempt_no + 1)))
-        logger.error("giving up on the actor transition for %s", aid.hex())
+        try:
+            async for tried in retry.async_redis_op():
+                with tried:
+                    await self.scripts.actor_transition(
+                        keys=[keys.actor_key(aid.hex()), keys.named_actors_key()], args=args)
+        except retry.REDIS_RETRYABLE + (OSError,) as e:
+            logger.error("giving up on the actor transition for %s: %s", aid.hex(), e)
 
     async def _lookup(self, a: LocalActor) -> None:
         """A call arrived for an actor we do not host yet: find out whether it is dead."""

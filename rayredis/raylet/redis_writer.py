@@ -6,8 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
-import redis.exceptions
-
+from rayredis._private import retry
 from rayredis.store import keys
 from rayredis.store.client import AsyncShardedRedis
 from rayredis.store.scripts import Scripts
@@ -79,31 +78,32 @@ class RedisWriter:
         await asyncio.gather(*(self._flush_shard(i, ops) for i, ops in enumerate(batches) if ops))
 
     async def _flush_shard(self, i: int, ops: list[tuple[str, Any]]) -> None:
-        for attempt in range(50):
-            try:
-                pipe = self.store.shards[i].pipeline(transaction=False)
-                scripts = self.scripts[i]
-                for kind, arg in ops:
-                    if kind == "task":
-                        tid_hex, allowed, att, ttl, fields = arg
-                        await scripts.task_transition(
-                            keys=[keys.task_key(tid_hex)], args=[allowed, att, ttl, *fields], client=pipe
-                        )
-                    elif kind == "obj":
-                        oid_hex, size, is_error = arg
-                        pipe.hset(keys.object_key(oid_hex), mapping={
-                            "size": size, "task": oid_hex[:32], "error": int(is_error),
-                            "loc:" + self.node_hex: 1,
-                        })
-                        pipe.publish(keys.object_channel(), oid_hex)
-                    elif kind == "del":
-                        pipe.delete(arg)
-                await pipe.execute(raise_on_error=False)
-                return
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
-                logger.warning("flush to shard %d failed (%s); retrying", i, e)
-                await asyncio.sleep(min(1.0, 0.05 * (attempt + 1)))
-        logger.error("dropping %d table writes to shard %d after repeated failures", len(ops), i)
+        try:
+            async for attempt in retry.async_redis_op():
+                with attempt:
+                    await self._pipeline(i, ops)
+        except retry.REDIS_RETRYABLE + (OSError,) as e:
+            logger.error("dropping %d table writes to shard %d after retrying (%s)", len(ops), i, e)
+
+    async def _pipeline(self, i: int, ops: list[tuple[str, Any]]) -> None:
+        pipe = self.store.shards[i].pipeline(transaction=False)
+        scripts = self.scripts[i]
+        for kind, arg in ops:
+            if kind == "task":
+                tid_hex, allowed, att, ttl, fields = arg
+                await scripts.task_transition(
+                    keys=[keys.task_key(tid_hex)], args=[allowed, att, ttl, *fields], client=pipe
+                )
+            elif kind == "obj":
+                oid_hex, size, is_error = arg
+                pipe.hset(keys.object_key(oid_hex), mapping={
+                    "size": size, "task": oid_hex[:32], "error": int(is_error),
+                    "loc:" + self.node_hex: 1,
+                })
+                pipe.publish(keys.object_channel(), oid_hex)
+            elif kind == "del":
+                pipe.delete(arg)
+        await pipe.execute(raise_on_error=False)
 
     async def close(self) -> None:
         self._closing = True

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rayredis import exceptions, ids, serialization
+from rayredis._private import retry
 from rayredis.config import Config
 from rayredis.object_ref import ObjectRef
 from rayredis.protocol._generated import rayredis_pb2 as pb
@@ -84,7 +85,8 @@ class CoreWorker:
         """Store a pickled function/class in the function table; returns its content ID."""
         fid = hashlib.sha1(pickled).digest()[:16]
         if fid not in self._exported:
-            self.store.primary.set(keys.function_key(fid.hex()), pickled, nx=True)
+            retry.call(retry.redis_op(self.cfg.connect_timeout_s), self.store.primary.set,
+                       keys.function_key(fid.hex()), pickled, nx=True)
             self._exported.add(fid)
             self._fn_cache.setdefault(fid, None)
         return fid
@@ -94,7 +96,8 @@ class CoreWorker:
         if fn is None:
             deadline = time.monotonic() + 10.0
             while True:
-                data = self.store.primary.get(keys.function_key(fid.hex()))
+                data = retry.call(retry.redis_op(self.cfg.connect_timeout_s), self.store.primary.get,
+                                  keys.function_key(fid.hex()))
                 if data is not None:
                     break
                 if time.monotonic() > deadline:
