@@ -27,8 +27,6 @@ class Connection:
         self.batch = pb.RayletBatch()
         self.has_data = asyncio.Event()
         self.closed = False
-        #: Task ids dispatched to this worker and not yet finished (actor workers may run many).
-        self.inflight: set[bytes] = set()
 
     def out(self) -> Any:
         """The batch being built; callers append to its repeated fields, then call :meth:`flush`."""

@@ -145,17 +145,12 @@ class NodeManager:
 
     def _put(self, conn: Connection, p: pb.PutObject) -> None:
         """A ``put`` from a client: it holds one reference to the new object."""
-        e = self.objects.expect(p.object_id, refs=1)
-        del e
+        self.objects.expect(p.object_id, refs=1)
         conn.refs[p.object_id] += 1
-        error = ""
-        inline = p.inline_data if not p.shm_name else None
-        if inline is not None and self.objects.used + len(inline) > self.objects.capacity:
-            error = "object store full"
-        self.seal(p.object_id, inline, p.shm_name, p.size, list(p.contained))
-        if p.req_id:
-            conn.out().put_acks.add(req_id=p.req_id, error=error)
-            conn.flush()
+        # Large puts reserved their room with a create request (which fails when full); small ones
+        # travel inline and are accepted without a round trip, as Ray's in-memory store does.
+        self.seal(p.object_id, p.inline_data if not p.shm_name else None, p.shm_name, p.size,
+                  list(p.contained))
 
     def seal(self, oid: bytes, inline: bytes | None, shm_name: str, size: int,
              contained: list[bytes] | None = None) -> None:
@@ -325,8 +320,8 @@ class NodeManager:
         if to_start:
             self.pool.start(to_start)
             self.scheduler.worker_started(to_start)
-        if dispatches:
-            self.request_schedule() if self.scheduler.idle and self.scheduler.ready_ids else None
+        if dispatches and self.scheduler.idle and self.scheduler.ready_ids:
+            self.request_schedule()
 
     def _error_dep(self, rec: TaskRecord) -> bytes | None:
         for a in rec.spec.args:
@@ -340,7 +335,6 @@ class NodeManager:
     def dispatch(self, rec: TaskRecord, conn: Connection, gpu_ids: Iterable[int] = ()) -> None:
         rec.state = "RUNNING"
         rec.worker = conn.worker_id
-        conn.inflight.add(rec.spec.task_id)
         a = conn.out().assign.add()
         a.spec.CopyFrom(rec.spec)
         a.spec.attempt = rec.attempt
@@ -353,7 +347,6 @@ class NodeManager:
         conn.flush()
 
     def _result(self, conn: Connection, r: pb.TaskResult) -> None:
-        conn.inflight.discard(r.task_id)
         rec = self.tasks.get(r.task_id)
         if rec is None or rec.attempt != r.attempt:
             self._discard_returns(r)

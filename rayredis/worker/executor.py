@@ -251,8 +251,7 @@ class Executor:
                 err = serialization.make_task_error(spec.name or spec.method_name, exc, os.getpid(),
                                                     self.cw.node_ip)
                 r.retryable = self._retryable(spec, exc)
-            if spec.kind == ACTOR_CREATION:
-                r.creation_failed = True
+            if spec.kind == ACTOR_CREATION:  # the raylet reads the constructor's error from here
                 r.returns.append(self.cw.put_result(b"", err, serialization.KIND_ERROR))
             for oid in oids:
                 r.returns.append(self.cw.put_result(oid, err, serialization.KIND_ERROR))

@@ -151,7 +151,7 @@ class RayletClient:
         if b.assign and self.on_assign is not None:
             for a in b.assign:
                 self.on_assign(a)
-        for lst in (b.get_replies, b.wait_replies, b.create_replies, b.put_acks):
+        for lst in (b.get_replies, b.wait_replies, b.create_replies):
             for rep in lst:
                 with self._lock:
                     r = self._pending.pop(rep.req_id, None)

@@ -158,20 +158,18 @@ class WaitRequest(_message.Message):
     def __init__(self, req_id: _Optional[int] = ..., object_ids: _Optional[_Iterable[bytes]] = ..., num_returns: _Optional[int] = ..., timeout_s: _Optional[float] = ...) -> None: ...
 
 class PutObject(_message.Message):
-    __slots__ = ("object_id", "inline_data", "shm_name", "size", "contained", "req_id")
+    __slots__ = ("object_id", "inline_data", "shm_name", "size", "contained")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     INLINE_DATA_FIELD_NUMBER: _ClassVar[int]
     SHM_NAME_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     CONTAINED_FIELD_NUMBER: _ClassVar[int]
-    REQ_ID_FIELD_NUMBER: _ClassVar[int]
     object_id: bytes
     inline_data: bytes
     shm_name: str
     size: int
     contained: _containers.RepeatedScalarFieldContainer[bytes]
-    req_id: int
-    def __init__(self, object_id: _Optional[bytes] = ..., inline_data: _Optional[bytes] = ..., shm_name: _Optional[str] = ..., size: _Optional[int] = ..., contained: _Optional[_Iterable[bytes]] = ..., req_id: _Optional[int] = ...) -> None: ...
+    def __init__(self, object_id: _Optional[bytes] = ..., inline_data: _Optional[bytes] = ..., shm_name: _Optional[str] = ..., size: _Optional[int] = ..., contained: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class CreateRequest(_message.Message):
     __slots__ = ("req_id", "object_id", "size")
@@ -184,22 +182,20 @@ class CreateRequest(_message.Message):
     def __init__(self, req_id: _Optional[int] = ..., object_id: _Optional[bytes] = ..., size: _Optional[int] = ...) -> None: ...
 
 class TaskResult(_message.Message):
-    __slots__ = ("task_id", "returns", "failed", "retryable", "attempt", "actor_exited", "creation_failed")
+    __slots__ = ("task_id", "returns", "failed", "retryable", "attempt", "actor_exited")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     RETURNS_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
     RETRYABLE_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     ACTOR_EXITED_FIELD_NUMBER: _ClassVar[int]
-    CREATION_FAILED_FIELD_NUMBER: _ClassVar[int]
     task_id: bytes
     returns: _containers.RepeatedCompositeFieldContainer[PutObject]
     failed: bool
     retryable: bool
     attempt: int
     actor_exited: bool
-    creation_failed: bool
-    def __init__(self, task_id: _Optional[bytes] = ..., returns: _Optional[_Iterable[_Union[PutObject, _Mapping]]] = ..., failed: _Optional[bool] = ..., retryable: _Optional[bool] = ..., attempt: _Optional[int] = ..., actor_exited: _Optional[bool] = ..., creation_failed: _Optional[bool] = ...) -> None: ...
+    def __init__(self, task_id: _Optional[bytes] = ..., returns: _Optional[_Iterable[_Union[PutObject, _Mapping]]] = ..., failed: _Optional[bool] = ..., retryable: _Optional[bool] = ..., attempt: _Optional[int] = ..., actor_exited: _Optional[bool] = ...) -> None: ...
 
 class CancelRequest(_message.Message):
     __slots__ = ("object_id", "force", "recursive")
@@ -218,14 +214,6 @@ class KillActorRequest(_message.Message):
     actor_id: bytes
     no_restart: bool
     def __init__(self, actor_id: _Optional[bytes] = ..., no_restart: _Optional[bool] = ...) -> None: ...
-
-class ActorLookup(_message.Message):
-    __slots__ = ("req_id", "actor_id")
-    REQ_ID_FIELD_NUMBER: _ClassVar[int]
-    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
-    req_id: int
-    actor_id: bytes
-    def __init__(self, req_id: _Optional[int] = ..., actor_id: _Optional[bytes] = ...) -> None: ...
 
 class LogLines(_message.Message):
     __slots__ = ("job_id", "prefix", "lines", "is_err")
@@ -318,14 +306,6 @@ class CreateReply(_message.Message):
     error: str
     def __init__(self, req_id: _Optional[int] = ..., shm_name: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
 
-class PutAck(_message.Message):
-    __slots__ = ("req_id", "error")
-    REQ_ID_FIELD_NUMBER: _ClassVar[int]
-    ERROR_FIELD_NUMBER: _ClassVar[int]
-    req_id: int
-    error: str
-    def __init__(self, req_id: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
-
 class RegisterReply(_message.Message):
     __slots__ = ("node_id", "session_dir", "node_ip", "job_id", "shm_prefix")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -341,15 +321,13 @@ class RegisterReply(_message.Message):
     def __init__(self, node_id: _Optional[bytes] = ..., session_dir: _Optional[str] = ..., node_ip: _Optional[str] = ..., job_id: _Optional[int] = ..., shm_prefix: _Optional[str] = ...) -> None: ...
 
 class RayletBatch(_message.Message):
-    __slots__ = ("register_reply", "assign", "get_replies", "wait_replies", "create_replies", "cancel_tasks", "exit", "put_acks", "logs")
+    __slots__ = ("register_reply", "assign", "get_replies", "wait_replies", "create_replies", "cancel_tasks", "logs")
     REGISTER_REPLY_FIELD_NUMBER: _ClassVar[int]
     ASSIGN_FIELD_NUMBER: _ClassVar[int]
     GET_REPLIES_FIELD_NUMBER: _ClassVar[int]
     WAIT_REPLIES_FIELD_NUMBER: _ClassVar[int]
     CREATE_REPLIES_FIELD_NUMBER: _ClassVar[int]
     CANCEL_TASKS_FIELD_NUMBER: _ClassVar[int]
-    EXIT_FIELD_NUMBER: _ClassVar[int]
-    PUT_ACKS_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
     register_reply: RegisterReply
     assign: _containers.RepeatedCompositeFieldContainer[Assignment]
@@ -357,10 +335,8 @@ class RayletBatch(_message.Message):
     wait_replies: _containers.RepeatedCompositeFieldContainer[WaitReply]
     create_replies: _containers.RepeatedCompositeFieldContainer[CreateReply]
     cancel_tasks: _containers.RepeatedScalarFieldContainer[bytes]
-    exit: bool
-    put_acks: _containers.RepeatedCompositeFieldContainer[PutAck]
     logs: _containers.RepeatedCompositeFieldContainer[LogLines]
-    def __init__(self, register_reply: _Optional[_Union[RegisterReply, _Mapping]] = ..., assign: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., get_replies: _Optional[_Iterable[_Union[GetReply, _Mapping]]] = ..., wait_replies: _Optional[_Iterable[_Union[WaitReply, _Mapping]]] = ..., create_replies: _Optional[_Iterable[_Union[CreateReply, _Mapping]]] = ..., cancel_tasks: _Optional[_Iterable[bytes]] = ..., exit: _Optional[bool] = ..., put_acks: _Optional[_Iterable[_Union[PutAck, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogLines, _Mapping]]] = ...) -> None: ...
+    def __init__(self, register_reply: _Optional[_Union[RegisterReply, _Mapping]] = ..., assign: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., get_replies: _Optional[_Iterable[_Union[GetReply, _Mapping]]] = ..., wait_replies: _Optional[_Iterable[_Union[WaitReply, _Mapping]]] = ..., create_replies: _Optional[_Iterable[_Union[CreateReply, _Mapping]]] = ..., cancel_tasks: _Optional[_Iterable[bytes]] = ..., logs: _Optional[_Iterable[_Union[LogLines, _Mapping]]] = ...) -> None: ...
 
 class CreateActorRequest(_message.Message):
     __slots__ = ("actor_id", "attempt", "creation_spec")
