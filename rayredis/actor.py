@@ -225,7 +225,7 @@ class ActorHandle:
             from rayredis.worker.core_worker import global_worker
 
             if global_worker is not None and not global_worker.raylet.closed:
-                global_worker.kill_actor(self._actor_id, no_restart=True)
+                global_worker.kill_actor(self._actor_id, no_restart=True, when_idle=True)
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
 

@@ -9,6 +9,7 @@ session directory tells a ``rayredis start --block`` monitor that the stop was r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -30,6 +31,7 @@ class CliSession:
     address: str  # the cluster's primary Redis address
     node_id: str = ""
     created: float = 0.0
+    bind_host: str = ""  # what the head's servers listen on (a restarted GCS binds the same)
 
 
 def registry_dir() -> str:
@@ -44,7 +46,7 @@ def register(entry: CliSession) -> None:
     """Record ``entry`` atomically (mode 0600); re-registering the same session overwrites it."""
     os.makedirs(registry_dir(), exist_ok=True)
     if not entry.created:
-        entry = CliSession(entry.session_dir, entry.kind, entry.address, entry.node_id, time.time())
+        entry = dataclasses.replace(entry, created=time.time())
     path = _entry_path(entry.session_dir)
     tmp = f"{path}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -102,7 +102,7 @@ def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host
     except (RaySystemError, OSError, ValueError) as e:
         raise CliError(f"Failed to start the head node: {e}") from None
     address = f"{ip}:{handle.address.rpartition(':')[2]}"
-    entry = sessions.CliSession(handle.session_dir, sessions.HEAD, address, handle.node_id)
+    entry = sessions.CliSession(handle.session_dir, sessions.HEAD, address, handle.node_id, bind_host=bind_host)
     sessions.register(entry)
     write_current_cluster(ClusterFile(address, handle.password, handle.session_dir))
     _print_banner(ip)
@@ -206,6 +206,15 @@ def block(entry: sessions.CliSession) -> int:
             return 0
         _reap(watched, exit_codes)
         dead = [r for r in watched if not process.is_alive(r)]
+        if dead and not sessions.stopping_requested(entry.session_dir) and all(r.role == "gcs" for r in dead):
+            # The GCS keeps no state: a replacement rereads Redis and resumes (the head supervises it).
+            for r in dead:
+                watched.remove(r)
+                new_pid = _restart_gcs(entry)
+                print(f"The GCS [pid={r.pid}, exit_code={exit_codes.get(r.pid, 'unknown')}] exited; started a "
+                      f"replacement [pid={new_pid}] that resumes from Redis.", flush=True)
+                watched.extend(x for x in process.recorded(entry.session_dir) if x.pid == new_pid)
+            continue
         if dead:
             if sessions.stopping_requested(entry.session_dir):
                 print("`rayredis stop` stopped the processes of this node; exiting.", flush=True)
@@ -217,6 +226,16 @@ def block(entry: sessions.CliSession) -> int:
             stop_session(entry, grace_s=get_config().stop_grace_period_s)
             return 1
         time.sleep(0.2)
+
+
+def _restart_gcs(entry: sessions.CliSession) -> int:
+    """Start a new GCS for the head in ``entry`` (the password is in its shard's 0600 config)."""
+    conf = os.path.join(entry.session_dir, "redis-0", "redis.conf")
+    with open(conf) as f:
+        password = next(line.split('"')[1] for line in f if line.startswith("requirepass"))
+    handle = node.NodeHandle(entry.session_dir, entry.address, password)
+    host = entry.address.rpartition(":")[0]
+    return node.start_gcs(handle, bind_host=entry.bind_host or None, node_ip=host)
 
 
 def _reap(watched: list[process.Recorded], exit_codes: dict[int, int]) -> None:

@@ -38,6 +38,8 @@ class LocalActor:
     max_task_retries: int = 0
     num_restarts: int = 0
     lookup_started: bool = False
+    #: The creator dropped its last handle: end the actor once its submitted calls are done.
+    kill_when_idle: bool = False
 
 
 class LocalActors:
@@ -105,6 +107,9 @@ class LocalActors:
             self.nm.pool.kill(conn.worker_id)
             return
         a.state = "ALIVE"
+        if a.kill_when_idle and not a.queue:
+            self._maybe_kill_idle(a)
+            return
         self._spawn(self._transition(a.actor_id, "SCHEDULED,ALIVE", str(a.attempt), {
             "state": ActorState.ALIVE.value, "node": self.nm.node_id.hex(),
             "worker": conn.worker_id.hex(), "pid": conn.pid,
@@ -157,6 +162,7 @@ class LocalActors:
         if r.actor_exited:
             a.intentional, a.death_reason = True, "The actor exited with exit_actor()."
         self.nm.finish(rec, r.returns, "FAILED" if r.failed else "FINISHED")
+        self._maybe_kill_idle(a)
 
     def cancel_queued(self, rec: TaskRecord) -> bool:
         a = self.actors.get(rec.spec.actor_id)
@@ -201,12 +207,12 @@ class LocalActors:
             "state": d.state.value, "num_restarts": d.num_restarts, "death_cause": d.cause,
         }))
 
-    def kill(self, aid: bytes, no_restart: bool) -> None:
+    def kill(self, aid: bytes, no_restart: bool, reason: str = "The actor was killed by rayredis.kill().") -> None:
         a = self._get(aid)
         if a.state == "DEAD":
             return
         if no_restart:
-            a.intentional, a.death_reason = True, "The actor was killed by rayredis.kill()."
+            a.intentional, a.death_reason = True, reason
         if a.conn is not None:
             self.nm.pool.kill(a.conn.worker_id)
             return
@@ -220,13 +226,22 @@ class LocalActors:
             self._spawn(self._transition(aid, ",".join(s.value for s in ActorState if s != ActorState.DEAD),
                                          "", {"state": ActorState.DEAD.value, "death_cause": a.death_reason}))
 
+    def kill_when_idle(self, aid: bytes) -> None:
+        a = self._get(aid)
+        a.kill_when_idle = True
+        self._maybe_kill_idle(a)
+
+    def _maybe_kill_idle(self, a: LocalActor) -> None:
+        if a.kill_when_idle and a.state == "ALIVE" and not a.queue and not a.inflight:
+            self.kill(a.actor_id, no_restart=True, reason="All handles to the actor went out of scope.")
+
     def job_finished(self, job_id: int, driver_exit: bool = False) -> None:
         self.finished_jobs.add(job_id)
         for a in list(self.actors.values()):
             if a.job_id == job_id and not a.detached and a.state in ("CREATING", "ALIVE", "RESTARTING"):
                 a.max_restarts = 0
-                self.kill(a.actor_id, no_restart=True)
-                a.death_reason = "The actor's owner job exited (use lifetime='detached' to keep it)."
+                self.kill(a.actor_id, no_restart=True,
+                          reason="The actor's owner job exited (use lifetime='detached' to keep it).")
         if driver_exit:
             self._spawn(self._finish_job(job_id))
 

@@ -112,7 +112,10 @@ class NodeManager:
         for cr in b.cancels:
             self.cancel(cr.object_id, cr.force)
         for k in b.kills:
-            self.actors.kill(k.actor_id, k.no_restart)
+            if k.when_idle:
+                self.actors.kill_when_idle(k.actor_id)
+            else:
+                self.actors.kill(k.actor_id, k.no_restart)
         for rid in b.cancel_gets:
             self._forget_get(conn, rid)
         for lines in b.logs:

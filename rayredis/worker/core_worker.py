@@ -276,8 +276,9 @@ class CoreWorker:
         self.raylet.send("cancels", pb.CancelRequest(object_id=ref.binary(), force=force,
                                                      recursive=recursive))
 
-    def kill_actor(self, actor_id: bytes, no_restart: bool) -> None:
-        self.raylet.send("kills", pb.KillActorRequest(actor_id=actor_id, no_restart=no_restart))
+    def kill_actor(self, actor_id: bytes, no_restart: bool, when_idle: bool = False) -> None:
+        self.raylet.send("kills", pb.KillActorRequest(actor_id=actor_id, no_restart=no_restart,
+                                                      when_idle=when_idle))
 
     def shutdown(self) -> None:
         self.raylet.close()

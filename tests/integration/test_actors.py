@@ -253,3 +253,20 @@ def test_detached_actor_outlives_its_driver(ray_shared, tmp_path):
     else:
         pytest.fail("a non-detached actor survived its driver")
     ray.kill(k)
+
+
+def test_dropped_handle_ends_actor_after_its_pending_calls(ray_shared):
+    # As in Ray: calls already submitted through a temporary handle still run.
+    assert ray.get(Counter.remote(41).inc.remote(), timeout=30) == 42
+    c = Counter.remote()
+    pid = ray.get(c.pid.remote())
+    del c
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+            time.sleep(0.05)
+        except ProcessLookupError:
+            break
+    else:
+        pytest.fail("the actor outlived its last handle")

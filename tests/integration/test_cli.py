@@ -256,3 +256,42 @@ def test_stop_ends_blocking_start(env: dict[str, str]) -> None:
             proc.kill()
             proc.communicate()
         cli(env, "stop", "--force", ok=False)
+
+
+def test_block_restarts_a_dead_gcs(env: dict[str, str], tmp_path: Path) -> None:
+    proc = _start_blocking(env)
+    try:
+        (session,) = cli_session_dirs(env)
+        (gcs,) = [r for r in process.recorded(session) if r.role == "gcs" and process.is_alive(r)]
+        os.kill(gcs.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while True:
+            new = [r for r in process.recorded(session)
+                   if r.role == "gcs" and r.pid != gcs.pid and process.is_alive(r)]
+            if new:
+                break
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no replacement GCS was started"
+            time.sleep(0.1)
+        # The replacement serves: a new driver registers its job and creates an actor through it.
+        driver = tmp_path / "after_restart.py"
+        driver.write_text(textwrap.dedent("""
+            import rayredis as ray
+            ray.init(address="auto")
+            @ray.remote
+            class A:
+                def ping(self):
+                    return "pong"
+            print(ray.get(A.remote().ping.remote(), timeout=60))
+        """))
+        res = subprocess.run([sys.executable, str(driver)], env=env, capture_output=True, text=True, timeout=90)
+        assert res.returncode == 0 and "pong" in res.stdout, res.stderr
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, out + err
+        assert f"The GCS [pid={gcs.pid}, exit_code=-9] exited; started a replacement" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        cli(env, "stop", "--force", ok=False)
