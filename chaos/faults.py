@@ -12,6 +12,7 @@ the same seed gives the same fault times and kinds whatever the cluster does in 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -81,6 +82,14 @@ class KillGcs(Fault):
     ready_timeout_s: float = 30.0
 
     def fire(self, rng: random.Random, handle: NodeHandle) -> dict[str, Any]:
+        from rayredis import api
+
+        # The driver's own GCS supervisor would restart the GCS at once; this fault sets the downtime.
+        sup = api._supervisor
+        with sup.pause() if sup is not None else contextlib.nullcontext():
+            return self._fire(handle)
+
+    def _fire(self, handle: NodeHandle) -> dict[str, Any]:
         targets = live(handle, "gcs")
         client = _redis(handle)
         try:

@@ -15,7 +15,7 @@ import grpc
 
 from rayredis import exceptions
 from rayredis._private import auth, process, retry
-from rayredis._private.node import NodeHandle, start_head
+from rayredis._private.node import GcsSupervisor, NodeHandle, start_head
 from rayredis._private.session import read_current_cluster
 from rayredis.config import get_config
 from rayredis.object_ref import ObjectRef
@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 _lock = threading.RLock()
 _started: NodeHandle | None = None
+_supervisor: GcsSupervisor | None = None
 
 #: Ray's ``init`` keywords that have no effect here (accepted so Ray programs run unchanged).
 _IGNORED_INIT_KWARGS = {"include_dashboard", "dashboard_host", "dashboard_port", "logging_level",
@@ -141,6 +142,10 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
                 process.stop_recorded(_started.session_dir, grace_s=1.0, force=True)
                 _started = None
             raise
+        if _started is not None:
+            global _supervisor
+            _supervisor = GcsSupervisor(_started)
+            _supervisor.start()
         atexit.register(shutdown)
         return _context()
 
@@ -189,8 +194,11 @@ def _context() -> RayContext:
 
 def shutdown(_exiting_interpreter: bool = False) -> None:
     """Disconnect; if ``init`` started the cluster, stop every process it started (and nothing else)."""
-    global _started
+    global _started, _supervisor
     with _lock:
+        if _supervisor is not None:
+            _supervisor.stop()
+            _supervisor = None
         cw = core_worker.global_worker
         core_worker.global_worker = None
         if cw is not None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import redis
@@ -32,8 +35,10 @@ class NodeHandle:
     die_with_parent: bool = False
 
     def bind_to_parent(self) -> bool:
-        # PR_SET_PDEATHSIG fires when the spawning *thread* exits, so only bind from the main thread.
-        return self.die_with_parent and threading.current_thread() is threading.main_thread()
+        # PR_SET_PDEATHSIG fires when the spawning *thread* exits, so bind only from threads that
+        # live as long as the cluster: the main thread, or a supervisor marked ``cluster_lifetime``.
+        t = threading.current_thread()
+        return self.die_with_parent and (t is threading.main_thread() or getattr(t, "cluster_lifetime", False))
 
 
 def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: float | None = None,
@@ -101,8 +106,6 @@ def start_raylet(handle: NodeHandle, *, num_cpus: float | None, num_gpus: float 
                  resources: dict[str, float] | None = None, object_store_memory: int = 0, head: bool = False,
                  bind_host: str | None = None, node_ip: str = "") -> str:
     """Start a raylet for ``handle``'s cluster and wait for its node entry to be ALIVE."""
-    import os
-
     cfg = get_config()
     node_id = secrets.token_hex(16)
     args = ["--redis-address", handle.address, "--session-dir", handle.session_dir, "--node-id", node_id,
@@ -145,3 +148,54 @@ def wait_for_gcs(handle: NodeHandle, timeout_s: float = 60.0) -> None:
             time.sleep(0.01)
     finally:
         client.close()
+
+
+class GcsSupervisor(threading.Thread):
+    """Restarts the GCS of a cluster this process started whenever it dies (it keeps no state).
+
+    Runs for the cluster's lifetime, so the replacement GCS may be bound to it with
+    PR_SET_PDEATHSIG like the original one was bound to the main thread.
+    """
+
+    cluster_lifetime = True
+
+    def __init__(self, handle: NodeHandle, interval_s: float = 0.2):
+        super().__init__(name="rayredis-gcs-supervisor", daemon=True)
+        self.handle = handle
+        self.interval_s = interval_s
+        self.stopping = threading.Event()
+        self.paused = threading.Event()
+        self.restarts = 0
+
+    @contextlib.contextmanager
+    def pause(self) -> Iterator[None]:
+        """Hold off restarts (fault-injection tests that control the GCS's downtime themselves)."""
+        self.paused.set()
+        try:
+            yield
+        finally:
+            self.paused.clear()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval_s):
+            if self.paused.is_set():
+                continue
+            gcs = [r for r in process.recorded(self.handle.session_dir) if r.role == "gcs"]
+            if not gcs or any(process.is_alive(r) for r in gcs):
+                continue
+            if self.stopping.is_set():
+                return
+            for r in gcs:
+                process.forget_pid(self.handle.session_dir, r.pid)
+                try:
+                    os.waitpid(r.pid, os.WNOHANG)  # reap our dead child (never anyone else's)
+                except ChildProcessError:
+                    pass
+            host = self.handle.address.rpartition(":")[0]
+            start_gcs(self.handle, bind_host=host, node_ip=host)
+            self.restarts += 1
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=2.0)
+

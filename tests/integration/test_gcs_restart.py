@@ -54,6 +54,8 @@ def test_gcs_sigkill_and_restart_loses_nothing(ray_start_regular, tmp_path):
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 
+    pause = api._supervisor.pause()  # this test controls the downtime itself
+    pause.__enter__()
     t = threading.Thread(target=workload)
     t.start()
     time.sleep(0.4)
@@ -75,6 +77,7 @@ def test_gcs_sigkill_and_restart_loses_nothing(ray_start_regular, tmp_path):
     late = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     time.sleep(0.5)
     new_pid = node.start_gcs(handle)
+    pause.__exit__(None, None, None)
     assert new_pid != old_pid
     t.join(timeout=180)
     out, _ = late.communicate(timeout=120)
@@ -85,3 +88,25 @@ def test_gcs_sigkill_and_restart_loses_nothing(ray_start_regular, tmp_path):
     assert results["named"] == [i + 1 for i in range(30)]
     assert late.returncode == 0, out.decode()
     assert b"late driver ok" in out
+
+
+def test_init_cluster_supervises_its_gcs(ray_start_regular):
+    """A cluster started by init() restarts its GCS by itself; new actors are created afterwards."""
+    handle = api._started
+    (old_pid,) = _gcs_pids(handle.session_dir)
+    os.kill(old_pid, signal.SIGKILL)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        pids = _gcs_pids(handle.session_dir)
+        if pids and pids != [old_pid]:
+            break
+        time.sleep(0.05)
+    assert pids and old_pid not in pids
+    assert api._supervisor.restarts == 1
+
+    @ray.remote
+    class Echo:
+        def echo(self, x):
+            return x
+
+    assert ray.get(Echo.remote().echo.remote("after restart"), timeout=60) == "after restart"
