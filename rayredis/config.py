@@ -39,6 +39,9 @@ class Config:
     task_table_ttl_s: int = 3600
     #: Worker processes started when the raylet starts (0 means num_cpus, capped at 4).
     prestart_workers: int = 0
+    #: Pooled task workers per (whole) CPU at most: fractional or zero-CPU tasks run in parallel up
+    #: to this many per CPU, as far as their resources allow (tasks blocked in get come on top).
+    max_workers_per_cpu: float = 4.0
     #: How long a component keeps retrying an idempotent call to Redis or the GCS.
     connect_timeout_s: float = 30.0
     #: Default for ``max_retries`` of tasks whose worker dies (Ray's default is 3).

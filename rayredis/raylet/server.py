@@ -141,7 +141,9 @@ class Raylet:
         capacity = self.args.object_store_memory or default_store_capacity()
         totals["object_store_memory"] = float(capacity)
         total = ResourceSet.from_floats(totals)
-        max_workers = max(1, int(self.args.num_cpus + 0.9999))
+        whole_cpus = max(1, int(self.args.num_cpus + 0.9999))
+        # Resources bound how many tasks run; the cap only matters for fractional and zero-CPU tasks.
+        max_workers = max(1, int(whole_cpus * cfg.max_workers_per_cpu))
         scheduler = LocalScheduler(total, max_task_workers=max_workers)
         shm_prefix = f"rayredis_{os.path.basename(self.session_dir)[-4:]}_{self.node_id.hex()[:6]}_"
         objects = ObjectStore(capacity, shm_prefix)
@@ -160,7 +162,7 @@ class Raylet:
         await server.start()
         writer.start()
         await self._register(totals, capacity)
-        prestart = cfg.prestart_workers or min(max_workers, 4)
+        prestart = cfg.prestart_workers or min(whole_cpus, 4)
         pool.start(prestart)
         scheduler.worker_started(prestart)
         loop = asyncio.get_running_loop()

@@ -91,3 +91,37 @@ def test_unserializable_return_value_fails_the_task(ray_start_regular):
 
     with pytest.raises(exceptions.RayTaskError, match="serialize"):
         ray.get(bad.remote())
+
+
+def test_gpu_ids_and_fractional_resources(tmp_path):
+    ray.init(num_cpus=2, num_gpus=2, resources={"accel": 1.0})
+    try:
+        assert ray.cluster_resources()["GPU"] == 2.0
+
+        @ray.remote(num_gpus=1)
+        def which_gpu():
+            import os
+
+            return ray.get_gpu_ids(), os.environ["CUDA_VISIBLE_DEVICES"]
+
+        ids, env = ray.get(which_gpu.remote())
+        assert len(ids) == 1 and ids[0] in (0, 1) and env == str(ids[0])
+
+        @ray.remote(num_cpus=0.5, resources={"accel": 0.25})
+        def meet(directory, me):
+            # A barrier through files: it only completes if all four tasks run at the same time.
+            import os
+
+            open(os.path.join(directory, str(me)), "w").close()
+            deadline = time.time() + 20
+            while len(os.listdir(directory)) < 4:
+                if time.time() > deadline:
+                    return False
+                time.sleep(0.01)
+            return True
+
+        # Four tasks of half a CPU and a quarter accelerator each run at once on 2 CPUs.
+        assert ray.get([meet.remote(str(tmp_path), i) for i in range(4)], timeout=60) == [True] * 4
+        assert ray.get_gpu_ids() == []
+    finally:
+        ray.shutdown()
