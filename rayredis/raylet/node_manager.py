@@ -293,6 +293,11 @@ class NodeManager:
     def _enqueue(self, rec: TaskRecord, missing: set[bytes]) -> None:
         spec = rec.spec
         demand = ResourceSet.from_floats(dict(spec.resources))
+        if not demand.fits_in(self.scheduler.total) and spec.strategy.kind != "PLACEMENT_GROUP":
+            self._warn_job(spec.job_id, (
+                f"Warning: {spec.name!r} needs {demand.to_floats()} but this node has only "
+                f"{self.scheduler.total.to_floats()} in total; it waits until resources are added "
+                "(cancel it with rayredis.cancel)."))
         self.scheduler.submit(QueuedTask(spec.task_id, demand, rec, set(missing),
                                          dedicated=spec.kind == ACTOR_CREATION))
 
@@ -459,6 +464,14 @@ class NodeManager:
                 if self.scheduler.cancel(tid) is not None:
                     rec.cancelled = True
                     self.fail_task(rec, exceptions.TaskCancelledError(tid.hex()), "CANCELLED")
+
+    def _warn_job(self, job_id: int, text: str) -> None:
+        """Show ``text`` on the job's drivers (as Ray prints scheduling warnings there)."""
+        for driver in self.conns.values():
+            if driver.is_driver and driver.job_id == job_id:
+                driver.out().logs.add(job_id=job_id, prefix=f"raylet, node={self.node_id.hex()[:8]}",
+                                      lines=[text], is_err=True)
+                driver.flush()
 
     # ---- reporting -----------------------------------------------------------------------------
 

@@ -224,12 +224,18 @@ def test_resources_and_runtime_context(ray_shared):
     assert len(ray.nodes()) == 1 and ray.nodes()[0]["Alive"]
 
 
-def test_custom_resources_and_infeasible_wait(ray_shared):
+def test_custom_resources_and_infeasible_wait(ray_shared, capfd):
     @ray.remote(resources={"nonexistent": 1})
     def never():
         return 1
 
     r = never.remote()
+    deadline = time.time() + 10
+    err = ""
+    while time.time() < deadline and "nonexistent" not in err:
+        time.sleep(0.05)
+        err += capfd.readouterr().err
+    assert "needs" in err and "waits until resources are added" in err
     ready, _ = ray.wait([r], timeout=0.5)
     assert ready == []
     ray.cancel(r)
