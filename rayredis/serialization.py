@@ -54,6 +54,12 @@ class SerializedObject:
 
     def write_into(self, out: memoryview) -> None:
         """Copy the blob into ``out`` (at least ``total_size`` bytes, e.g. a shared-memory map)."""
+        for b, pos in self.write_head_into(out):
+            out[pos : pos + b.nbytes] = b
+
+    def write_head_into(self, out: memoryview) -> list[tuple[memoryview, int]]:
+        """Write the header and pickle stream; return (buffer, offset) pairs still to be copied,
+        so a caller may copy large buffers in parallel."""
         pos = 0
         hdr = _HDR.pack(self.kind, 0, len(self.buffers), len(self.pickled))
         out[pos : pos + len(hdr)] = hdr
@@ -64,10 +70,12 @@ class SerializedObject:
         pos += _pad(pos)
         out[pos : pos + len(self.pickled)] = self.pickled
         pos += len(self.pickled)
+        todo = []
         for b, n in zip(self.buffers, self._lens):
             pos += _pad(pos)
-            out[pos : pos + n] = b
+            todo.append((b, pos))
             pos += n
+        return todo
 
     def to_bytes(self) -> bytes:
         if not self.buffers:

@@ -4,24 +4,51 @@ from __future__ import annotations
 
 import mmap
 import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 
 from rayredis.serialization import SerializedObject
 
 SHM_DIR = "/dev/shm"
+#: Buffers at least this large are copied by several threads: most of the cost of a large put is
+#: the kernel allocating and zeroing fresh shared-memory pages, which parallelizes across cores.
+PARALLEL_COPY_MIN = 16 * 1024 * 1024
+_COPY_THREADS = max(1, min(4, os.cpu_count() or 1))
+_pool: ThreadPoolExecutor | None = None
+
+
+def _copy(dst: np.ndarray, src: np.ndarray) -> None:
+    np.copyto(dst, src)  # releases the GIL
 
 
 def write_segment(name: str, obj: SerializedObject) -> memoryview:
     """Create segment ``name``, write ``obj`` into it; returns a read-only view of the data."""
+    global _pool
     path = os.path.join(SHM_DIR, name)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.ftruncate(fd, obj.total_size)
-        # MAP_POPULATE allocates and maps every page up front: far cheaper than one fault per page.
-        mm = mmap.mmap(fd, obj.total_size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
+        mm = mmap.mmap(fd, obj.total_size, flags=mmap.MAP_SHARED)
     finally:
         os.close(fd)
     view = memoryview(mm)
-    obj.write_into(view)
+    jobs = []
+    for buf, pos in obj.write_head_into(view):
+        n = buf.nbytes
+        if n < PARALLEL_COPY_MIN or _COPY_THREADS == 1:
+            view[pos : pos + n] = buf
+            continue
+        src = np.frombuffer(buf, dtype=np.uint8)
+        dst = np.frombuffer(mm, dtype=np.uint8, count=n, offset=pos)
+        step = -(-n // _COPY_THREADS)
+        jobs += [(dst[i : i + step], src[i : i + step]) for i in range(0, n, step)]
+    if jobs:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(_COPY_THREADS, thread_name_prefix="rayredis-copy")
+        for f in [_pool.submit(_copy, d, s) for d, s in jobs]:
+            f.result()
+        del jobs
     return view.toreadonly()
 
 
