@@ -68,6 +68,9 @@ class ActorClass:
         self._is_async = _is_async(cls)
         self.__doc__ = cls.__doc__
 
+    def __reduce__(self) -> Any:
+        return (ActorClass, (self._cls, self._default_options))
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"Actors cannot be instantiated directly. Instead of '{self._name}()', use "
                         f"'{self._name}.remote()'.")

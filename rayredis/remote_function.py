@@ -22,6 +22,10 @@ class RemoteFunction:
         self._templates: dict[int, tuple[Any, pb.TaskSpec]] = {}
         functools.update_wrapper(self, fn)
 
+    def __reduce__(self) -> Any:
+        # Ship only what defines the function: caches (pickled bytes, spec templates) stay local.
+        return (RemoteFunction, (self._function, self._default_options))
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
             f"Remote functions cannot be called directly. Instead of running '{self._name}()', "

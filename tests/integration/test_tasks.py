@@ -256,3 +256,25 @@ def test_task_output_reaches_the_driver(ray_shared, capfd):
         time.sleep(0.05)
         out += capfd.readouterr().out
     assert "(chatty pid=" in out and "chatty says 7" in out
+
+
+def test_remote_functions_and_classes_used_before_being_captured(ray_shared):
+    # `add` and `identity` have run already (their submit caches exist); closures capturing them
+    # must still pickle, and so must an actor class captured by a task.
+    @ray.remote
+    def uses_add(x):
+        return ray.get(add.remote(x, 1))
+
+    @ray.remote
+    class Holder:
+        def via_identity(self, x):
+            return ray.get(identity.remote(x))
+
+    @ray.remote
+    def makes_actor():
+        h = Holder.remote()
+        return ray.get(h.via_identity.remote("deep"))
+
+    assert ray.get(add.remote(1, 1)) == 2
+    assert ray.get(uses_add.remote(41)) == 42
+    assert ray.get(makes_actor.remote(), timeout=60) == "deep"
