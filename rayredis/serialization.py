@@ -158,13 +158,20 @@ def deserialize(blob: memoryview | bytes) -> Any:
 
 
 def serialize_error(exc: BaseException) -> SerializedObject:
-    """Serialize an exception for an error object, falling back to a text form when unpicklable."""
+    """Serialize an exception for an error object, falling back to a text form when it does not
+    survive a pickle round trip (unpicklable state, or an ``__init__`` that pickle cannot call)."""
     try:
-        return serialize(exc, kind=KIND_ERROR)
+        ser = serialize(exc, kind=KIND_ERROR)
+        deserialize(ser.to_bytes())  # errors are rare: checking here beats an opaque error at get
+        return ser
     except exceptions.RaySerializationError:
         if isinstance(exc, exceptions.RayTaskError):
+            cause = exc.cause
+            text = f"{type(cause).__name__}: {cause}" if cause is not None else "unknown error"
             fallback = exceptions.RayTaskError(
-                exc.function_name, exc.traceback_str, RuntimeError(repr(exc.cause)), "", exc.pid, exc.ip
+                exc.function_name, exc.traceback_str,
+                RuntimeError(f"{text} (the original exception could not be pickled, so it is shown as text)"),
+                "", exc.pid, exc.ip,
             )
             return serialize(fallback, kind=KIND_ERROR)
         return serialize(exceptions.RaySystemError(repr(exc)), kind=KIND_ERROR)

@@ -278,3 +278,19 @@ def test_remote_functions_and_classes_used_before_being_captured(ray_shared):
     assert ray.get(add.remote(1, 1)) == 2
     assert ray.get(uses_add.remote(41)) == 42
     assert ray.get(makes_actor.remote(), timeout=60) == "deep"
+
+
+class TwoArgError(Exception):
+    def __init__(self, a, b):
+        super().__init__(f"{a}-{b}")
+
+
+def test_exception_that_cannot_be_unpickled_still_reports_type_and_traceback(ray_shared):
+    @ray.remote
+    def boom():
+        raise TwoArgError(1, 2)
+
+    with pytest.raises(exceptions.RayTaskError) as info:
+        ray.get(boom.remote())
+    assert "TwoArgError: 1-2" in str(info.value)
+    assert "could not be pickled" in str(info.value)
