@@ -42,10 +42,14 @@ class RayTaskError(RayError):
 
     def _message(self) -> str:
         head = f"{type(self.cause).__name__ if self.cause else 'Error'}"
-        return (
+        text = (
             f"{head}: task {self.function_name!r} failed (pid={self.pid}, ip={self.ip}).\n"
             f"Remote traceback:\n{self.traceback_str}"
         )
+        extra = str(self.cause) if self.cause is not None else ""
+        if extra and extra not in self.traceback_str:  # e.g. a stand-in for an unpicklable error
+            text += f"{'' if text.endswith(chr(10)) else chr(10)}{type(self.cause).__name__}: {extra}"
+        return text
 
     def __str__(self) -> str:
         return self._message()

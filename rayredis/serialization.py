@@ -170,7 +170,7 @@ def serialize_error(exc: BaseException) -> SerializedObject:
             text = f"{type(cause).__name__}: {cause}" if cause is not None else "unknown error"
             note = f"(The original {type(cause).__name__} could not be pickled, so it is raised as RuntimeError.)"
             fallback = exceptions.RayTaskError(
-                exc.function_name, f"{exc.traceback_str}{note}\n", RuntimeError(f"{text} {note}"),
+                exc.function_name, exc.traceback_str, RuntimeError(f"{text} {note}"),
                 "", exc.pid, exc.ip,
             )
             return serialize(fallback, kind=KIND_ERROR)
