@@ -19,7 +19,7 @@ class ReferenceCounter:
     def __init__(self, send: Callable[[str, Any], None]):
         self._send = send
         self._counts: dict[bytes, int] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # __del__ of a ref may run while this thread holds it
         #: Object blobs (bytes, or read-only views of shared memory) cached while referenced.
         self.values: dict[bytes, Any] = {}
         #: Objects known to be sealed (from earlier wait replies); readiness is permanent while held.
