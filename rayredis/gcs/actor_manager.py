@@ -31,11 +31,15 @@ class ActorManager:
         self.locks: dict[str, asyncio.Lock] = {}
         #: (actor, attempt) whose CreateActor RPC this process already delivered.
         self.delivered: set[tuple[str, int]] = set()
+        #: Actors seen DEAD. DEAD is terminal, so this cache never goes stale; rescans skip them.
+        self.dead: set[str] = set()
 
     async def rescan(self) -> None:
         ids = await self.gcs.redis.primary.smembers(keys.actors_index_key())
         for raw in ids:
-            await self.handle(raw.decode())
+            aid = raw.decode()
+            if aid not in self.dead:
+                await self.handle(aid)
 
     async def handle(self, aid: str) -> None:
         lock = self.locks.setdefault(aid, asyncio.Lock())
@@ -54,6 +58,8 @@ class ActorManager:
         attempt = int(_s(entry.get(b"attempt"), "-1"))
         if state == ActorState.DEAD.value:
             self.locks.pop(aid, None)
+            self.dead.add(aid)
+            self.delivered = {d for d in self.delivered if d[0] != aid}
             return
         job_state = await p.hget(keys.job_state_key(), _s(entry.get(b"job"), "0"))
         if job_state == b"FINISHED" and _s(entry.get(b"detached")) != "1" and state in (
@@ -122,6 +128,8 @@ class ActorManager:
         ids = await self.gcs.redis.primary.smembers(keys.actors_index_key())
         for raw in ids:
             aid = raw.decode()
+            if aid in self.dead:
+                continue
             entry = await self.gcs.redis.primary.hgetall(keys.actor_key(aid))
             if entry and _s(entry.get(b"node")) == node and _s(entry.get(b"state")) in (
                     s.value for s in PLACED):
@@ -131,6 +139,8 @@ class ActorManager:
         ids = await self.gcs.redis.primary.smembers(keys.actors_index_key())
         for raw in ids:
             aid = raw.decode()
+            if aid in self.dead:
+                continue
             job_of = await self.gcs.redis.primary.hget(keys.actor_key(aid), "job")
             if _s(job_of) == job:
                 await self.handle(aid)
