@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import Any
 
 from rayredis import ids, options, serialization
@@ -19,7 +20,7 @@ class RemoteFunction:
         self._default_options = options.validate(dict(task_options), options.TASK_OPTIONS,
                                                   f"remote function {self._name!r}")
         self._pickled: bytes | None = None
-        self._templates: dict[int, tuple[Any, pb.TaskSpec]] = {}
+        self._template_cache: tuple[Any, int, pb.TaskSpec] | None = None
         functools.update_wrapper(self, fn)
 
     def __reduce__(self) -> Any:
@@ -39,17 +40,19 @@ class RemoteFunction:
         return _Options(self, {**self._default_options, **task_options})
 
     def _template(self, cw: Any, opts: dict[str, Any]) -> pb.TaskSpec:
-        key = id(opts)
-        cached = self._templates.get(key)
-        if cached is not None and cached[0] is opts and cached[1].job_id == (cw.ctx.job_id or cw.job_id):
-            return cached[1]
+        """The spec fields fixed by the options, built once per (process runtime, job) for the
+        default options; the export to the function table happens with each build."""
+        job = cw.ctx.job_id or cw.job_id
+        cached = self._template_cache
+        if opts is self._default_options and cached is not None and cached[0]() is cw and cached[1] == job:
+            return cached[2]
         if self._pickled is None:
             self._pickled = serialization.dumps_function(self._function)
         fid = cw.export(self._pickled)
         spec = pb.TaskSpec(kind=0, function_id=fid, name=opts.get("name") or self._name,
                            num_returns=opts.get("num_returns", 1),
                            max_retries=opts.get("max_retries", cw.cfg.default_max_retries),
-                           job_id=cw.ctx.job_id or cw.job_id)
+                           job_id=job)
         retry = opts.get("retry_exceptions", False)
         spec.retry_exceptions = bool(retry)
         if isinstance(retry, (list, tuple)):
@@ -58,7 +61,7 @@ class RemoteFunction:
             spec.resources[k] = v
         fill_strategy(spec, opts)
         if opts is self._default_options:
-            self._templates[key] = (opts, spec)
+            self._template_cache = (weakref.ref(cw), job, spec)
         return spec
 
     def _remote(self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: dict[str, Any]) -> Any:

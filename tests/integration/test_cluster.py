@@ -125,3 +125,18 @@ def test_gpu_ids_and_fractional_resources(tmp_path):
         assert ray.get_gpu_ids() == []
     finally:
         ray.shutdown()
+
+
+@ray.remote
+def _module_level_task():
+    return "again"
+
+
+def test_same_function_in_two_consecutive_clusters():
+    # The second cluster's function table starts empty: the function must be exported again.
+    for _ in range(2):
+        ray.init(num_cpus=1)
+        try:
+            assert ray.get(_module_level_task.remote(), timeout=30) == "again"
+        finally:
+            ray.shutdown()
