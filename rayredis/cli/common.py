@@ -90,21 +90,14 @@ def local_ip(bind_host: str, node_ip: str | None) -> str:
     """The IP other machines should use for this node.
 
     ``--node-ip-address`` wins; a specific bind host is used as is; for a wildcard bind (0.0.0.0)
-    the address of the interface that routes outwards (in a container: the container's IP).
+    the address the hostname resolves to (in a container: the container's IP).
     """
     if node_ip:
         return node_ip
     if bind_host not in ("0.0.0.0", "::", ""):
         return bind_host
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("10.255.255.255", 1))  # no packet is sent for a UDP connect
-            ip = str(s.getsockname()[0])
-            if ip and not ip.startswith("0."):
-                return ip
-    except OSError:
-        pass
-    try:
+        # In a container the hostname resolves to the container's own address (/etc/hosts).
         return socket.gethostbyname(socket.gethostname())
     except OSError:
         return "127.0.0.1"
