@@ -1,0 +1,3 @@
+"""Private helpers: processes, sessions, Redis servers, auth, retries, logging."""
+
+from __future__ import annotations

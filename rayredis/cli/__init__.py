@@ -1,0 +1,3 @@
+"""The rayredis command line (start, stop, status, state dump)."""
+
+from __future__ import annotations
