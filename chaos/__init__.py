@@ -4,6 +4,7 @@ Run ``python -m chaos.runner --seed 1 --duration 60 --faults gcs,worker``; see c
 """
 
 from __future__ import annotations
+
 from chaos.faults import FAULTS, PLANNED, Fault, KillGcs, KillWorker, make_faults, plan_schedule
 
 __all__ = ["FAULTS", "PLANNED", "Fault", "KillGcs", "KillWorker", "make_faults", "plan_schedule"]
