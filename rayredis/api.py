@@ -172,7 +172,7 @@ def _connect(cfg: Any, address: str, password: str | None, namespace: str | None
     reply = retry.call(retry.gcs_rpc(cfg.connect_timeout_s), register)
     core_worker.global_worker = core_worker.CoreWorker(
         cfg, store, node["address"], token, is_driver=True, job_id=reply.job_id, namespace=reply.namespace,
-        on_logs=log_forward.print_lines if log_to_driver else None)
+        on_logs=log_forward.print_lines if log_to_driver else None, raylet_socket=node.get("socket", ""))
 
 
 def _local_node(store: ShardedRedis) -> dict[str, Any]:

@@ -46,6 +46,8 @@ class Config:
     connect_timeout_s: float = 30.0
     #: Default for ``max_retries`` of tasks whose worker dies (Ray's default is 3).
     default_max_retries: int = 3
+    #: Local clients talk to their raylet over its Unix socket (False: always gRPC, as remote ones do).
+    local_socket: bool = True
     #: Seconds a stopping process is given after SIGTERM before SIGKILL.
     stop_grace_period_s: float = 5.0
     #: Log level for component log files.

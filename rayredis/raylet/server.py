@@ -21,7 +21,7 @@ from rayredis._private.logs import setup_process_logging
 from rayredis.config import get_config, secret_from_env
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
-from rayredis.raylet.connection import Connection
+from rayredis.raylet.local_transport import serve_stream, start_unix_server
 from rayredis.raylet.node_manager import NodeManager
 from rayredis.raylet.object_store import ObjectStore
 from rayredis.raylet.redis_writer import RedisWriter
@@ -43,45 +43,11 @@ class RayletServicer(pb_grpc.RayletServicer):
         self.r = raylet
 
     async def Connect(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:  # noqa: N802
-        nm = self.r.nm
-        first = await context.read()
-        if first is _EOF or not first.HasField("register"):
-            return
-        reg = first.register
-        conn = Connection(reg.worker_id, reg.pid, reg.is_driver, reg.job_id, reg.namespace)
-        conn.actor_id = reg.actor_id
-        conn.out().register_reply.CopyFrom(pb.RegisterReply(
-            node_id=nm.node_id, session_dir=self.r.session_dir, node_ip=self.r.node_ip,
-            job_id=reg.job_id, shm_prefix=nm.objects.shm_prefix))
-        conn.flush()
-        nm.connect(conn)
-        nm.handle(conn, first)
+        async def read() -> pb.ClientBatch | None:
+            msg = await context.read()
+            return None if msg is _EOF else msg
 
-        async def reader() -> None:
-            try:
-                while True:
-                    msg = await context.read()
-                    if msg is _EOF:
-                        return
-                    nm.handle(conn, msg)
-            except (asyncio.CancelledError, grpc.RpcError, grpc.aio.AioRpcError):
-                return
-            except Exception:
-                logger.exception("error handling a message from %s", conn.worker_id.hex()[:12])
-
-        rtask = asyncio.get_running_loop().create_task(reader())
-        rtask.add_done_callback(lambda _: conn.has_data.set())  # wake the writer to finish
-        try:
-            while True:
-                await conn.has_data.wait()
-                if rtask.done():
-                    break
-                await context.write(conn.take())
-        except Exception:  # noqa: BLE001 - the peer went away
-            pass
-        finally:
-            rtask.cancel()
-            nm.disconnect(conn)
+        await serve_stream(self.r, read, context.write)
 
     async def CreateActor(self, request: pb.CreateActorRequest, context: Any) -> pb.CreateActorReply:  # noqa: N802
         ok = self.r.nm.actors.create(request.actor_id, request.attempt, request.creation_spec)
@@ -160,6 +126,9 @@ class Raylet:
         self.bundles = Bundles(scheduler)
         self.scripts = nm.actors.scripts
         await server.start()
+        self.socket_name = f"rayredis-raylet-{self.node_id.hex()}"
+        unix_server = await start_unix_server(self, self.socket_name, token)
+        pool.socket_name = self.socket_name
         writer.start()
         await self._register(totals, capacity)
         prestart = cfg.prestart_workers or min(whole_cpus, 4)
@@ -179,6 +148,7 @@ class Raylet:
             self.node_id.hex(), "ALIVE", "DEAD", keys.node_channel(), self.node_id.hex()])
         await writer.close()
         objects.close()
+        unix_server.close()
         await server.stop(0.5)
         await self.redis.close()
 
@@ -187,6 +157,7 @@ class Raylet:
             "node_id": self.node_id.hex(), "address": self.address, "node_ip": self.node_ip,
             "resources": totals, "object_store_memory": capacity, "session_dir": self.session_dir,
             "pid": os.getpid(), "start_time": time.time(), "is_head": bool(self.args.head),
+            "socket": self.socket_name,
         }
         p = self.redis.primary
         await p.hset(keys.nodes_key(), self.node_id.hex(), json.dumps(info))

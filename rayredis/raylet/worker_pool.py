@@ -32,13 +32,15 @@ class WorkerPool:
         self.dedicated: dict[bytes, bytes] = {}
         self.nm: NodeManager | None = None
         self.startup_failures = 0
+        #: Abstract Unix socket of the raylet (local workers use it instead of gRPC).
+        self.socket_name = ""
 
     def start(self, n: int) -> None:
         for _ in range(n):
             wid = ids.new_id(16)
             args = [sys.executable, "-m", "rayredis.worker", "--raylet-address", self.raylet_address,
                     "--worker-id", wid.hex(), "--node-id", self.node_id.hex(),
-                    "--session-dir", self.session_dir]
+                    "--session-dir", self.session_dir, "--raylet-socket", self.socket_name]
             proc = process.spawn(args, self.session_dir, "worker", f"worker-{wid.hex()[:12]}",
                                  env=self.env, new_session=False)
             self.procs[wid] = proc

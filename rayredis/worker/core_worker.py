@@ -45,7 +45,7 @@ class CoreWorker:
     def __init__(self, cfg: Config, store: ShardedRedis, raylet_address: str, token: str, *,
                  is_driver: bool, job_id: int, namespace: str, worker_id: bytes | None = None,
                  actor_id: bytes = b"", on_assign: Any = None, on_cancel: Any = None,
-                 on_disconnect: Any = None, on_logs: Any = None):
+                 on_disconnect: Any = None, on_logs: Any = None, raylet_socket: str = ""):
         self.cfg = cfg
         self.store = store
         self.is_driver = is_driver
@@ -60,7 +60,8 @@ class CoreWorker:
             raylet_address, token,
             pb.Register(worker_id=self.worker_id, pid=os.getpid(), is_driver=is_driver, job_id=job_id,
                         namespace=namespace, actor_id=actor_id),
-            on_assign=on_assign, on_cancel=on_cancel, on_disconnect=on_disconnect, on_logs=on_logs)
+            on_assign=on_assign, on_cancel=on_cancel, on_disconnect=on_disconnect, on_logs=on_logs,
+            unix_socket=raylet_socket if cfg.local_socket else "")
         self.refs = ReferenceCounter(self.raylet.send)
         info = self.raylet.info
         self.node_id: bytes = info.node_id

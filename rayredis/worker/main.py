@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--worker-id", required=True)
     ap.add_argument("--node-id", required=True)
     ap.add_argument("--session-dir", required=True)
+    ap.add_argument("--raylet-socket", default="")
     args = ap.parse_args(argv)
     set_parent_death_signal()
     setup_process_logging(args.session_dir, f"worker-{args.worker_id[:12]}")
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg, store, args.raylet_address, secret_from_env("CLUSTER_TOKEN") or "",
         is_driver=False, job_id=0, namespace="", worker_id=bytes.fromhex(args.worker_id),
         on_assign=executor.on_assign, on_cancel=executor.on_cancel, on_disconnect=executor.on_disconnect,
+        raylet_socket=args.raylet_socket,
     )
     executor.cw = cw
     signal.signal(signal.SIGUSR1, executor.on_signal)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
+import socket
+import struct
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -54,7 +56,7 @@ class RayletClient:
                  on_assign: Callable[[pb.Assignment], None] | None = None,
                  on_cancel: Callable[[bytes], None] | None = None,
                  on_disconnect: Callable[[], None] | None = None,
-                 on_logs: Callable[[pb.LogLines], None] | None = None):
+                 on_logs: Callable[[pb.LogLines], None] | None = None, unix_socket: str = ""):
         self.address = address
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._ids = itertools.count(1)
@@ -66,10 +68,18 @@ class RayletClient:
         self.on_logs = on_logs
         self.closed = False
         self.registered = Reply()
-        self.channel = grpc.insecure_channel(address, options=auth.GRPC_OPTIONS)
-        stub = pb_grpc.RayletStub(self.channel)
         self._q.put(("register", register))
-        self._responses = stub.Connect(self._requests(), metadata=auth.metadata(token))
+        self.channel: grpc.Channel | None = None
+        self._sock = _connect_unix(unix_socket, token) if unix_socket else None
+        if self._sock is not None:
+            # Same host: length-prefixed frames on the raylet's Unix socket (as Ray's local IPC).
+            self._responses: Any = self._recv_frames(self._sock)
+            threading.Thread(target=self._send_frames, args=(self._sock,), name="rayredis-raylet-sender",
+                             daemon=True).start()
+        else:
+            self.channel = grpc.insecure_channel(address, options=auth.GRPC_OPTIONS)
+            stub = pb_grpc.RayletStub(self.channel)
+            self._responses = stub.Connect(self._requests(), metadata=auth.metadata(token))
         self._reader = threading.Thread(target=self._read, name="rayredis-raylet-reader", daemon=True)
         self._reader.start()
         if not self.registered.wait(30.0) or self.registered.error is not None:
@@ -127,7 +137,7 @@ class RayletClient:
         try:
             for b in self._responses:
                 self._dispatch(b)
-        except grpc.RpcError as e:
+        except (grpc.RpcError, OSError) as e:
             if not self.closed:
                 err = e
                 logger.warning("raylet stream ended: %s", e)
@@ -171,11 +181,39 @@ class RayletClient:
             self._q.put(_CLOSE)
             if threading.current_thread() is not self._reader:
                 self._reader.join(drain_s)
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            return
         try:
             self._responses.cancel()
         except Exception:  # noqa: BLE001
             pass
-        self.channel.close()
+        if self.channel is not None:
+            self.channel.close()
+
+    def _send_frames(self, sock: socket.socket) -> None:
+        try:
+            for batch in self._requests():
+                data = batch.SerializeToString()
+                sock.sendall(_FRAME.pack(len(data)) + data)
+            sock.shutdown(socket.SHUT_WR)  # like a gRPC half-close: the raylet finishes and ends
+        except OSError:
+            pass  # the reader notices the broken connection
+
+    def _recv_frames(self, sock: socket.socket) -> Any:
+        while True:
+            head = _recv_exact(sock, _FRAME.size)
+            if head is None:
+                if not self.closed:
+                    raise ConnectionError("the raylet closed the connection")
+                return
+            body = _recv_exact(sock, _FRAME.unpack(head)[0])
+            if body is None:
+                raise ConnectionError("the raylet closed the connection mid-message")
+            yield pb.RayletBatch.FromString(body)
 
 
 def _add(batch: pb.ClientBatch, item: tuple[str, Any]) -> None:
@@ -184,3 +222,33 @@ def _add(batch: pb.ClientBatch, item: tuple[str, Any]) -> None:
         batch.register.CopyFrom(value)
     else:
         getattr(batch, field).append(value)
+
+
+_FRAME = struct.Struct("<I")
+
+
+def _connect_unix(name: str, token: str) -> socket.socket | None:
+    """Connect to the raylet's abstract Unix socket and present the token; None if unreachable
+    (another host or network namespace), in which case the caller uses gRPC."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect("\0" + name)
+        data = token.encode()
+        sock.sendall(_FRAME.pack(len(data)) + data)
+        return sock
+    except OSError:
+        sock.close()
+        return None
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if k == 0:
+            return None
+        got += k
+    return bytes(buf)
+

@@ -140,3 +140,35 @@ def test_same_function_in_two_consecutive_clusters():
             assert ray.get(_module_level_task.remote(), timeout=30) == "again"
         finally:
             ray.shutdown()
+
+
+def test_driver_over_grpc_and_socket_auth(ray_start_regular):
+    """Local clients use the raylet's Unix socket; the gRPC stream (remote clients) works the
+    same; and the socket drops a peer without the cluster token before reading anything else."""
+    import socket
+    import struct
+    import subprocess
+    import sys
+
+    from rayredis.worker import core_worker
+
+    cw = core_worker.global_worker
+    assert cw.raylet._sock is not None  # this driver is on the socket
+    address, password = cw.store.primary_address, cw.store.password
+    code = (f"import rayredis as ray; ray.init(address={address!r}, _redis_password={password!r})\n"
+            "from rayredis.worker import core_worker\n"
+            "assert core_worker.global_worker.raylet._sock is None\n"
+            "@ray.remote\n"
+            "def f(x):\n    return x + 1\n"
+            "print(sum(ray.get([f.remote(i) for i in range(100)])))\n")
+    env = dict(__import__("os").environ, RAYREDIS_LOCAL_SOCKET="0")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert res.returncode == 0 and res.stdout.strip() == "5050", res.stderr
+
+    name = f"rayredis-raylet-{cw.node_id.hex()}"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect("\0" + name)
+    s.sendall(struct.pack("<I", 5) + b"wrong")
+    assert s.recv(1) == b""  # closed without a reply
+    s.close()

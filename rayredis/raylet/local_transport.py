@@ -1,0 +1,107 @@
+"""The client stream's logic, shared by its two transports: gRPC, and a Unix socket for local clients.
+
+Ray's raylet serves local workers over a Unix socket too: on one machine, length-prefixed frames
+cost far less per message than HTTP/2. Both transports run :func:`serve_stream`; the socket
+speaks the same ``ClientBatch``/``RayletBatch`` messages and is authenticated by the cluster
+token in its first frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import struct
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from rayredis.protocol._generated import rayredis_pb2 as pb
+from rayredis.raylet.connection import Connection
+
+if TYPE_CHECKING:
+    from rayredis.raylet.server import Raylet
+
+logger = logging.getLogger(__name__)
+
+FRAME = struct.Struct("<I")
+MAX_FRAME = 512 * 1024 * 1024
+
+
+async def serve_stream(raylet: Raylet, read: Callable[[], Awaitable[Any]],
+                       write: Callable[[pb.RayletBatch], Awaitable[Any]]) -> None:
+    """Run one client connection: register it, feed its batches to the NodeManager, send replies.
+
+    ``read`` returns the next ``ClientBatch`` or None at the end of the stream.
+    """
+    nm = raylet.nm
+    first = await read()
+    if first is None or not first.HasField("register"):
+        return
+    reg = first.register
+    conn = Connection(reg.worker_id, reg.pid, reg.is_driver, reg.job_id, reg.namespace)
+    conn.actor_id = reg.actor_id
+    conn.out().register_reply.CopyFrom(pb.RegisterReply(
+        node_id=nm.node_id, session_dir=raylet.session_dir, node_ip=raylet.node_ip,
+        job_id=reg.job_id, shm_prefix=nm.objects.shm_prefix))
+    conn.flush()
+    nm.connect(conn)
+    nm.handle(conn, first)
+
+    async def reader() -> None:
+        try:
+            while (msg := await read()) is not None:
+                nm.handle(conn, msg)
+        except asyncio.CancelledError:
+            return
+        except Exception:  # noqa: BLE001 - the peer went away, or sent garbage
+            logger.debug("stream from %s ended", conn.worker_id.hex()[:12], exc_info=True)
+
+    rtask = asyncio.get_running_loop().create_task(reader())
+    rtask.add_done_callback(lambda _: conn.has_data.set())  # wake the writer to finish
+    try:
+        while True:
+            await conn.has_data.wait()
+            if rtask.done():
+                break
+            await write(conn.take())
+    except Exception:  # noqa: BLE001 - the peer went away
+        pass
+    finally:
+        rtask.cancel()
+        nm.disconnect(conn)
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> bytes | None:
+    try:
+        (n,) = FRAME.unpack(await reader.readexactly(FRAME.size))
+        if n > MAX_FRAME:
+            raise ValueError(f"frame of {n} bytes")
+        return await reader.readexactly(n)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+
+
+async def start_unix_server(raylet: Raylet, name: str, token: str) -> asyncio.AbstractServer:
+    """Listen on the abstract Unix socket ``name`` (no file to clean up, no path-length limit)."""
+    expected = token.encode()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            presented = await _read_frame(reader)
+            if presented is None or not hmac.compare_digest(presented, expected):
+                return  # unauthenticated: nothing it sent is parsed, let alone unpickled
+
+            async def read() -> pb.ClientBatch | None:
+                data = await _read_frame(reader)
+                return None if data is None else pb.ClientBatch.FromString(data)
+
+            async def write(batch: pb.RayletBatch) -> None:
+                data = batch.SerializeToString()
+                writer.write(FRAME.pack(len(data)) + data)
+                await writer.drain()
+
+            await serve_stream(raylet, read, write)
+        finally:
+            writer.close()
+
+    return await asyncio.start_unix_server(handle, path="\0" + name, limit=2**20)
