@@ -78,14 +78,9 @@ class ShardedRedis:
         probe(self.primary_address, self.password)
         raw = self.primary.hget(keys.cluster_key(), "shards")
         self.shard_addresses = json.loads(raw)
-        self.shards = []
-        for addr in self.shard_addresses:
-            if addr == self.primary_address:
-                self.shards.append(self.primary)
-            else:
-                h, p = parse_address(addr)
-                self.shards.append(redis.Redis(host=h, port=p, password=self.password,
-                                               socket_timeout=self._socket_timeout, socket_connect_timeout=5.0))
+        self.shards = _shard_clients(self.shard_addresses, self.primary_address, self.primary, redis.Redis,
+                                     password=self.password, socket_timeout=self._socket_timeout,
+                                     socket_connect_timeout=5.0)
         return self
 
     def for_id(self, id_bytes: bytes) -> Any:
@@ -119,14 +114,8 @@ class AsyncShardedRedis:
         if raw is None:
             raise exceptions.ControlStoreUnavailable(f"{self.primary_address} has no rayredis shard map")
         self.shard_addresses = json.loads(raw)
-        self.shards = []
-        for addr in self.shard_addresses:
-            if addr == self.primary_address:
-                self.shards.append(self.primary)
-            else:
-                h, p = parse_address(addr)
-                self.shards.append(aioredis.Redis(host=h, port=p, password=self.password,
-                                                  socket_connect_timeout=5.0))
+        self.shards = _shard_clients(self.shard_addresses, self.primary_address, self.primary, aioredis.Redis,
+                                     password=self.password, socket_connect_timeout=5.0)
         return self
 
     def index_for_id(self, id_bytes: bytes) -> int:
@@ -141,6 +130,19 @@ class AsyncShardedRedis:
             if id(c) not in seen:
                 seen.add(id(c))
                 await c.aclose()
+
+
+def _shard_clients(addresses: list[str], primary_address: str, primary: Any, make: Any,
+                   **options: Any) -> list[Any]:
+    """One client per data shard, reusing the primary's client when it is also a data shard."""
+    out = []
+    for addr in addresses:
+        if addr == primary_address:
+            out.append(primary)
+        else:
+            host, port = parse_address(addr)
+            out.append(make(host=host, port=port, **options))
+    return out
 
 
 def decode_hash(raw: dict[Any, Any]) -> dict[str, Any]:

@@ -201,7 +201,7 @@ class RayletClient:
                 sock.sendall(_FRAME.pack(len(data)) + data)
             sock.shutdown(socket.SHUT_WR)  # like a gRPC half-close: the raylet finishes and ends
         except OSError:
-            pass  # the reader notices the broken connection
+            return  # the reader thread notices the broken connection and fails pending replies
 
     def _recv_frames(self, sock: socket.socket) -> Any:
         while True:
