@@ -127,7 +127,7 @@ class LocalActors:
 
     # ---- calls ---------------------------------------------------------------------------------
 
-    def submit_call(self, rec: TaskRecord, missing: set[bytes]) -> None:
+    def submit_call(self, rec: TaskRecord) -> None:
         a = self._get(rec.spec.actor_id)
         if a.state == "DEAD":
             self._fail_call(rec, a)
@@ -141,11 +141,9 @@ class LocalActors:
     def _pump(self, a: LocalActor) -> None:
         if a.state != "ALIVE" or a.conn is None or a.conn.closed:
             return
-        objs = self.nm.objects
         while a.queue:
             rec = a.queue[0]
-            if any(x.object_id and objs.get(x.object_id) is not None and not objs.is_ready(x.object_id)
-                   for x in rec.spec.args):
+            if self.nm.missing_args(rec.spec):
                 return
             a.queue.popleft()
             a.inflight[rec.spec.task_id] = rec

@@ -272,21 +272,18 @@ class NodeManager:
             self.objects.expect(oid, refs=1)
             if conn is not None:
                 conn.refs[oid] += 1
-        missing: set[bytes] = set()
         for a in spec.args:
             if a.object_id:
                 self.objects.pin(a.object_id)
                 rec.pinned.append(a.object_id)
-                e = self.objects.get(a.object_id)
-                if e is not None and e.state != READY:
-                    missing.add(a.object_id)
+        missing = self.missing_args(spec)
         for oid in spec.nested_refs:
             self.objects.pin(oid)
             rec.pinned.append(oid)
         self.tasks[tid] = rec
         self.writer.task_submitted(tid, spec.SerializeToString(), spec.job_id, rec.attempt)
         if spec.kind == ACTOR_TASK:
-            self.actors.submit_call(rec, missing)
+            self.actors.submit_call(rec)  # ordered delivery checks the arguments itself
         else:
             self._enqueue(rec, missing)
 
@@ -413,11 +410,18 @@ class NodeManager:
         self.writer.task_state(rec.spec.task_id, "PENDING", rec.attempt)
         self._requeue(rec)
 
+    def missing_args(self, spec: pb.TaskSpec) -> set[bytes]:
+        """Ref arguments known here but not sealed yet (unknown ones are reported lost at run time)."""
+        out = set()
+        for a in spec.args:
+            if a.object_id:
+                e = self.objects.get(a.object_id)
+                if e is not None and e.state != READY:
+                    out.add(a.object_id)
+        return out
+
     def _requeue(self, rec: TaskRecord) -> None:
-        missing = {a.object_id for a in rec.spec.args
-                   if a.object_id and not self.objects.is_ready(a.object_id)
-                   and self.objects.get(a.object_id) is not None}
-        self._enqueue(rec, missing)
+        self._enqueue(rec, self.missing_args(rec.spec))
         self.request_schedule()
 
     def _task_worker_died(self, tid: bytes, why: str) -> None:
