@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 
 import redis
 
-from rayredis import __version__
 from rayredis._private import process
 from rayredis._private.redis_server import free_port, start_redis
 from rayredis._private.session import new_session_dir
 from rayredis.config import get_config
 from rayredis.exceptions import RaySystemError
 from rayredis.store import keys
+from rayredis.version import __version__
 
 
 @dataclass

@@ -8,9 +8,9 @@ import sys
 
 import redis
 
-from rayredis import __version__
 from rayredis.cli import start, state, status, stop
 from rayredis.cli.common import CliError
+from rayredis.version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,6 @@ import sys
 import time
 from typing import Any
 
-from rayredis import __version__
 from rayredis._private import node, process
 from rayredis._private.session import ClusterFile, new_session_dir, write_current_cluster
 from rayredis.cli import sessions
@@ -24,6 +23,7 @@ from rayredis.cli.common import (
 from rayredis.cli.stop import stop_session
 from rayredis.config import get_config
 from rayredis.exceptions import RaySystemError
+from rayredis.version import __version__
 
 #: Roles whose death a ``--block`` monitor reports (workers come and go as the raylet decides).
 _MONITORED_ROLES = ("redis", "gcs", "raylet")

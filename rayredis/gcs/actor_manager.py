@@ -8,9 +8,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from rayredis.actor_state import NEEDS_SCHEDULING, PLACED, ActorState, on_actor_process_died
+from rayredis.common.resources import ResourceSet
 from rayredis.gcs.scheduling import pick_node_for_actor
 from rayredis.protocol._generated import rayredis_pb2 as pb
-from rayredis.raylet.resources import ResourceSet
 from rayredis.store import keys
 
 if TYPE_CHECKING:

@@ -7,9 +7,9 @@ import json
 import logging
 from typing import TYPE_CHECKING
 
+from rayredis.common.resources import ResourceSet
 from rayredis.gcs.scheduling import place_bundles
 from rayredis.protocol._generated import rayredis_pb2 as pb
-from rayredis.raylet.resources import ResourceSet
 from rayredis.store import keys
 
 if TYPE_CHECKING:

@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
-from rayredis.raylet.resources import ResourceSet
-
-
-@dataclass(frozen=True)
-class NodeView:
-    """What the GCS knows of an alive node from the node table and its last heartbeat load."""
-
-    node_id: str
-    address: str
-    total: ResourceSet
-    available: ResourceSet
-    queued: int = 0
+from rayredis.common.node_view import NodeView
+from rayredis.common.resources import ResourceSet
 
 
 def pick_node_for_actor(nodes: Sequence[NodeView], demand: ResourceSet, *, affinity: str = "",

@@ -15,19 +15,19 @@ from typing import Any
 import grpc
 import redis.exceptions
 
-from rayredis import __version__
 from rayredis._private import auth
 from rayredis._private.logs import setup_process_logging
+from rayredis.common.node_view import NodeView
 from rayredis.config import get_config, secret_from_env
 from rayredis.gcs.actor_manager import ActorManager, node_view_args
 from rayredis.gcs.node_monitor import NodeMonitor
 from rayredis.gcs.placement_groups import PlacementGroupManager
-from rayredis.gcs.scheduling import NodeView
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
 from rayredis.store import keys, pubsub
 from rayredis.store.client import AsyncShardedRedis
 from rayredis.store.scripts import Scripts
+from rayredis.version import __version__
 
 logger = logging.getLogger(__name__)
 

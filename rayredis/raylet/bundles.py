@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from rayredis.raylet.resources import ResourceSet
+from rayredis.common.resources import ResourceSet, bundle_resource_names
 from rayredis.raylet.scheduler import LocalScheduler
-
-
-def bundle_resource_names(name: str, pg_hex: str, index: int) -> tuple[str, str]:
-    """Ray's naming: the indexed bundle resource and the wildcard (any bundle) resource."""
-    return f"{name}_group_{index}_{pg_hex}", f"{name}_group_{pg_hex}"
 
 
 class Bundles:

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rayredis import exceptions, ids, serialization
+from rayredis.common.resources import ResourceSet
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.raylet.actors import LocalActors
 from rayredis.raylet.connection import Connection
 from rayredis.raylet.object_store import READY, ObjectStore
 from rayredis.raylet.redis_writer import RedisWriter
-from rayredis.raylet.resources import ResourceSet
 from rayredis.raylet.scheduler import LocalScheduler, QueuedTask
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from rayredis._private import retry
-from rayredis.store import keys
+from rayredis.store import keys, tables
 from rayredis.store.client import AsyncShardedRedis
 from rayredis.store.scripts import Scripts
 
@@ -55,7 +55,7 @@ class RedisWriter:
         self._add(oid, ("obj", (oid.hex(), size, is_error)))
 
     def object_freed(self, oid: bytes) -> None:
-        self._add(oid, ("del", keys.object_key(oid.hex())))
+        self._add(oid, ("free", oid.hex()))
 
     def _add(self, id_bytes: bytes, op: tuple[str, Any]) -> None:
         self.pending[self.store.index_for_id(id_bytes)].append(op)
@@ -96,13 +96,11 @@ class RedisWriter:
                 )
             elif kind == "obj":
                 oid_hex, size, is_error = arg
-                pipe.hset(keys.object_key(oid_hex), mapping={
-                    "size": size, "task": oid_hex[:32], "error": int(is_error),
-                    "loc:" + self.node_hex: 1,
-                })
-                pipe.publish(keys.object_channel(), oid_hex)
-            elif kind == "del":
-                pipe.delete(arg)
+                tables.queue_object_sealed(pipe, oid_hex, size, is_error, self.node_hex)
+            elif kind == "free":
+                # Only this node's copy is gone; copies elsewhere keep their locations.
+                await scripts.object_location_remove(
+                    keys=[keys.object_key(arg)], args=[tables.location_field(self.node_hex)], client=pipe)
         await pipe.execute(raise_on_error=False)
 
     async def close(self) -> None:

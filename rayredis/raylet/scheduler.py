@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rayredis.raylet.resources import GpuAllocator, ResourceSet
+from rayredis.common.resources import GpuAllocator, ResourceSet
 
 
 @dataclass

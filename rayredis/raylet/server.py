@@ -18,6 +18,7 @@ import redis.exceptions
 from rayredis import ids
 from rayredis._private import auth
 from rayredis._private.logs import setup_process_logging
+from rayredis.common.resources import ResourceSet
 from rayredis.config import get_config, secret_from_env
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
@@ -25,7 +26,6 @@ from rayredis.raylet.local_transport import serve_stream, start_unix_server
 from rayredis.raylet.node_manager import NodeManager
 from rayredis.raylet.object_store import ObjectStore
 from rayredis.raylet.redis_writer import RedisWriter
-from rayredis.raylet.resources import ResourceSet
 from rayredis.raylet.scheduler import LocalScheduler
 from rayredis.raylet.worker_pool import WorkerPool
 from rayredis.store import keys, pubsub

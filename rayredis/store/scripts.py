@@ -9,7 +9,7 @@ from typing import Any
 _DIR = pathlib.Path(__file__).parent / "scripts"
 
 #: Script names, one ``.lua`` file each.
-NAMES = ("hfield_cas", "actor_create", "actor_transition", "task_transition")
+NAMES = ("hfield_cas", "actor_create", "actor_transition", "task_transition", "object_location_remove")
 
 
 @cache
@@ -32,3 +32,4 @@ class Scripts:
     actor_create: Any
     actor_transition: Any
     task_transition: Any
+    object_location_remove: Any

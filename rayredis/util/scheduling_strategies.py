@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rayredis.common.resources import bundle_resource_names
+
 if TYPE_CHECKING:
     from rayredis.protocol._generated import rayredis_pb2 as pb
     from rayredis.util.placement_group import PlacementGroup
@@ -49,8 +51,6 @@ def fill_strategy(spec: pb.TaskSpec, opts: dict[str, Any]) -> None:
         spec.strategy.node_id = bytes.fromhex(strat.node_id)
         spec.strategy.soft = strat.soft
     elif isinstance(strat, PlacementGroupSchedulingStrategy):
-        from rayredis.raylet.bundles import bundle_resource_names
-
         pg_obj = strat.placement_group
         idx = strat.placement_group_bundle_index
         if idx >= pg_obj.bundle_count:

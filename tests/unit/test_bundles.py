@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rayredis.raylet.bundles import Bundles, bundle_resource_names
-from rayredis.raylet.resources import ResourceSet
+from rayredis.common.resources import ResourceSet, bundle_resource_names
+from rayredis.raylet.bundles import Bundles
 from rayredis.raylet.scheduler import LocalScheduler, QueuedTask
 
 PG = bytes.fromhex("ab" * 18)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rayredis.gcs.scheduling import NodeView, pick_node_for_actor, place_bundles
-from rayredis.raylet.resources import ResourceSet
+from rayredis.common.node_view import NodeView
+from rayredis.common.resources import ResourceSet
+from rayredis.gcs.scheduling import pick_node_for_actor, place_bundles
 
 
 def rs(**amounts: float) -> ResourceSet:

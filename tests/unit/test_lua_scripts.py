@@ -401,3 +401,25 @@ def test_scripts_in_a_pipeline(r: redis.Redis, scripts: Scripts) -> None:
     scripts.hfield_cas(keys=[NODES], args=["n1", "", "ALIVE", "", ""], client=pipe)
     assert pipe.execute() == [1, 1, 0]
     assert r.hget(keys.task_key(TID), "state") == b"PENDING"
+
+
+# ---- object_location_remove ------------------------------------------------------------------
+
+
+def test_object_free_removes_only_this_nodes_copy(r: redis.Redis, scripts: Scripts) -> None:
+    k = keys.object_key("ab" * 20)
+    r.hset(k, mapping={"size": 10, "task": "ab" * 16, "error": 0, "loc:n1": 1, "loc:n2": 1})
+    assert scripts.object_location_remove(keys=[k], args=["loc:n1"]) == 1
+    assert r.hgetall(k) == {b"size": b"10", b"task": b"ab" * 16, b"error": b"0", b"loc:n2": b"1"}
+    # A retried free of the same copy changes nothing.
+    assert scripts.object_location_remove(keys=[k], args=["loc:n1"]) == 1
+    assert r.hexists(k, "loc:n2")
+
+
+def test_object_free_of_the_last_copy_deletes_the_entry(r: redis.Redis, scripts: Scripts) -> None:
+    k = keys.object_key("cd" * 20)
+    r.hset(k, mapping={"size": 10, "task": "cd" * 16, "error": 0, "loc:n1": 1})
+    assert scripts.object_location_remove(keys=[k], args=["loc:n1"]) == 0
+    assert not r.exists(k)
+    assert scripts.object_location_remove(keys=[k], args=["loc:n1"]) == 0
+    assert not r.exists(k)

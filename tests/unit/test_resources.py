@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rayredis.raylet.resources import UNIT, GpuAllocator, ResourceSet, to_fixed
+from rayredis.common.resources import UNIT, GpuAllocator, ResourceSet, to_fixed
 
 
 def rs(**amounts: float) -> ResourceSet:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rayredis.raylet.resources import UNIT, ResourceSet
+from rayredis.common.resources import UNIT, ResourceSet
 from rayredis.raylet.scheduler import LocalScheduler, QueuedTask
 
 

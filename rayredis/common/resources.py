@@ -114,3 +114,8 @@ class GpuAllocator:
             return
         self.free.extend(ids)
         self.free.sort()
+
+
+def bundle_resource_names(name: str, pg_hex: str, index: int) -> tuple[str, str]:
+    """Ray's naming: the indexed bundle resource and the wildcard (any bundle) resource."""
+    return f"{name}_group_{index}_{pg_hex}", f"{name}_group_{pg_hex}"

@@ -1,0 +1,464 @@
+"""Typed records for each Redis control table, and the one place that reads and parses their entries.
+
+Every table has a record class with a ``from_redis`` (or ``from_json``) constructor that parses the
+raw entry exactly once. Readers come in pairs sharing one query builder and one parser: the query
+builder queues commands on a pipeline (sync or asyncio, as the caller passes it down), and the
+parser turns the pipeline's results into records, so the sync driver/CLI code and the asyncio
+GCS/raylet code run the same logic with one round trip each. Key names come from ``keys``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from rayredis.actor_state import ActorState
+from rayredis.common.node_view import NodeView
+from rayredis.common.resources import ResourceSet
+from rayredis.store import keys
+
+Raw = Mapping[bytes, bytes]
+
+
+def _s(v: bytes | str | None, default: str = "") -> str:
+    if v is None:
+        return default
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _i(v: bytes | str | None, default: int = 0) -> int:
+    return int(_s(v) or default)
+
+
+class NodeState(str, Enum):
+    """``rr:node_state`` values: a node is ALIVE from registration until it exits or misses heartbeats."""
+
+    ALIVE = "ALIVE"
+    DEAD = "DEAD"
+
+
+class JobState(str, Enum):
+    """``rr:job_state`` values."""
+
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+
+
+class PlacementGroupState(str, Enum):
+    """``rr:pg:<id>`` ``state`` values: PENDING until every bundle is reserved, REMOVED is terminal."""
+
+    PENDING = "PENDING"
+    CREATED = "CREATED"
+    REMOVED = "REMOVED"
+
+
+class TaskState(str, Enum):
+    """``rr:task:<id>`` ``state`` values (RUNNING is tracked by the raylet only, never written)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (TaskState.FINISHED, TaskState.FAILED, TaskState.CANCELLED)
+
+
+# ---- nodes -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A node's registration (``rr:nodes`` field), written once by its raylet."""
+
+    node_id: str
+    address: str
+    node_ip: str
+    resources: dict[str, float]
+    object_store_memory: int = 0
+    session_dir: str = ""
+    pid: int = 0
+    start_time: float = 0.0
+    is_head: bool = False
+    socket: str = ""
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> NodeInfo:
+        d = json.loads(raw)
+        return cls(node_id=d["node_id"], address=d["address"], node_ip=d.get("node_ip", ""),
+                   resources={k: float(v) for k, v in d.get("resources", {}).items()},
+                   object_store_memory=int(d.get("object_store_memory", 0)),
+                   session_dir=d.get("session_dir", ""), pid=int(d.get("pid", 0)),
+                   start_time=float(d.get("start_time", 0.0)), is_head=bool(d.get("is_head", False)),
+                   socket=d.get("socket", ""))
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "node_id": self.node_id, "address": self.address, "node_ip": self.node_ip,
+            "resources": self.resources, "object_store_memory": self.object_store_memory,
+            "session_dir": self.session_dir, "pid": self.pid, "start_time": self.start_time,
+            "is_head": self.is_head, "socket": self.socket,
+        })
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rpartition(":")[2])
+
+
+@dataclass(frozen=True)
+class NodeLoad:
+    """A node's last heartbeat report (``rr:node_load`` field); totals include bundle resources."""
+
+    available: dict[str, float]
+    total: dict[str, float]
+    queued: int = 0
+    running: int = 0
+    object_store_used: int = 0
+    object_store_capacity: int = 0
+    num_objects: int = 0
+    workers: int = 0
+    time: float = 0.0
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> NodeLoad:
+        d = json.loads(raw)
+        return cls(available=dict(d.get("available", {})), total=dict(d.get("total", {})),
+                   queued=int(d.get("queued", 0)), running=int(d.get("running", 0)),
+                   object_store_used=int(d.get("object_store_used", 0)),
+                   object_store_capacity=int(d.get("object_store_capacity", 0)),
+                   num_objects=int(d.get("num_objects", 0)), workers=int(d.get("workers", 0)),
+                   time=float(d.get("time", 0.0)))
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "available": self.available, "total": self.total, "queued": self.queued, "running": self.running,
+            "object_store_used": self.object_store_used, "object_store_capacity": self.object_store_capacity,
+            "num_objects": self.num_objects, "workers": self.workers, "time": self.time,
+        })
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """One node joined across the node tables: registration, liveness, last load and heartbeats."""
+
+    node_id: str
+    state: str  # a NodeState value, or "UNKNOWN" for a node that has a state but no registration yet
+    info: NodeInfo | None
+    load: NodeLoad | None = None
+    heartbeats: int = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.state == NodeState.ALIVE.value and self.info is not None
+
+    def view(self) -> NodeView:
+        """The scheduler's view: the heartbeat's totals (bundles included), else the registration's."""
+        assert self.info is not None
+        res = self.info.resources
+        return NodeView(node_id=self.node_id, address=self.info.address,
+                        total=ResourceSet.from_floats(self.load.total if self.load else res),
+                        available=ResourceSet.from_floats(self.load.available if self.load else res),
+                        queued=self.load.queued if self.load else 0)
+
+
+def queue_nodes(pipe: Any) -> None:
+    """Queue the four node-table reads on ``pipe`` (parse the results with :func:`parse_nodes`)."""
+    pipe.hgetall(keys.nodes_key())
+    pipe.hgetall(keys.node_state_key())
+    pipe.hgetall(keys.node_load_key())
+    pipe.hgetall(keys.node_heartbeat_key())
+
+
+def parse_nodes(results: Sequence[Any]) -> list[NodeRecord]:
+    """Every node that has registered or has a state, sorted by node id."""
+    infos, states, loads, beats = results[:4]
+    out = []
+    for nid in sorted(set(infos) | set(states)):
+        out.append(NodeRecord(
+            node_id=_s(nid), state=_s(states.get(nid), "UNKNOWN"),
+            info=NodeInfo.from_json(infos[nid]) if nid in infos else None,
+            load=NodeLoad.from_json(loads[nid]) if nid in loads else None,
+            heartbeats=_i(beats.get(nid))))
+    return out
+
+
+def read_nodes(primary: Any) -> list[NodeRecord]:
+    """All nodes, from a blocking client of the primary (one round trip)."""
+    pipe = primary.pipeline(transaction=False)
+    queue_nodes(pipe)
+    return parse_nodes(pipe.execute())
+
+
+async def aread_nodes(primary: Any) -> list[NodeRecord]:
+    """All nodes, from an asyncio client of the primary (one round trip)."""
+    pipe = primary.pipeline(transaction=False)
+    queue_nodes(pipe)
+    return parse_nodes(await pipe.execute())
+
+
+def alive(nodes: Sequence[NodeRecord]) -> list[NodeRecord]:
+    """The registered ALIVE nodes among ``nodes``, head first, then by node id."""
+    return sorted((n for n in nodes if n.alive), key=lambda n: (not n.info.is_head if n.info else True, n.node_id))
+
+
+async def aread_alive_views(primary: Any) -> list[NodeView]:
+    """Scheduler views of the alive nodes (the GCS's cluster view)."""
+    return [n.view() for n in alive(await aread_nodes(primary))]
+
+
+async def anode_alive(primary: Any, node_id: str) -> bool:
+    return _s(await primary.hget(keys.node_state_key(), node_id)) == NodeState.ALIVE.value
+
+
+async def anode_info(primary: Any, node_id: str) -> NodeInfo | None:
+    raw = await primary.hget(keys.nodes_key(), node_id)
+    return NodeInfo.from_json(raw) if raw else None
+
+
+def node_state_cas_args(node_id: str, old: str, new: NodeState) -> tuple[list[str], list[str]]:
+    """KEYS and ARGV of the ``hfield_cas`` script that moves a node from ``old`` to ``new``."""
+    return [keys.node_state_key()], [node_id, old, new.value, keys.node_channel(), node_id]
+
+
+# ---- jobs --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A job's registration (``rr:jobs`` field), written by the GCS."""
+
+    job_id: int
+    driver_pid: int
+    node_id: str
+    namespace: str
+    entrypoint: str = ""
+    start_time: float = 0.0
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> JobInfo:
+        d = json.loads(raw)
+        return cls(job_id=int(d["job_id"]), driver_pid=int(d.get("driver_pid", 0)), node_id=d.get("node_id", ""),
+                   namespace=d.get("namespace", ""), entrypoint=d.get("entrypoint", ""),
+                   start_time=float(d.get("start_time", 0.0)))
+
+    def to_json(self) -> str:
+        return json.dumps({"job_id": self.job_id, "driver_pid": self.driver_pid, "node_id": self.node_id,
+                           "namespace": self.namespace, "entrypoint": self.entrypoint,
+                           "start_time": self.start_time})
+
+
+def job_state_cas_args(job_id: int | str, old: str, new: JobState) -> tuple[list[str], list[str]]:
+    """KEYS and ARGV of the ``hfield_cas`` script that moves a job from ``old`` to ``new``."""
+    return [keys.job_state_key()], [str(job_id), old, new.value, keys.job_channel(), str(job_id)]
+
+
+async def ajob_finished(primary: Any, job_id: int | str) -> bool:
+    return _s(await primary.hget(keys.job_state_key(), str(job_id))) == JobState.FINISHED.value
+
+
+async def afinished_jobs(primary: Any) -> set[int]:
+    states = await primary.hgetall(keys.job_state_key())
+    return {int(j) for j, s in states.items() if _s(s) == JobState.FINISHED.value}
+
+
+# ---- actors ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActorEntry:
+    """One ``rr:actor:<id>`` hash, parsed (see ``keys.actor_key`` for the writers)."""
+
+    actor_id: str
+    state: ActorState
+    spec: bytes = b""
+    node: str = ""
+    worker: str = ""
+    pid: int = 0
+    attempt: int = -1
+    num_restarts: int = 0
+    max_restarts: int = 0
+    max_task_retries: int = 0
+    name: str = ""
+    namespace: str = ""
+    name_key: str = ""
+    job: int = 0
+    detached: bool = False
+    class_name: str = ""
+    methods: dict[str, Any] = field(default_factory=dict)
+    is_async: bool = False
+    owner_node: str = ""
+    death_cause: str = ""
+
+    @classmethod
+    def from_redis(cls, actor_id: str, raw: Raw) -> ActorEntry | None:
+        """The entry, or None when the hash is empty (no such actor)."""
+        if not raw:
+            return None
+        methods = raw.get(b"methods")
+        return cls(
+            actor_id=actor_id, state=ActorState(_s(raw.get(b"state"), ActorState.PENDING_CREATION.value)),
+            spec=raw.get(b"spec", b""), node=_s(raw.get(b"node")), worker=_s(raw.get(b"worker")),
+            pid=_i(raw.get(b"pid")), attempt=_i(raw.get(b"attempt"), -1),
+            num_restarts=_i(raw.get(b"num_restarts")), max_restarts=_i(raw.get(b"max_restarts")),
+            max_task_retries=_i(raw.get(b"max_task_retries")), name=_s(raw.get(b"name")),
+            namespace=_s(raw.get(b"namespace")), name_key=_s(raw.get(b"name_key")), job=_i(raw.get(b"job")),
+            detached=_s(raw.get(b"detached")) == "1", class_name=_s(raw.get(b"class_name")),
+            methods=json.loads(methods) if methods else {}, is_async=_s(raw.get(b"is_async")) == "1",
+            owner_node=_s(raw.get(b"owner_node")), death_cause=_s(raw.get(b"death_cause")))
+
+
+def read_actor(primary: Any, actor_id: str) -> ActorEntry | None:
+    return ActorEntry.from_redis(actor_id, primary.hgetall(keys.actor_key(actor_id)))
+
+
+async def aread_actor(primary: Any, actor_id: str) -> ActorEntry | None:
+    return ActorEntry.from_redis(actor_id, await primary.hgetall(keys.actor_key(actor_id)))
+
+
+async def aread_actors(primary: Any, actor_ids: Sequence[str]) -> list[ActorEntry]:
+    """Several actors in one round trip (missing ones are left out)."""
+    pipe = primary.pipeline(transaction=False)
+    for aid in actor_ids:
+        pipe.hgetall(keys.actor_key(aid))
+    out = []
+    for aid, raw in zip(actor_ids, await pipe.execute()):
+        e = ActorEntry.from_redis(aid, raw)
+        if e is not None:
+            out.append(e)
+    return out
+
+
+async def aactor_ids(primary: Any) -> list[str]:
+    return sorted(_s(r) for r in await primary.smembers(keys.actors_index_key()))
+
+
+def read_named_actor(primary: Any, namespace: str, name: str) -> ActorEntry | None:
+    """The actor holding ``namespace/name``, or None."""
+    aid = primary.hget(keys.named_actors_key(), f"{namespace}/{name}")
+    return read_actor(primary, _s(aid)) if aid else None
+
+
+def actor_transition_call(actor_id: str, allowed: str, attempt: str,
+                          fields: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of the ``actor_transition`` CAS script: from a state in ``allowed`` (comma list)
+    and ``attempt`` ("" for any) to ``fields``, announced on the actor channel."""
+    args: list[Any] = [allowed, attempt, keys.actor_channel(), actor_id]
+    for k, v in fields.items():
+        args += [k, v.value if isinstance(v, Enum) else v]
+    return [keys.actor_key(actor_id), keys.named_actors_key()], args
+
+
+# ---- placement groups --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlacementGroupEntry:
+    """One ``rr:pg:<id>`` hash, parsed."""
+
+    pg_id: str
+    state: PlacementGroupState
+    bundles: list[dict[str, float]]
+    strategy: str
+    nodes: list[str] = field(default_factory=list)
+    name: str = ""
+    namespace: str = ""
+    job: int = 0
+    detached: bool = False
+    created: float = 0.0
+    returned: bool = False
+
+    @classmethod
+    def from_redis(cls, pg_id: str, raw: Raw) -> PlacementGroupEntry | None:
+        if not raw:
+            return None
+        return cls(pg_id=pg_id, state=PlacementGroupState(_s(raw.get(b"state"), "PENDING")),
+                   bundles=json.loads(raw.get(b"bundles", b"[]")), strategy=_s(raw.get(b"strategy"), "PACK"),
+                   nodes=json.loads(raw.get(b"nodes", b"[]")), name=_s(raw.get(b"name")),
+                   namespace=_s(raw.get(b"namespace")), job=_i(raw.get(b"job")),
+                   detached=_s(raw.get(b"detached")) == "1", created=float(_s(raw.get(b"created")) or 0.0),
+                   returned=_s(raw.get(b"returned")) == "1")
+
+
+def read_placement_group(primary: Any, pg_id: str) -> PlacementGroupEntry | None:
+    return PlacementGroupEntry.from_redis(pg_id, primary.hgetall(keys.placement_group_key(pg_id)))
+
+
+async def aread_placement_group(primary: Any, pg_id: str) -> PlacementGroupEntry | None:
+    return PlacementGroupEntry.from_redis(pg_id, await primary.hgetall(keys.placement_group_key(pg_id)))
+
+
+def read_placement_groups(primary: Any) -> list[PlacementGroupEntry]:
+    """Every placement group, in one round trip after the index read."""
+    ids = sorted(_s(r) for r in primary.smembers(keys.placement_groups_index_key()))
+    pipe = primary.pipeline(transaction=False)
+    for pg in ids:
+        pipe.hgetall(keys.placement_group_key(pg))
+    return [e for pg, raw in zip(ids, pipe.execute()) if (e := PlacementGroupEntry.from_redis(pg, raw))]
+
+
+async def aplacement_group_ids(primary: Any) -> list[str]:
+    return sorted(_s(r) for r in await primary.smembers(keys.placement_groups_index_key()))
+
+
+def pg_state_cas_args(pg_id: str, old: PlacementGroupState,
+                      new: PlacementGroupState) -> tuple[list[str], list[str]]:
+    """KEYS and ARGV of the ``hfield_cas`` script on a placement group's ``state`` field."""
+    return [keys.placement_group_key(pg_id)], ["state", old.value, new.value, keys.placement_group_channel(), pg_id]
+
+
+# ---- tasks and objects (data shards) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """One ``rr:task:<id>`` hash, parsed (``spec`` is the serialized TaskSpec: the lineage)."""
+
+    task_id: str
+    state: TaskState
+    spec: bytes = b""
+    node: str = ""
+    attempt: int = 0
+    job: int = 0
+
+    @classmethod
+    def from_redis(cls, task_id: str, raw: Raw) -> TaskEntry | None:
+        if not raw:
+            return None
+        return cls(task_id=task_id, state=TaskState(_s(raw.get(b"state"), "PENDING")), spec=raw.get(b"spec", b""),
+                   node=_s(raw.get(b"node")), attempt=_i(raw.get(b"attempt")), job=_i(raw.get(b"job")))
+
+
+@dataclass(frozen=True)
+class ObjectEntry:
+    """One ``rr:obj:<id>`` hash, parsed: size, producing task, error flag and the nodes holding copies."""
+
+    object_id: str
+    size: int
+    task: str = ""
+    error: bool = False
+    locations: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_redis(cls, object_id: str, raw: Raw) -> ObjectEntry | None:
+        if not raw:
+            return None
+        locs = frozenset(_s(k)[4:] for k in raw if _s(k).startswith("loc:"))
+        return cls(object_id=object_id, size=_i(raw.get(b"size")), task=_s(raw.get(b"task")),
+                   error=_s(raw.get(b"error")) == "1", locations=locs)
+
+
+def location_field(node_hex: str) -> str:
+    """The ``rr:obj:<id>`` field that records a copy on ``node_hex``."""
+    return "loc:" + node_hex
+
+
+def queue_object_sealed(pipe: Any, object_id_hex: str, size: int, is_error: bool, node_hex: str) -> None:
+    """Record a new copy of an object on ``node_hex`` and announce it on the shard's object channel."""
+    pipe.hset(keys.object_key(object_id_hex), mapping={
+        "size": size, "task": object_id_hex[:32], "error": int(is_error), location_field(node_hex): 1})
+    pipe.publish(keys.object_channel(), object_id_hex)
