@@ -96,8 +96,9 @@ class ActorClass:
         if detached and not name:
             raise ValueError("Detached actors must be named: pass name=... with lifetime='detached'.")
         max_conc = opts.get("max_concurrency") or (1000 if self._is_async else 1)
-        spec = pb.TaskSpec(task_id=ids.task_id(), kind=1, function_id=fid, name=f"{self._name}.__init__",
-                           actor_id=aid, num_returns=0, job_id=cw.ctx.job_id or cw.job_id, namespace=namespace)
+        spec = pb.TaskSpec(task_id=ids.task_id(), kind=pb.ACTOR_CREATION, function_id=fid,
+                           name=f"{self._name}.__init__", actor_id=aid, num_returns=0,
+                           job_id=cw.ctx.job_id or cw.job_id, namespace=namespace)
         ao = spec.actor_options
         ao.max_restarts = opts.get("max_restarts", 0)
         ao.max_task_retries = opts.get("max_task_retries", 0)
@@ -191,7 +192,7 @@ class ActorHandle:
         from rayredis.api import _worker
 
         cw = _worker()
-        spec = pb.TaskSpec(task_id=ids.task_id(), kind=2, actor_id=self._actor_id, method_name=method_name,
+        spec = pb.TaskSpec(task_id=ids.task_id(), kind=pb.ACTOR_TASK, actor_id=self._actor_id, method_name=method_name,
                            name=f"{self._class_name}.{method_name}", num_returns=num_returns,
                            caller_id=cw.worker_id, seq_no=next(_seq))
         keep: list[Any] = []

@@ -49,7 +49,7 @@ class RemoteFunction:
         if self._pickled is None:
             self._pickled = serialization.dumps_function(self._function)
         fid = cw.export(self._pickled)
-        spec = pb.TaskSpec(kind=0, function_id=fid, name=opts.get("name") or self._name,
+        spec = pb.TaskSpec(kind=pb.NORMAL_TASK, function_id=fid, name=opts.get("name") or self._name,
                            num_returns=opts.get("num_returns", 1),
                            max_retries=opts.get("max_retries", cw.cfg.default_max_retries),
                            job_id=job)

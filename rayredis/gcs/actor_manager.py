@@ -82,7 +82,7 @@ class ActorManager:
         nodes = await self.gcs.alive_nodes()
         strat = spec.strategy
         node = pick_node_for_actor(nodes, demand,
-                                   affinity=strat.node_id.hex() if strat.kind == "NODE_AFFINITY" else "",
+                                   affinity=strat.node_id.hex() if strat.kind == pb.STRATEGY_NODE_AFFINITY else "",
                                    soft=strat.soft)
         if node is None:
             logger.info("actor %s: no feasible node for %s yet", aid, demand)

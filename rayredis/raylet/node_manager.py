@@ -20,7 +20,7 @@ from rayredis.raylet.scheduler import LocalScheduler, QueuedTask
 
 logger = logging.getLogger(__name__)
 
-NORMAL, ACTOR_CREATION, ACTOR_TASK = 0, 1, 2
+NORMAL, ACTOR_CREATION, ACTOR_TASK = pb.NORMAL_TASK, pb.ACTOR_CREATION, pb.ACTOR_TASK
 
 
 @dataclass
@@ -290,7 +290,7 @@ class NodeManager:
     def _enqueue(self, rec: TaskRecord, missing: set[bytes]) -> None:
         spec = rec.spec
         demand = ResourceSet.from_floats(dict(spec.resources))
-        if not demand.fits_in(self.scheduler.total) and spec.strategy.kind != "PLACEMENT_GROUP":
+        if not demand.fits_in(self.scheduler.total) and spec.strategy.kind != pb.STRATEGY_PLACEMENT_GROUP:
             self._warn_job(spec.job_id, (
                 f"Warning: {spec.name!r} needs {demand.to_floats()} but this node has only "
                 f"{self.scheduler.total.to_floats()} in total; it waits until resources are added "

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rayredis.common.resources import bundle_resource_names
+from rayredis.protocol._generated import rayredis_pb2 as pb
 
 if TYPE_CHECKING:
-    from rayredis.protocol._generated import rayredis_pb2 as pb
     from rayredis.util.placement_group import PlacementGroup
 
 
@@ -45,9 +45,9 @@ def fill_strategy(spec: pb.TaskSpec, opts: dict[str, Any]) -> None:
     if strat is None or strat == "DEFAULT":
         return
     if strat == "SPREAD":
-        spec.strategy.kind = "SPREAD"
+        spec.strategy.kind = pb.STRATEGY_SPREAD
     elif isinstance(strat, NodeAffinitySchedulingStrategy):
-        spec.strategy.kind = "NODE_AFFINITY"
+        spec.strategy.kind = pb.STRATEGY_NODE_AFFINITY
         spec.strategy.node_id = bytes.fromhex(strat.node_id)
         spec.strategy.soft = strat.soft
     elif isinstance(strat, PlacementGroupSchedulingStrategy):
@@ -56,7 +56,7 @@ def fill_strategy(spec: pb.TaskSpec, opts: dict[str, Any]) -> None:
         if idx >= pg_obj.bundle_count:
             raise ValueError(f"placement_group_bundle_index={idx} is out of range: the placement group has "
                              f"{pg_obj.bundle_count} bundles.")
-        spec.strategy.kind = "PLACEMENT_GROUP"
+        spec.strategy.kind = pb.STRATEGY_PLACEMENT_GROUP
         spec.strategy.placement_group_id = pg_obj.id.binary()
         spec.strategy.bundle_index = idx
         spec.strategy.capture_child_tasks = bool(strat.placement_group_capture_child_tasks)

@@ -19,7 +19,7 @@ from rayredis.worker.core_worker import CoreWorker, TaskContext
 
 logger = logging.getLogger(__name__)
 
-NORMAL, ACTOR_CREATION, ACTOR_TASK = 0, 1, 2
+NORMAL, ACTOR_CREATION, ACTOR_TASK = pb.NORMAL_TASK, pb.ACTOR_CREATION, pb.ACTOR_TASK
 
 
 class ActorExit(BaseException):
@@ -93,7 +93,7 @@ class Executor:
 
     def _context(self, spec: pb.TaskSpec, gpu_ids: list[int]) -> TaskContext:
         placed = self.actor_spec if self.actor_spec is not None else spec
-        pg = placed.strategy.placement_group_id if placed.strategy.kind == "PLACEMENT_GROUP" else b""
+        pg = placed.strategy.placement_group_id if placed.strategy.kind == pb.STRATEGY_PLACEMENT_GROUP else b""
         return TaskContext(task_id=spec.task_id, job_id=spec.job_id, actor_id=self.actor_id or spec.actor_id,
                            namespace=spec.namespace, gpu_ids=gpu_ids, is_normal_task=spec.kind == NORMAL,
                            name=spec.name, placement_group_id=pg)

@@ -1,10 +1,31 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class StrategyKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STRATEGY_DEFAULT: _ClassVar[StrategyKind]
+    STRATEGY_SPREAD: _ClassVar[StrategyKind]
+    STRATEGY_NODE_AFFINITY: _ClassVar[StrategyKind]
+    STRATEGY_PLACEMENT_GROUP: _ClassVar[StrategyKind]
+
+class TaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NORMAL_TASK: _ClassVar[TaskKind]
+    ACTOR_CREATION: _ClassVar[TaskKind]
+    ACTOR_TASK: _ClassVar[TaskKind]
+STRATEGY_DEFAULT: StrategyKind
+STRATEGY_SPREAD: StrategyKind
+STRATEGY_NODE_AFFINITY: StrategyKind
+STRATEGY_PLACEMENT_GROUP: StrategyKind
+NORMAL_TASK: TaskKind
+ACTOR_CREATION: TaskKind
+ACTOR_TASK: TaskKind
 
 class Arg(_message.Message):
     __slots__ = ("object_id", "data", "keyword")
@@ -24,13 +45,13 @@ class SchedulingStrategy(_message.Message):
     PLACEMENT_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_INDEX_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_CHILD_TASKS_FIELD_NUMBER: _ClassVar[int]
-    kind: str
+    kind: StrategyKind
     node_id: bytes
     soft: bool
     placement_group_id: bytes
     bundle_index: int
     capture_child_tasks: bool
-    def __init__(self, kind: _Optional[str] = ..., node_id: _Optional[bytes] = ..., soft: _Optional[bool] = ..., placement_group_id: _Optional[bytes] = ..., bundle_index: _Optional[int] = ..., capture_child_tasks: _Optional[bool] = ...) -> None: ...
+    def __init__(self, kind: _Optional[_Union[StrategyKind, str]] = ..., node_id: _Optional[bytes] = ..., soft: _Optional[bool] = ..., placement_group_id: _Optional[bytes] = ..., bundle_index: _Optional[int] = ..., capture_child_tasks: _Optional[bool] = ...) -> None: ...
 
 class ActorOptions(_message.Message):
     __slots__ = ("max_restarts", "max_task_retries", "max_concurrency", "is_async", "detached", "name", "namespace", "class_name")
@@ -85,7 +106,7 @@ class TaskSpec(_message.Message):
     SUBMITTER_NODE_FIELD_NUMBER: _ClassVar[int]
     task_id: bytes
     job_id: int
-    kind: int
+    kind: TaskKind
     function_id: bytes
     name: str
     args: _containers.RepeatedCompositeFieldContainer[Arg]
@@ -105,7 +126,7 @@ class TaskSpec(_message.Message):
     parent_task_id: bytes
     namespace: str
     submitter_node: bytes
-    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[int] = ..., kind: _Optional[int] = ..., function_id: _Optional[bytes] = ..., name: _Optional[str] = ..., args: _Optional[_Iterable[_Union[Arg, _Mapping]]] = ..., num_returns: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_allowlist: _Optional[bytes] = ..., actor_id: _Optional[bytes] = ..., method_name: _Optional[str] = ..., caller_id: _Optional[bytes] = ..., seq_no: _Optional[int] = ..., attempt: _Optional[int] = ..., actor_options: _Optional[_Union[ActorOptions, _Mapping]] = ..., nested_refs: _Optional[_Iterable[bytes]] = ..., strategy: _Optional[_Union[SchedulingStrategy, _Mapping]] = ..., parent_task_id: _Optional[bytes] = ..., namespace: _Optional[str] = ..., submitter_node: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[int] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., function_id: _Optional[bytes] = ..., name: _Optional[str] = ..., args: _Optional[_Iterable[_Union[Arg, _Mapping]]] = ..., num_returns: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_allowlist: _Optional[bytes] = ..., actor_id: _Optional[bytes] = ..., method_name: _Optional[str] = ..., caller_id: _Optional[bytes] = ..., seq_no: _Optional[int] = ..., attempt: _Optional[int] = ..., actor_options: _Optional[_Union[ActorOptions, _Mapping]] = ..., nested_refs: _Optional[_Iterable[bytes]] = ..., strategy: _Optional[_Union[SchedulingStrategy, _Mapping]] = ..., parent_task_id: _Optional[bytes] = ..., namespace: _Optional[str] = ..., submitter_node: _Optional[bytes] = ...) -> None: ...
 
 class ObjectData(_message.Message):
     __slots__ = ("object_id", "inline_data", "shm_name", "size", "missing")
