@@ -226,7 +226,7 @@ def run_suite(
                     for metric, value in runner(n, budget).items():
                         samples.setdefault(metric, []).append(value)
                 del runner  # free the case's objects (e.g. the 100 MiB ref) before the next case
-            except Exception as exc:  # keep going: one broken API should not hide the rest
+            except Exception as exc:  # noqa: BLE001 - keep going: one broken API should not hide the rest
                 errors[name] = f"{type(exc).__name__}: {exc}"
                 log(f"{name}: FAILED {errors[name]}")
                 traceback.print_exc(file=sys.stderr)
@@ -250,7 +250,7 @@ def _child_main(backend: str, repeats: int, cases: list[str], quick: bool) -> in
         out["version"] = getattr(module, "__version__", "unknown")
         out.update(run_suite(module, repeats, cases, quick))
         out["ok"] = True
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - report any failure as JSON to the parent
         out["error"] = f"{type(exc).__name__}: {exc}"
         traceback.print_exc(file=sys.stderr)
     print(json.dumps(out), flush=True)

@@ -18,7 +18,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from rayredis.store import keys  # noqa: E402
+from rayredis.store import keys
 
 #: function -> (writers, readers, lifetime), from reading the code (module paths under rayredis/).
 USAGE: dict[str, tuple[str, str, str]] = {

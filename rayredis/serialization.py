@@ -188,7 +188,8 @@ def make_task_error(function_name: str, exc: BaseException, pid: int, ip: str) -
 
 def dumps_function(fn: Any) -> bytes:
     """Cloudpickle a function or class by value for the function table."""
-    return cloudpickle.dumps(fn, protocol=5)
+    data: bytes = cloudpickle.dumps(fn, protocol=5)
+    return data
 
 
 def loads_function(data: bytes) -> Callable[..., Any]:

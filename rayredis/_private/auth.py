@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
 TOKEN_HEADER = "rayredis-token"
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
 
 #: Channel options shared by clients and servers (objects travel inline up to a few MB per batch).
 GRPC_OPTIONS = [
@@ -33,6 +36,7 @@ SERVER_OPTIONS = [
 
 
 def metadata(token: str) -> tuple[tuple[str, str], ...]:
+    """The gRPC call metadata that carries the cluster token."""
     return ((TOKEN_HEADER, token),)
 
 
@@ -42,18 +46,18 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, token: str):
         self._token = token.encode()
 
-        async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def deny(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                 "missing or wrong rayredis cluster token")
 
-        self._deny_unary = grpc.unary_unary_rpc_method_handler(deny)
-        self._deny_stream = grpc.stream_stream_rpc_method_handler(deny)
+        self._deny_unary: grpc.RpcMethodHandler[Any, Any] = grpc.unary_unary_rpc_method_handler(deny)
+        self._deny_stream: grpc.RpcMethodHandler[Any, Any] = grpc.stream_stream_rpc_method_handler(deny)
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Req, _Resp] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[_Req, _Resp] | None:
         for key, value in handler_call_details.invocation_metadata or ():
             if key == TOKEN_HEADER:
                 v = value.encode() if isinstance(value, str) else value

@@ -77,8 +77,8 @@ def spawn(
     clusters that ``init()`` starts, so a killed driver does not orphan them).
     """
     logs = os.path.join(session_dir, "logs")
-    out = open(os.path.join(logs, log_name + ".out"), "ab")  # noqa: SIM115
-    err = open(os.path.join(logs, log_name + ".err"), "ab")  # noqa: SIM115
+    out = open(os.path.join(logs, log_name + ".out"), "ab")
+    err = open(os.path.join(logs, log_name + ".err"), "ab")
     full_env = dict(os.environ)
     if env:
         full_env.update(env)

@@ -30,7 +30,7 @@ REDIS_RETRYABLE = (
 
 
 def _grpc_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, grpc.RpcError) and exc.code() in (  # type: ignore[attr-defined]
+    return isinstance(exc, grpc.RpcError) and exc.code() in (
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED,
     )

@@ -48,8 +48,8 @@ class ForwardingStream:
 
 
 def install(cw: Any) -> None:
-    sys.stdout = ForwardingStream(sys.stdout, cw, False)  # type: ignore[assignment]
-    sys.stderr = ForwardingStream(sys.stderr, cw, True)  # type: ignore[assignment]
+    sys.stdout = ForwardingStream(sys.stdout, cw, False)
+    sys.stderr = ForwardingStream(sys.stderr, cw, True)
 
 
 def print_lines(batch: pb.LogLines) -> None:

@@ -141,7 +141,7 @@ class RayletClient:
             if not self.closed:
                 err = e
                 logger.warning("raylet stream ended: %s", e)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             err = e
             logger.exception("raylet reader failed")
         with self._lock:
