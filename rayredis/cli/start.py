@@ -204,8 +204,7 @@ def block(entry: sessions.CliSession) -> int:
             stopped, found = stop_session(entry, grace_s=get_config().stop_grace_period_s)
             print(f"Stopped {stopped} of {found} rayredis processes.", flush=True)
             return 0
-        _reap(watched, exit_codes)
-        dead = [r for r in watched if not process.is_alive(r)]
+        dead = _dead(watched, exit_codes)
         if dead and not sessions.stopping_requested(entry.session_dir) and all(r.role == "gcs" for r in dead):
             # The GCS keeps no state: a replacement rereads Redis and resumes (the head supervises it).
             for r in dead:
@@ -238,14 +237,21 @@ def _restart_gcs(entry: sessions.CliSession) -> int:
     return node.start_gcs(handle, bind_host=entry.bind_host or None, node_ip=host)
 
 
-def _reap(watched: list[process.Recorded], exit_codes: dict[int, int]) -> None:
-    """Collect our exited children (so they stop being zombies) and remember their exit codes."""
-    for r in watched:
+def _dead(watched: list[process.Recorded], exit_codes: dict[int, int]) -> list[process.Recorded]:
+    """The watched processes that have exited, with their exit codes collected into ``exit_codes``.
+
+    Liveness is checked first: a child seen dead stays a zombie until reaped, so ``waitpid`` still
+    has its status. (Reaping first let a child that died between the two steps be seen dead without a
+    status, reported as ``exit_code=unknown``.)
+    """
+    dead = [r for r in watched if not process.is_alive(r)]
+    for r in dead:
         if r.pid in exit_codes:
             continue
         try:
             pid, status = os.waitpid(r.pid, os.WNOHANG)
-        except ChildProcessError:
+        except ChildProcessError:  # not our child, or already reaped elsewhere: the code is unknown
             continue
         if pid:
             exit_codes[r.pid] = os.waitstatus_to_exitcode(status)
+    return dead
