@@ -1,4 +1,4 @@
-"""Print the Redis key and channel tables of docs/architecture.md from rayredis/store/keys.py.
+"""Generate the Redis key and channel tables of docs/architecture.md from rayredis/store/keys.py.
 
 Pattern, type, shard and description come from each function of ``keys.py`` (the pattern by calling
 the function with placeholders, type and shard from the first words of its docstring, the
@@ -6,11 +6,13 @@ description is the rest of the docstring). Writers, readers and lifetime are not
 docstrings; they are listed in ``USAGE`` below, checked by hand against the code. The script fails
 if ``keys.py`` gains or loses a key function without a matching ``USAGE`` entry.
 
-Usage: ``python docs/gen_key_table.py`` (prints Markdown).
+Usage: ``python docs/gen_key_table.py`` prints the Markdown; ``--write`` replaces the tables in
+docs/architecture.md; ``--check`` exits 1 if they differ (tests/unit/test_docs_keys.py does the same).
 """
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import pathlib
 import re
@@ -19,6 +21,11 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from rayredis.store import keys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+#: The document holding the tables, and the heading of its section that holds them.
+DOC = ROOT / "docs" / "architecture.md"
+SECTION = "## Redis key schema"
 
 #: function -> (writers, readers, lifetime), from reading the code (module paths under rayredis/).
 USAGE: dict[str, tuple[str, str, str]] = {
@@ -85,9 +92,9 @@ USAGE: dict[str, tuple[str, str, str]] = {
         "EXPIRE `task_table_ttl_s` after a terminal state; entries that never get one (tasks of a raylet "
         "that died, some actor-creation tasks) never expire"),
     "object_key": (
-        "raylet `RedisWriter` (HSET on seal, DEL on free)",
+        "raylet `RedisWriter` (HSET of its `loc:` field on seal; `object_location_remove` on free)",
         "nothing in the runtime yet (CLI `state dump`, tests)",
-        "until the object is freed"),
+        "until the last copy is freed"),
     "actor_channel": (
         "`actor_create`, `actor_transition`",
         "GCS (`ActorManager.handle`); raylets (actors they host or were asked to call)",
@@ -137,29 +144,66 @@ def _row(name: str, fn: object) -> tuple[str, str, str, str]:
     return _pattern(fn), m.group(1), shard, desc
 
 
-def main() -> int:
+def render() -> str:
+    """Both tables, as Markdown (keys, a blank line, channels), ending with a newline."""
     fns = _key_functions()
     names = {n for n, _ in fns}
     if names != set(USAGE):
         raise SystemExit(f"USAGE is out of date: missing {sorted(names - set(USAGE))}, "
                          f"stale {sorted(set(USAGE) - names)}")
-    print("| Key | Type | Shard | Contents (keys.py docstring) | Writers | Readers | Lifetime |")
-    print("|---|---|---|---|---|---|---|")
+    lines = ["| Key | Type | Shard | Contents (keys.py docstring) | Writers | Readers | Lifetime |",
+             "|---|---|---|---|---|---|---|"]
     for name, fn in fns:
         if name.endswith("_channel"):
             continue
         pattern, typ, shard, desc = _row(name, fn)
         w, r, life = USAGE[name]
-        print(f"| `{pattern}` | {typ} | {shard} | {desc} | {w} | {r} | {life} |")
-    print()
-    print("| Channel | Shard | Message (keys.py docstring) | Publishers | Subscribers |")
-    print("|---|---|---|---|---|")
+        lines.append(f"| `{pattern}` | {typ} | {shard} | {desc} | {w} | {r} | {life} |")
+    lines += ["", "| Channel | Shard | Message (keys.py docstring) | Publishers | Subscribers |",
+              "|---|---|---|---|---|"]
     for name, fn in fns:
         if not name.endswith("_channel"):
             continue
         pattern, _typ, shard, desc = _row(name, fn)
         w, r, _ = USAGE[name]
-        print(f"| `{pattern}` | {shard} | {desc} | {w} | {r} |")
+        lines.append(f"| `{pattern}` | {shard} | {desc} | {w} | {r} |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_tables(doc: str, tables: str) -> str:
+    """``doc`` with the two tables of its key-schema section replaced by ``tables``.
+
+    The tables are the lines from the first one starting ``| Key |`` to the last table line before
+    the next heading (the blank line between the two tables included).
+    """
+    start = doc.index(SECTION)
+    end = doc.find("\n## ", start + len(SECTION))
+    end = len(doc) if end < 0 else end + 1
+    section = doc[start:end].splitlines(keepends=True)
+    first = next(i for i, line in enumerate(section) if line.startswith("| Key |"))
+    last = max(i for i, line in enumerate(section) if line.startswith("|"))
+    return doc[:start] + "".join(section[:first]) + tables + "".join(section[last + 1:]) + doc[end:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help=f"update the tables in {DOC.relative_to(ROOT)}")
+    mode.add_argument("--check", action="store_true", help=f"exit 1 if {DOC.relative_to(ROOT)} is stale")
+    args = ap.parse_args(argv)
+    tables = render()
+    if not (args.write or args.check):
+        print(tables, end="")
+        return 0
+    doc = DOC.read_text()
+    fresh = replace_tables(doc, tables)
+    if args.check:
+        if fresh != doc:
+            print(f"{DOC.relative_to(ROOT)}: the key tables are stale; run python docs/gen_key_table.py --write",
+                  file=sys.stderr)
+            return 1
+        return 0
+    DOC.write_text(fresh)
     return 0
 
 

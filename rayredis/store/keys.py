@@ -40,7 +40,8 @@ def nodes_key() -> str:
 
 def node_state_key() -> str:
     """HASH on the primary, field node-id hex -> ``ALIVE`` or ``DEAD``; moved by the CAS script
-    ``hfield_cas`` (GCS on missed heartbeats, raylet on clean exit), announced on ``node_channel``."""
+    ``hfield_cas``: ``''``->ALIVE by the raylet at registration, ALIVE->DEAD by the raylet on clean
+    exit or by the GCS on missed heartbeats; every move is announced on ``node_channel``."""
     return PREFIX + "node_state"
 
 
@@ -51,8 +52,11 @@ def node_heartbeat_key() -> str:
 
 
 def node_load_key() -> str:
-    """HASH on the primary, field node-id hex -> JSON of available resources and queue length,
-    refreshed by the raylet with each heartbeat (read by ``available_resources`` and schedulers)."""
+    """HASH on the primary, field node-id hex -> JSON of the raylet's whole load report
+    (``available``, ``total``, ``queued``, ``running``, ``object_store_used``,
+    ``object_store_capacity``, ``num_objects``, ``workers``, ``time``), written at registration and
+    with each heartbeat. Read by ``available_resources`` and by the GCS when it places actors and
+    bundles; each raylet schedules its own tasks from memory."""
     return PREFIX + "node_load"
 
 
@@ -69,8 +73,9 @@ def jobs_key() -> str:
 
 
 def job_state_key() -> str:
-    """HASH on the primary, field job-id -> ``RUNNING`` or ``FINISHED``; CAS by ``hfield_cas``
-    when the raylet sees the driver's connection close; announced on ``job_channel``."""
+    """HASH on the primary, field job-id -> ``RUNNING`` or ``FINISHED``; moved by the CAS script
+    ``hfield_cas``: ``''``->RUNNING by the GCS at registration, RUNNING->FINISHED by the raylet when
+    the driver's connection closes; every move is announced on ``job_channel``."""
     return PREFIX + "job_state"
 
 
@@ -86,7 +91,8 @@ def actor_key(actor_id_hex: str) -> str:
     ``name_key``, ``job``, ``detached``, ``class_name``, ``methods``, ``is_async``, ``owner_node``,
     ``death_cause``). Created by the driver or worker that calls ``.remote()`` (script
     ``actor_create``, with the name claim); transitions by the CAS script ``actor_transition``
-    from the GCS (scheduling, node death) and the hosting raylet (alive, died, restarting)."""
+    from the GCS (scheduling, node death, DEAD for actors of finished jobs) and the hosting raylet
+    (alive, died, restarting, DEAD when it kills the actor)."""
     return PREFIX + "actor:" + actor_id_hex
 
 
@@ -105,9 +111,10 @@ def named_actors_key() -> str:
 def placement_group_key(pg_id_hex: str) -> str:
     """HASH on the primary: one placement group (``state``, ``bundles`` JSON, ``strategy``,
     ``nodes`` JSON (node per bundle), ``name``, ``namespace``, ``job``, ``detached``, ``created``,
-    ``returned``). Created by the driver as PENDING; the GCS moves PENDING->CREATED by CAS after
-    reserving every bundle; ``remove_placement_group`` moves it to REMOVED by CAS and the GCS then
-    returns the bundles and sets ``returned``."""
+    ``returned``). Created as PENDING by whichever process calls ``placement_group()`` (a driver or
+    a worker); the GCS moves PENDING->CREATED by CAS after reserving every bundle and then writes
+    ``nodes``; ``remove_placement_group`` moves it to REMOVED by CAS and the GCS then returns the
+    bundles and sets ``returned``."""
     return PREFIX + "pg:" + pg_id_hex
 
 
@@ -130,8 +137,9 @@ def task_key(task_id_hex: str) -> str:
 
 def object_key(object_id_hex: str) -> str:
     """HASH on the data shard of the object's task prefix: ``size``, ``task``, ``error`` and one
-    field ``loc:<node-id hex>`` per node holding a copy. Written by the raylet that stores the
-    object; deleted when the object is freed."""
+    field ``loc:<node-id hex>`` per node holding a copy. Each raylet that stores a copy adds its
+    ``loc:`` field; when it frees its copy it removes only that field (script
+    ``object_location_remove``), and the entry is deleted when no location is left."""
     return PREFIX + "obj:" + object_id_hex
 
 
