@@ -64,8 +64,9 @@ def gcs_rpc(timeout_s: float = 30.0) -> Retrying:
 
 
 def async_redis_op(timeout_s: float = 120.0) -> AsyncRetrying:
-    """ASYNC_REDIS_OP: an idempotent Redis write from the raylet or GCS (a pipeline of CAS scripts,
-    HSETs and DELs), retried while a shard restarts; a repeat can never apply a change twice."""
+    """ASYNC_REDIS_OP: an idempotent Redis write from the raylet (a pipeline of CAS and location
+    scripts and HSETs, an actor or job CAS), retried while a shard restarts; a repeat can never
+    apply a change twice."""
     return AsyncRetrying(
         stop=stop_after_delay(timeout_s),
         wait=wait_random_exponential(multiplier=0.05, max=2.0),
