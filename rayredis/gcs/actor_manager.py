@@ -18,6 +18,13 @@ from rayredis.store.tables import ActorEntry
 logger = logging.getLogger(__name__)
 
 
+def _has_work(entry: ActorEntry, view: ClusterView) -> bool:
+    try:
+        return bool(decisions.decide_actor(entry, view))
+    except Exception:  # noqa: BLE001 - a malformed entry: handle() logs why, the rescan goes on
+        return True
+
+
 class ActorManager:
     """Every decision is re-derived from the actor table, so a restarted GCS resumes where it was."""
 
@@ -44,7 +51,7 @@ class ActorManager:
             return
         view = self._with_delivered(await self.store.cluster_view(sorted({e.job for e in entries})))
         for e in entries:
-            if decisions.decide_actor(e, view):
+            if _has_work(e, view):
                 await self.handle(e.actor_id)
 
     async def handle(self, aid: str) -> None:

@@ -8,15 +8,22 @@ from collections.abc import Sequence
 from typing import Literal
 
 from rayredis.gcs import decisions
-from rayredis.gcs.decisions import MarkCreated, MarkReturned, PgAction, Reserve, ReturnBundles
+from rayredis.gcs.decisions import ClusterView, MarkCreated, MarkReturned, PgAction, Reserve, ReturnBundles
 from rayredis.gcs.raylet_clients import RayletClients
 from rayredis.gcs.store import PlacementGroupStore
-from rayredis.store.tables import PlacementGroupState
+from rayredis.store.tables import PlacementGroupEntry, PlacementGroupState
 
 logger = logging.getLogger(__name__)
 
 #: How a list of actions ended (see :meth:`PlacementGroupManager.execute`).
 Outcome = Literal["done", "stopped", "rehandle"]
+
+
+def _has_work(entry: PlacementGroupEntry, view: ClusterView) -> bool:
+    try:
+        return bool(decisions.decide_pg(entry, view))
+    except Exception:  # noqa: BLE001 - a malformed entry: handle() logs why, the rescan goes on
+        return True
 
 
 class PlacementGroupManager:
@@ -34,7 +41,7 @@ class PlacementGroupManager:
             return
         view = await self.store.cluster_view(())
         for e in entries:
-            if decisions.decide_pg(e, view):
+            if _has_work(e, view):
                 await self.handle(e.pg_id)
 
     async def on_job_finished(self, job: str) -> None:

@@ -27,7 +27,7 @@ from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
 from rayredis.store import keys, pubsub
 from rayredis.store.client import AsyncShardedRedis
-from rayredis.store.tables import JobInfo, NodeState
+from rayredis.store.tables import JobInfo
 from rayredis.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -99,10 +99,7 @@ class Gcs:
     async def _monitor(self) -> None:
         while True:
             try:
-                records = await self.store.nodes()
-                counters = {r.node_id: r.heartbeats for r in records}
-                alive = {r.node_id for r in records if r.state == NodeState.ALIVE.value}
-                for node in self.monitor.observe(counters, alive, time.monotonic()):
+                for node in self.monitor.observe_records(await self.store.nodes(), time.monotonic()):
                     logger.warning("node %s missed heartbeats for %.1f s: marking it dead", node,
                                    self.cfg.node_death_timeout_s)
                     await self.store.node_dead_cas(node)

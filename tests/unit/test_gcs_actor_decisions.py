@@ -292,3 +292,14 @@ def test_shell_node_death_reads_entries_once_and_transitions_that_nodes_actors()
                            ("cas", A, ActorState.ALIVE, 0,
                             {"state": "RESTARTING", "num_restarts": 1,
                              "death_cause": f"The actor's node {NODE_A[:12]} died."})]
+
+
+def test_shell_rescan_survives_a_malformed_entry(caplog: pytest.LogCaptureFixture) -> None:
+    bad, good = "01" * 16, "02" * 16
+    entries = {bad: ActorEntry(actor_id=bad, state=ActorState.PENDING_CREATION, spec=b"\xff\xff\xff"),
+               good: dataclasses.replace(actor(ActorState.PENDING_CREATION), actor_id=good)}
+    store = FakeActorStore(entries, view(nv(NODE_A)))
+    raylets = FakeRaylets()
+    asyncio.run(ActorManager(store, raylets).rescan())
+    assert f"handling actor {bad} failed" in caplog.text
+    assert [c[2] for c in raylets.calls] == [good]
