@@ -77,10 +77,12 @@ class RedisGcsStore:
         return int(await self.primary.incr(keys.job_counter_key()))
 
     async def add_job(self, info: JobInfo) -> None:
-        """Record the job's registration, then move it to RUNNING (announced on the job channel)."""
-        await self.primary.hset(keys.jobs_key(), str(info.job_id), info.to_json())
+        """Record the job's registration, then move it to RUNNING (announced on the job channel): one pipeline."""
+        pipe = self.primary.pipeline(transaction=False)
+        pipe.hset(keys.jobs_key(), str(info.job_id), info.to_json())
         k, a = tables.job_state_cas_args(info.job_id, "", JobState.RUNNING)
-        await self.scripts.hfield_cas(keys=k, args=a)
+        await self.scripts.hfield_cas(keys=k, args=a, client=pipe)
+        await pipe.execute()
 
     async def job_finished(self, job: str) -> bool:
         return await tables.ajob_finished(self.primary, job)
