@@ -9,7 +9,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -36,13 +36,17 @@ logger = logging.getLogger(__name__)
 _add_gcs_servicer: Callable[[Any, Any], None] = pb_grpc.add_GcsServicer_to_server
 
 
+#: ``register_job(driver_pid, node_id, namespace, entrypoint) -> (job_id, namespace)``.
+RegisterJob = Callable[[int, str, str, str], Awaitable[tuple[int, str]]]
+
+
 class GcsServicer(pb_grpc.GcsServicer):
-    def __init__(self, gcs: Gcs):
-        self.gcs = gcs
+    def __init__(self, register_job: RegisterJob):
+        self.register_job = register_job
 
     async def RegisterJob(self, request: pb.RegisterJobRequest, context: Any) -> pb.RegisterJobReply:  # noqa: N802
-        job_id, ns = await self.gcs.register_job(request.driver_pid, request.node_id.hex(), request.namespace,
-                                                 request.entrypoint)
+        job_id, ns = await self.register_job(request.driver_pid, request.node_id.hex(), request.namespace,
+                                             request.entrypoint)
         return pb.RegisterJobReply(job_id=job_id, namespace=ns)
 
     async def Ping(self, request: pb.PingRequest, context: Any) -> pb.PingReply:  # noqa: N802
@@ -66,7 +70,7 @@ class Gcs:
         self.actors = ActorManager(self.store, self.raylets)
         self.pgs = PlacementGroupManager(self.store, self.raylets)
         server = grpc.aio.server(interceptors=[auth.TokenInterceptor(token)], options=auth.SERVER_OPTIONS)
-        _add_gcs_servicer(GcsServicer(self), server)
+        _add_gcs_servicer(GcsServicer(self.register_job), server)
         host = self.args.bind_host or self.cfg.bind_host
         port = server.add_insecure_port(f"{host}:{self.args.port}")
         await server.start()

@@ -15,6 +15,7 @@ from rayredis.gcs import decisions
 from rayredis.gcs.actor_manager import ActorManager
 from rayredis.gcs.decisions import (
     JOB_EXITED_CAUSE,
+    ActorAction,
     ClusterView,
     Deliver,
     FieldValue,
@@ -303,3 +304,18 @@ def test_shell_rescan_survives_a_malformed_entry(caplog: pytest.LogCaptureFixtur
     asyncio.run(ActorManager(store, raylets).rescan())
     assert f"handling actor {bad} failed" in caplog.text
     assert [c[2] for c in raylets.calls] == [good]
+
+
+def test_shell_executes_actions_in_order_across_collaborators() -> None:
+    store = FakeActorStore({A: actor(ActorState.PENDING_CREATION)}, view(nv(NODE_A)))
+    raylets = FakeRaylets()
+    raylets.calls = store.calls  # one log for both, to see the order
+    e = actor(ActorState.PENDING_CREATION, attempt=0)
+    mgr = ActorManager(store, raylets)
+    to_b = Transition(ActorState.PENDING_CREATION, 0, ActorState.SCHEDULED, (("node", NODE_B), ("attempt", 1)))
+    actions: list[ActorAction] = [to_b, Deliver(NODE_B, 1), NoFeasibleNode(ResourceSet())]
+    assert asyncio.run(mgr.execute(e, actions))
+    assert [c[0] for c in store.calls] == ["cas", "create"]
+    store.cas_ok = False
+    assert not asyncio.run(mgr.execute(e, actions))
+    assert [c[0] for c in store.calls] == ["cas", "create", "cas"]  # the lost CAS ended the list
