@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+
+from rayredis.store.tables import NodeRecord, NodeState
 
 
 class NodeMonitor:
@@ -31,3 +33,9 @@ class NodeMonitor:
             if node not in alive:
                 del self.last[node]
         return dead
+
+    def observe_records(self, records: Iterable[NodeRecord], now: float) -> list[str]:
+        """:meth:`observe` on the node tables as read by ``tables.aread_nodes``."""
+        recs = list(records)
+        return self.observe({r.node_id: r.heartbeats for r in recs},
+                            {r.node_id for r in recs if r.state == NodeState.ALIVE.value}, now)

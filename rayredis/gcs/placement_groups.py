@@ -1,45 +1,57 @@
-"""GCS placement-group management: all-or-nothing bundle reservation on raylets, recorded by CAS."""
+"""GCS placement-group management: the I/O shell that runs decide_pg and executes its all-or-nothing actions."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Literal
 
-from rayredis.common.resources import ResourceSet
-from rayredis.gcs.scheduling import place_bundles
-from rayredis.protocol._generated import rayredis_pb2 as pb
-from rayredis.store import keys
-
-if TYPE_CHECKING:
-    from rayredis.gcs.server import Gcs
+from rayredis.gcs import decisions
+from rayredis.gcs.decisions import ClusterView, MarkCreated, MarkReturned, PgAction, Reserve, ReturnBundles
+from rayredis.gcs.raylet_clients import RayletClients
+from rayredis.gcs.store import PlacementGroupStore
+from rayredis.store.tables import PlacementGroupEntry, PlacementGroupState
 
 logger = logging.getLogger(__name__)
 
+#: How a list of actions ended (see :meth:`PlacementGroupManager.execute`).
+Outcome = Literal["done", "stopped", "rehandle"]
+
+
+def _has_work(entry: PlacementGroupEntry, view: ClusterView) -> bool:
+    try:
+        return bool(decisions.decide_pg(entry, view))
+    except Exception:  # noqa: BLE001 - a malformed entry: handle() logs why, the rescan goes on
+        return True
+
 
 class PlacementGroupManager:
-    def __init__(self, gcs: Gcs):
-        self.gcs = gcs
+    """Every decision is re-derived from the placement-group table and the alive nodes."""
+
+    def __init__(self, store: PlacementGroupStore, raylets: RayletClients):
+        self.store = store
+        self.raylets = raylets
         self.locks: dict[str, asyncio.Lock] = {}
 
     async def rescan(self) -> None:
-        for raw in await self.gcs.redis.primary.smembers(keys.placement_groups_index_key()):
-            await self.handle(raw.decode())
+        """Handle every group that has something to do (each re-reads its entry under its lock)."""
+        entries = await self.store.pgs(await self.store.pg_ids())
+        if not entries:
+            return
+        view = await self.store.cluster_view(())
+        for e in entries:
+            if _has_work(e, view):
+                await self.handle(e.pg_id)
 
     async def on_job_finished(self, job: str) -> None:
         """Non-detached placement groups end with their job, as in Ray."""
-        p = self.gcs.redis.primary
-        for raw in await p.smembers(keys.placement_groups_index_key()):
-            pg = raw.decode()
-            job_of, detached = await p.hmget(keys.placement_group_key(pg), "job", "detached")
-            if job_of is not None and job_of.decode() == job and detached != b"1":
-                for state in ("PENDING", "CREATED"):
-                    if await self.gcs.scripts.hfield_cas(
-                            keys=[keys.placement_group_key(pg)],
-                            args=["state", state, "REMOVED", keys.placement_group_channel(), pg]):
+        for e in await self.store.pgs(await self.store.pg_ids()):
+            if decisions.ends_with_job(e, job):
+                for state in decisions.REMOVABLE:
+                    if await self.store.pg_state_cas(e.pg_id, state, PlacementGroupState.REMOVED):
                         break
-                await self.handle(pg)
+                await self.handle(e.pg_id)
 
     async def handle(self, pg: str) -> None:
         async with self.locks.setdefault(pg, asyncio.Lock()):
@@ -49,58 +61,46 @@ class PlacementGroupManager:
                 logger.exception("placement group %s", pg)
 
     async def _handle(self, pg: str) -> None:
-        p = self.gcs.redis.primary
-        e = await p.hgetall(keys.placement_group_key(pg))
-        if not e:
+        entry = await self.store.pg(pg)
+        if entry is None:
             return
-        state = e[b"state"].decode()
-        if state == "PENDING":
-            await self._create(pg, e)
-        elif state == "REMOVED" and e.get(b"returned") != b"1":
-            for node in set(json.loads(e.get(b"nodes", b"[]"))):
-                stub = await self.gcs.raylet_stub(node)
-                if stub is not None:
-                    try:
-                        await stub.ReturnBundles(pb.ReturnBundlesRequest(pg_id=bytes.fromhex(pg)), timeout=10)
-                    except Exception as ex:  # noqa: BLE001
-                        logger.warning("ReturnBundles on %s failed: %s", node[:12], ex)
-                        return
-            await p.hset(keys.placement_group_key(pg), "returned", "1")
-            self.locks.pop(pg, None)
-
-    async def _create(self, pg: str, e: dict[bytes, bytes]) -> None:
-        bundles = json.loads(e[b"bundles"])
-        nodes = await self.gcs.alive_nodes()
-        placement = place_bundles(nodes, [ResourceSet.from_floats(b) for b in bundles], e[b"strategy"].decode())
-        if placement is None:
-            return
-        by_node: dict[str, list[int]] = {}
-        for i, n in enumerate(placement):
-            by_node.setdefault(n, []).append(i)
-        done: list[str] = []
-        for node, idxs in by_node.items():
-            stub = await self.gcs.raylet_stub(node)
-            ok = False
-            if stub is not None:
-                try:
-                    r = await stub.ReserveBundles(pb.ReserveBundlesRequest(
-                        pg_id=bytes.fromhex(pg), bundle_indexes=idxs,
-                        bundles_json=[json.dumps(bundles[i]) for i in idxs]), timeout=10)
-                    ok = r.ok
-                except Exception as ex:  # noqa: BLE001
-                    logger.warning("ReserveBundles on %s failed: %s", node[:12], ex)
-            if not ok:
-                for n in done:  # all or nothing
-                    s = await self.gcs.raylet_stub(n)
-                    if s is not None:
-                        await s.ReturnBundles(pb.ReturnBundlesRequest(pg_id=bytes.fromhex(pg)), timeout=10)
-                return
-            done.append(node)
-        applied = await self.gcs.scripts.hfield_cas(
-            keys=[keys.placement_group_key(pg)],
-            args=["state", "PENDING", "CREATED", keys.placement_group_channel(), pg])
-        if applied:
-            await self.gcs.redis.primary.hset(keys.placement_group_key(pg), "nodes", json.dumps(placement))
-        else:  # removed meanwhile: give the reservation back
-            await self.gcs.redis.primary.hset(keys.placement_group_key(pg), "nodes", json.dumps(placement))
+        view = await self.store.cluster_view(())
+        if await self.execute(pg, decisions.decide_pg(entry, view)) == "rehandle":
             await self._handle(pg)
+
+    async def execute(self, pg: str, actions: Sequence[PgAction]) -> Outcome:
+        """Run ``actions`` in order; the first that fails ends them.
+
+        Returns "done" when all ran, "stopped" when one failed, and "rehandle" when the group moved
+        under us (lost the CREATED CAS: it was removed while reserving) and must be decided again.
+        """
+        for action in actions:
+            if isinstance(action, Reserve):
+                if not await self.reserve(pg, action):
+                    return "stopped"
+            elif isinstance(action, MarkCreated):
+                applied = await self.store.pg_state_cas(pg, PlacementGroupState.PENDING, PlacementGroupState.CREATED)
+                await self.store.set_pg_nodes(pg, action.placement)
+                if not applied:  # removed meanwhile: give the reservation back
+                    return "rehandle"
+            elif isinstance(action, ReturnBundles):
+                if not await self.return_bundles(pg, action):
+                    return "stopped"
+            elif isinstance(action, MarkReturned):
+                await self.store.mark_pg_returned(pg)
+                self.locks.pop(pg, None)
+        return "done"
+
+    async def reserve(self, pg: str, action: Reserve) -> bool:
+        """All or nothing: when one node refuses, the nodes before it give their bundles back."""
+        for i, req in enumerate(action.requests):
+            if not await self.raylets.reserve_bundles(req.node, pg, req.indexes, req.bundles_json):
+                await self.return_bundles(pg, decisions.rollback(action, i))
+                return False
+        return True
+
+    async def return_bundles(self, pg: str, action: ReturnBundles) -> bool:
+        for node in action.nodes:
+            if not await self.raylets.return_bundles(node, pg):
+                return False
+        return True

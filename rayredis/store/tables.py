@@ -462,3 +462,33 @@ def queue_object_sealed(pipe: Any, object_id_hex: str, size: int, is_error: bool
     pipe.hset(keys.object_key(object_id_hex), mapping={
         "size": size, "task": object_id_hex[:32], "error": int(is_error), location_field(node_hex): 1})
     pipe.publish(keys.object_channel(), object_id_hex)
+
+
+# ---- GCS batch readers (appended) --------------------------------------------------------------
+
+
+async def aread_nodes_and_finished_jobs(primary: Any, jobs: Sequence[int] | None = None
+                                        ) -> tuple[list[NodeRecord], set[int]]:
+    """All nodes and which of ``jobs`` finished (every finished job when None), in one round trip."""
+    pipe = primary.pipeline(transaction=False)
+    queue_nodes(pipe)
+    wanted = None if jobs is None else sorted(set(jobs))
+    if wanted is None:
+        pipe.hgetall(keys.job_state_key())
+    elif wanted:
+        pipe.hmget(keys.job_state_key(), [str(j) for j in wanted])
+    results = await pipe.execute()
+    finished: set[int] = set()
+    if wanted is None:
+        finished = {int(j) for j, s in results[4].items() if _s(s) == JobState.FINISHED.value}
+    elif wanted:
+        finished = {j for j, s in zip(wanted, results[4]) if _s(s) == JobState.FINISHED.value}
+    return parse_nodes(results), finished
+
+
+async def aread_placement_groups(primary: Any, pg_ids: Sequence[str]) -> list[PlacementGroupEntry]:
+    """Several placement groups in one round trip (missing ones are left out)."""
+    pipe = primary.pipeline(transaction=False)
+    for pg in pg_ids:
+        pipe.hgetall(keys.placement_group_key(pg))
+    return [e for pg, raw in zip(pg_ids, await pipe.execute()) if (e := PlacementGroupEntry.from_redis(pg, raw))]

@@ -43,7 +43,7 @@ def test_prefers_available_now_then_fewer_queued_then_fewer_placed() -> None:
 
     twin1 = node("x", {"CPU": 4})
     twin2 = node("y", {"CPU": 4})
-    assert pick_node_for_actor([twin1, twin2], rs(CPU=1)).node_id == "x"  # tie-break by id
+    assert pick_node_for_actor([twin1, twin2], rs(CPU=1)) is twin1  # tie-break by id
     got = pick_node_for_actor([twin1, twin2], rs(CPU=1), placed_counts={"x": 2, "y": 1})
     assert got is twin2
 

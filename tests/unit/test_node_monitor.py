@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rayredis.gcs.node_monitor import NodeMonitor
+from rayredis.store.tables import NodeInfo, NodeRecord
 
 
 def test_moving_counter_keeps_node_alive() -> None:
@@ -76,3 +77,14 @@ def test_counters_of_non_alive_nodes_are_ignored() -> None:
     assert m.observe({"dead": 1}, set(), now=0.0) == []
     assert m.observe({"dead": 1}, set(), now=100.0) == []
     assert m.last == {}
+
+
+def test_observe_records_uses_node_state_and_heartbeat_counters() -> None:
+    info = NodeInfo(node_id="a", address="h:1", node_ip="h", resources={})
+    m = NodeMonitor(timeout_s=1.0)
+    recs = [NodeRecord("a", "ALIVE", info, heartbeats=3), NodeRecord("b", "ALIVE", None, heartbeats=1),
+            NodeRecord("c", "DEAD", info, heartbeats=9)]
+    assert m.observe_records(recs, now=0.0) == []
+    assert set(m.last) == {"a", "b"}  # liveness is the node state, registered or not
+    recs[0] = NodeRecord("a", "ALIVE", info, heartbeats=4)
+    assert m.observe_records(recs, now=2.0) == ["b"]

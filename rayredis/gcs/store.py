@@ -1,0 +1,131 @@
+"""The GCS's narrow view of the Redis tables: typed reads (via store.tables) and compare-and-set writes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from rayredis.actor_state import ActorState
+from rayredis.gcs.decisions import ClusterView, FieldValue
+from rayredis.store import keys, tables
+from rayredis.store.scripts import Scripts
+from rayredis.store.tables import ActorEntry, JobInfo, JobState, NodeRecord, PlacementGroupEntry, PlacementGroupState
+
+
+class ClusterReader(Protocol):
+    async def cluster_view(self, jobs: Sequence[int] | None = None) -> ClusterView:
+        """Alive nodes and which of ``jobs`` finished (all finished jobs when None)."""
+        ...
+
+
+class ActorStore(ClusterReader, Protocol):
+    """What the actor manager reads and writes."""
+
+    async def actor_ids(self) -> list[str]: ...
+
+    async def actor(self, actor_id: str) -> ActorEntry | None: ...
+
+    async def actors(self, actor_ids: Sequence[str]) -> list[ActorEntry]: ...
+
+    async def actor_transition(self, actor_id: str, from_state: ActorState, from_attempt: int,
+                               fields: Mapping[str, FieldValue]) -> bool:
+        """CAS the actor from (``from_state``, ``from_attempt``) to ``fields``; False if it moved."""
+        ...
+
+
+class PlacementGroupStore(ClusterReader, Protocol):
+    """What the placement-group manager reads and writes."""
+
+    async def pg_ids(self) -> list[str]: ...
+
+    async def pg(self, pg_id: str) -> PlacementGroupEntry | None: ...
+
+    async def pgs(self, pg_ids: Sequence[str]) -> list[PlacementGroupEntry]: ...
+
+    async def pg_state_cas(self, pg_id: str, old: PlacementGroupState, new: PlacementGroupState) -> bool: ...
+
+    async def set_pg_nodes(self, pg_id: str, placement: Sequence[str]) -> None: ...
+
+    async def mark_pg_returned(self, pg_id: str) -> None: ...
+
+
+class RedisGcsStore:
+    """Both stores over the primary shard (an asyncio client) and its registered scripts."""
+
+    def __init__(self, primary: Any):
+        self.primary = primary
+        self.scripts = Scripts(primary)
+
+    # ---- cluster ---------------------------------------------------------------------------------
+
+    async def nodes(self) -> list[NodeRecord]:
+        return await tables.aread_nodes(self.primary)
+
+    async def cluster_view(self, jobs: Sequence[int] | None = None) -> ClusterView:
+        records, finished = await tables.aread_nodes_and_finished_jobs(self.primary, jobs)
+        return ClusterView.from_records(records, finished)
+
+    async def node_dead_cas(self, node_id: str) -> bool:
+        """CAS the node ALIVE -> DEAD (announced on the node channel)."""
+        k, a = tables.node_state_cas_args(node_id, tables.NodeState.ALIVE.value, tables.NodeState.DEAD)
+        return bool(await self.scripts.hfield_cas(keys=k, args=a))
+
+    # ---- jobs ------------------------------------------------------------------------------------
+
+    async def next_job_id(self) -> int:
+        return int(await self.primary.incr(keys.job_counter_key()))
+
+    async def add_job(self, info: JobInfo) -> None:
+        """Record the job's registration, then move it to RUNNING (announced on the job channel): one pipeline."""
+        pipe = self.primary.pipeline(transaction=False)
+        pipe.hset(keys.jobs_key(), str(info.job_id), info.to_json())
+        k, a = tables.job_state_cas_args(info.job_id, "", JobState.RUNNING)
+        await self.scripts.hfield_cas(keys=k, args=a, client=pipe)
+        await pipe.execute()
+
+    async def job_finished(self, job: str) -> bool:
+        return await tables.ajob_finished(self.primary, job)
+
+    async def cluster_token(self) -> str:
+        return (await self.primary.hget(keys.cluster_key(), "token") or b"").decode()
+
+    async def set_gcs_address(self, address: str) -> None:
+        await self.primary.hset(keys.cluster_key(), "gcs_address", address)
+
+    # ---- actors ----------------------------------------------------------------------------------
+
+    async def actor_ids(self) -> list[str]:
+        return await tables.aactor_ids(self.primary)
+
+    async def actor(self, actor_id: str) -> ActorEntry | None:
+        return await tables.aread_actor(self.primary, actor_id)
+
+    async def actors(self, actor_ids: Sequence[str]) -> list[ActorEntry]:
+        return await tables.aread_actors(self.primary, actor_ids) if actor_ids else []
+
+    async def actor_transition(self, actor_id: str, from_state: ActorState, from_attempt: int,
+                               fields: Mapping[str, FieldValue]) -> bool:
+        k, a = tables.actor_transition_call(actor_id, from_state.value, str(from_attempt), fields)
+        return bool(await self.scripts.actor_transition(keys=k, args=a))
+
+    # ---- placement groups ------------------------------------------------------------------------
+
+    async def pg_ids(self) -> list[str]:
+        return await tables.aplacement_group_ids(self.primary)
+
+    async def pg(self, pg_id: str) -> PlacementGroupEntry | None:
+        return await tables.aread_placement_group(self.primary, pg_id)
+
+    async def pgs(self, pg_ids: Sequence[str]) -> list[PlacementGroupEntry]:
+        return await tables.aread_placement_groups(self.primary, pg_ids) if pg_ids else []
+
+    async def pg_state_cas(self, pg_id: str, old: PlacementGroupState, new: PlacementGroupState) -> bool:
+        k, a = tables.pg_state_cas_args(pg_id, old, new)
+        return bool(await self.scripts.hfield_cas(keys=k, args=a))
+
+    async def set_pg_nodes(self, pg_id: str, placement: Sequence[str]) -> None:
+        await self.primary.hset(keys.placement_group_key(pg_id), "nodes", json.dumps(list(placement)))
+
+    async def mark_pg_returned(self, pg_id: str) -> None:
+        await self.primary.hset(keys.placement_group_key(pg_id), "returned", "1")
