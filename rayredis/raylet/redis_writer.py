@@ -128,8 +128,8 @@ class RedisWriter:
             await asyncio.sleep(self.flush_interval_s)
             self._wake.clear()
             await self.flush()
-            if self._closing:
-                return
+            if self._closing and not any(self.pending):
+                return  # (ops queued while the last flush ran go out in one more round)
 
     async def flush(self) -> None:
         batches, self.pending = self.pending, [[] for _ in self.clients]
