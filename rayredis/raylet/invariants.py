@@ -131,21 +131,21 @@ def _actors(nm: NodeManager, out: list[str]) -> None:
 
 
 def _waits(nm: NodeManager, out: list[str]) -> None:
-    objects = nm.objects
-    for key, g in nm.get_waits.items():
+    objects, waiters = nm.objects, nm.waiters
+    for key, g in waiters.gets.items():
         if nm.conns.get(key[0]) is not g.conn:
             out.append(f"get {key[1]} of {key[0].hex()[:12]} belongs to no connected client")
         for o in g.missing:
             if objects.is_ready(o):
                 out.append(f"get {key[1]} of {key[0].hex()[:12]} still waits for sealed {o.hex()}")
-            if key not in nm.obj_waiters.get(o, ()):
+            if key not in waiters.get_index.get(o, ()):
                 out.append(f"get {key[1]} of {key[0].hex()[:12]} is not indexed under {o.hex()}")
-    for key, w in nm.waits.items():
+    for key, w in waiters.waits.items():
         if nm.conns.get(key[0]) is not w.conn:
             out.append(f"wait {key[1]} of {key[0].hex()[:12]} belongs to no connected client")
         if w.need <= 0:
             out.append(f"wait {key[1]} of {key[0].hex()[:12]} has what it needs but was not answered")
         for o in w.oids:
             e = objects.get(o)
-            if e is not None and e.state != READY and key not in nm.wait_index.get(o, ()):
+            if e is not None and e.state != READY and key not in waiters.wait_index.get(o, ()):
                 out.append(f"wait {key[1]} of {key[0].hex()[:12]} is not indexed under {o.hex()}")

@@ -14,8 +14,9 @@ from rayredis.raylet import invariants
 from rayredis.raylet.actors import LocalActors
 from rayredis.raylet.connection import Connection
 from rayredis.raylet.object_store import READY, ObjectStore
+from rayredis.raylet.object_waits import ObjectWaits, object_data
 from rayredis.raylet.ports import ActorDirectory, TableWriter, Timers, WorkerProcesses
-from rayredis.raylet.records import GetWait, TaskRecord, WaitRequest
+from rayredis.raylet.records import TaskRecord
 from rayredis.raylet.scheduler import LocalScheduler, QueuedTask
 from rayredis.store.tables import NodeLoad, TaskState
 
@@ -24,8 +25,6 @@ logger = logging.getLogger(__name__)
 NORMAL, ACTOR_CREATION, ACTOR_TASK = pb.NORMAL_TASK, pb.ACTOR_CREATION, pb.ACTOR_TASK
 PENDING, RUNNING, FINISHED, FAILED, CANCELLED = (
     TaskState.PENDING, TaskState.RUNNING, TaskState.FINISHED, TaskState.FAILED, TaskState.CANCELLED)
-
-WaitKey = tuple[bytes, int]  # (worker id, request id)
 
 
 class NodeManager:
@@ -43,10 +42,7 @@ class NodeManager:
         self.timers = timers
         self.conns: dict[bytes, Connection] = {}
         self.tasks: dict[bytes, TaskRecord] = {}
-        self.get_waits: dict[WaitKey, GetWait] = {}
-        self.obj_waiters: dict[bytes, set[WaitKey]] = {}
-        self.waits: dict[WaitKey, WaitRequest] = {}
-        self.wait_index: dict[bytes, set[WaitKey]] = {}
+        self.waiters = ObjectWaits(objects, timers)
         #: References the store holds for return objects whose submitter was not connected (nobody
         #: will drop them): part of the refcount invariant that :meth:`validate` checks.
         self.unowned_refs: Counter[bytes] = Counter()
@@ -67,12 +63,7 @@ class NodeManager:
     def disconnect(self, conn: Connection) -> None:
         conn.closed = True
         self.conns.pop(conn.worker_id, None)
-        for key in [k for k in self.get_waits if k[0] == conn.worker_id]:
-            self.get_waits.pop(key, None)
-        for key in [k for k in self.waits if k[0] == conn.worker_id]:
-            timer = self.waits.pop(key).timer
-            if timer is not None:
-                timer.cancel()
+        self.waiters.drop(conn.worker_id)
         if conn.is_driver:
             self.actors.job_finished(conn.job_id, driver_exit=True)
             self._drop_job_tasks(conn.job_id)
@@ -102,9 +93,9 @@ class NodeManager:
         for r in b.results:
             self._result(conn, r)
         for g in b.gets:
-            self._get(conn, g)
+            self.waiters.get(conn, g)
         for w in b.waits:
-            self._wait(conn, w)
+            self.waiters.wait(conn, w)
         for cr in b.cancels:
             self.cancel(cr.object_id, cr.force)
         for k in b.kills:
@@ -113,7 +104,7 @@ class NodeManager:
             else:
                 self.actors.kill(k.actor_id, k.no_restart)
         for rid in b.cancel_gets:
-            self._forget_get(conn, rid)
+            self.waiters.forget_get(conn, rid)
         for lines in b.logs:
             for driver in self.conns.values():
                 if driver.is_driver and driver.job_id == lines.job_id:
@@ -162,92 +153,7 @@ class NodeManager:
     def _object_ready(self, oid: bytes) -> None:
         self.scheduler.object_ready(oid)
         self.actors.object_ready(oid)
-        for key in self.obj_waiters.pop(oid, ()):
-            self._check_get(key, oid)
-        for key in self.wait_index.pop(oid, ()):
-            w = self.waits.get(key)
-            if w is not None:
-                w.need -= 1
-                if w.need <= 0:
-                    self._check_wait(key, force=True)
-
-    def object_data(self, oid: bytes) -> pb.ObjectData:
-        e = self.objects.get(oid)
-        if e is None or e.state != READY:
-            return pb.ObjectData(object_id=oid, missing=True)
-        if e.inline is not None:
-            return pb.ObjectData(object_id=oid, inline_data=e.inline, size=len(e.inline))
-        return pb.ObjectData(object_id=oid, shm_name=e.shm_name, size=e.size)
-
-    def _get(self, conn: Connection, g: pb.GetRequest) -> None:
-        oids = list(g.object_ids)
-        missing = {o for o in oids if self.objects.get(o) is not None and not self.objects.is_ready(o)}
-        key = (conn.worker_id, g.req_id)
-        self.get_waits[key] = GetWait(conn, missing, oids)
-        for o in missing:
-            self.obj_waiters.setdefault(o, set()).add(key)
-        self._check_get(key)
-
-    def _check_get(self, key: WaitKey, now_ready: bytes | None = None) -> None:
-        """Reply to a get once nothing it waits for is missing (O(1) per object that turns ready)."""
-        w = self.get_waits.get(key)
-        if w is None:
-            return
-        if now_ready is not None:
-            w.missing.discard(now_ready)
-        if w.missing:
-            return
-        del self.get_waits[key]
-        conn = w.conn
-        reply = conn.out().get_replies.add(req_id=key[1])
-        for o in w.oids:
-            reply.objects.append(self.object_data(o))
-        conn.flush()
-
-    def _forget_get(self, conn: Connection, req_id: int) -> None:
-        self.get_waits.pop((conn.worker_id, req_id), None)
-
-    def _wait(self, conn: Connection, w: pb.WaitRequest) -> None:
-        key = (conn.worker_id, w.req_id)
-        timer = None
-        if w.timeout_s >= 0:
-            timer = self.timers.call_later(w.timeout_s, self._wait_timeout, key)
-        oids = list(w.object_ids)
-        pending = [o for o in oids if not self._ready_for_wait(o)]
-        need = w.num_returns - (len(oids) - len(pending))
-        self.waits[key] = WaitRequest(conn, oids, w.num_returns, timer, need)
-        if need <= 0 or w.timeout_s == 0:
-            self._check_wait(key, force=True)
-            return
-        for o in pending:
-            self.wait_index.setdefault(o, set()).add(key)
-
-    def _ready_for_wait(self, oid: bytes) -> bool:
-        e = self.objects.get(oid)
-        return e is None or e.state == READY  # unknown objects are reported (get will raise)
-
-    def _check_wait(self, key: WaitKey, force: bool = False) -> None:
-        w = self.waits.get(key)
-        if w is None:
-            return
-        conn, oids, num, timer = w.conn, w.oids, w.num_returns, w.timer
-        ready = [o for o in oids if self._ready_for_wait(o)]
-        if len(ready) < num and not force:
-            return
-        del self.waits[key]
-        if timer is not None:
-            timer.cancel()
-        for o in oids:
-            keys_of = self.wait_index.get(o)
-            if keys_of is not None:
-                keys_of.discard(key)
-                if not keys_of:
-                    del self.wait_index[o]
-        conn.out().wait_replies.add(req_id=key[1], ready=ready[:num] if num else ready)
-        conn.flush()
-
-    def _wait_timeout(self, key: WaitKey) -> None:
-        self._check_wait(key, force=True)
+        self.waiters.object_ready(oid)
 
     def _drain_freed(self) -> None:
         if self.objects.freed:
@@ -351,7 +257,7 @@ class NodeManager:
         for arg in rec.spec.args:
             if arg.object_id and arg.object_id not in seen:
                 seen.add(arg.object_id)
-                a.resolved.append(self.object_data(arg.object_id))
+                a.resolved.append(object_data(self.objects, arg.object_id))
         a.gpu_ids.extend(gpu_ids)
         conn.flush()
 

@@ -340,9 +340,9 @@ def test_cancelled_get_is_forgotten() -> None:
     driver = n.driver()
     (oid,) = n.submit(driver, task_spec())
     n.get(driver, 3, [oid])
-    assert (driver.worker_id, 3) in n.nm.get_waits
+    assert (driver.worker_id, 3) in n.nm.waiters.gets
     n.send(driver, cancel_gets=[3])
-    assert n.nm.get_waits == {}
+    assert n.nm.waiters.gets == {}
     n.check()
 
 
@@ -365,7 +365,7 @@ def test_wait_times_out_through_the_timers() -> None:
     n.timers.advance(0.5)
     (reply,) = driver.take().wait_replies
     assert reply.req_id == 5 and list(reply.ready) == [o1]
-    assert n.nm.waits == {} and n.nm.wait_index == {}
+    assert n.nm.waiters.waits == {} and n.nm.waiters.wait_index == {}
     n.check()
 
 
@@ -544,7 +544,7 @@ def test_validate_catches_broken_state() -> None:
     n.check()
 
     n.get(driver, 9, [oid])
-    n.nm.obj_waiters.clear()
+    n.nm.waiters.get_index.clear()
     (v,) = n.nm.validate()
     assert "get 9" in v and "not indexed" in v
     assert worker.worker_id in n.nm.conns
