@@ -4,7 +4,9 @@ The I/O shell (``server.py``) passes real implementations: the asyncio event loo
 :class:`Timers`, :class:`~rayredis.raylet.worker_pool.WorkerPool` the :class:`WorkerProcesses`,
 :class:`~rayredis.raylet.redis_writer.RedisWriter` the :class:`TableWriter`, the raylet itself the
 :class:`ActorDirectory`. Unit tests pass fakes. The protocols only type the calls; the calls stay
-direct (no adapters on the hot path).
+direct (no adapters on the hot path). A client's outbox is a plain
+:class:`~rayredis.raylet.connection.Connection` (``out()`` then ``flush()``, which only calls the
+transport's wake callback), so the core uses it directly.
 """
 
 from __future__ import annotations
@@ -69,14 +71,6 @@ class ActorDirectory(Protocol):
     :meth:`~rayredis.raylet.actors.LocalActors.apply_remote_state`."""
 
     def lookup_actor(self, actor_id: bytes) -> None: ...
-
-
-class Outbox(Protocol):
-    """A client's outbound batch: append to ``out()``'s repeated fields, then ``flush()``."""
-
-    def out(self) -> pb.RayletBatch: ...
-
-    def flush(self) -> None: ...
 
 
 class TaskSide(Protocol):

@@ -47,9 +47,10 @@ class RayletServicer(pb_grpc.RayletServicer):
     def __init__(self, raylet: Raylet):
         self.r = raylet
 
-    async def Connect(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:  # noqa: N802
+    async def Connect(self, request_iterator: Any,  # noqa: N802
+                      context: grpc.aio.ServicerContext[pb.ClientBatch, pb.RayletBatch]) -> None:
         async def read() -> pb.ClientBatch | None:
-            msg = await context.read()
+            msg: Any = await context.read()
             return None if msg is _EOF else msg
 
         await serve_stream(self.r, read, context.write)
