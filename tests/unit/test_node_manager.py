@@ -8,12 +8,15 @@ from typing import Any
 
 from rayredis import exceptions, ids, serialization
 from rayredis.common.resources import ResourceSet
+from rayredis.config import get_config
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.raylet.connection import Connection
 from rayredis.raylet.node_manager import NodeManager
 from rayredis.raylet.object_store import ObjectStore
 from rayredis.raylet.scheduler import LocalScheduler
+from rayredis.raylet.server import build_node
 from rayredis.store.tables import TaskState
+from tests.unit.test_redis_writer import FakeClient, FakeStore
 
 NODE = b"N" * 16
 
@@ -548,3 +551,19 @@ def test_validate_catches_broken_state() -> None:
     (v,) = n.nm.validate()
     assert "get 9" in v and "not indexed" in v
     assert worker.worker_id in n.nm.conns
+
+
+def test_build_node_passes_every_collaborator_in_constructors() -> None:
+    primary = FakeClient()
+    timers, directory = FakeTimers(), FakeDirectory()
+    node = build_node(node_id=NODE, node_ip="127.0.0.1", totals={"CPU": 2.0}, capacity=1 << 20, max_workers=2,
+                      shm_prefix="rr_unit_", store=FakeStore([primary], primary),  # type: ignore[arg-type]
+                      cfg=get_config(), session_dir="/nonexistent", raylet_address="127.0.0.1:1", worker_env={},
+                      socket_name="rayredis-raylet-test", timers=timers, directory=directory)
+    nm = node.nm
+    assert (nm.scheduler, nm.objects, nm.writer, nm.workers, nm.timers) == (
+        node.scheduler, node.objects, node.writer, node.pool, timers)
+    assert nm.actors.tasks is nm and nm.actors.directory is directory and nm.actors.writer is node.writer
+    assert node.bundles.scheduler is node.scheduler and node.pool.socket_name == "rayredis-raylet-test"
+    assert node.scheduler.total == ResourceSet.from_floats({"CPU": 2.0}) and node.objects.capacity == 1 << 20
+    assert nm.validate() == []
