@@ -45,6 +45,29 @@ def _our_shm() -> set[str]:
         return set()
 
 
+def _raylet_violations() -> list[str]:
+    """Invariant violations reported by the raylets of the cluster this process is connected to."""
+    from rayredis._private import debug
+    from rayredis.worker import core_worker
+
+    cw = core_worker.global_worker
+    if cw is None:
+        return []
+    return [f"node {node[:8]}: {v}" for node, vs in debug.validate_cluster(cw.store).items() for v in vs]
+
+
+def _shutdown_checked() -> None:
+    """Check the raylets' invariants while the cluster is still up, then shut it down."""
+    import rayredis
+
+    try:
+        violations = _raylet_violations()
+    finally:
+        rayredis.shutdown()
+    if violations:
+        pytest.fail("raylet invariants violated:\n" + "\n".join(violations))
+
+
 _BEFORE_PROCS = {p for p, _ in _our_processes()}
 _BEFORE_SHM = _our_shm()
 
@@ -58,7 +81,7 @@ def ray_start_regular() -> Iterator[object]:
     try:
         yield ctx
     finally:
-        rayredis.shutdown()
+        _shutdown_checked()
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +93,7 @@ def ray_shared() -> Iterator[object]:
     try:
         yield ctx
     finally:
-        rayredis.shutdown()
+        _shutdown_checked()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

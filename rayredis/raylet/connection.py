@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
 
 from rayredis.protocol._generated import rayredis_pb2 as pb
 
 
-class Connection:
-    """A driver or worker connected over ``Raylet.Connect``.
+def _no_wake() -> None:
+    pass
 
-    Outbound messages are appended to one ``RayletBatch`` under construction; the stream's writer
-    coroutine swaps it out and sends it, so bursts coalesce into few gRPC messages.
+
+class Connection:
+    """A driver or worker connected over ``Raylet.Connect`` (or the local Unix socket).
+
+    Outbound messages are appended to one ``RayletBatch`` under construction; the transport's
+    writer swaps it out with :meth:`take` and sends it, so bursts coalesce into few messages.
+    The first :meth:`flush` after a :meth:`take` calls ``wake`` (the transport's "has data"
+    signal); the connection itself does no I/O.
     """
 
-    def __init__(self, worker_id: bytes, pid: int, is_driver: bool, job_id: int, namespace: str):
+    def __init__(self, worker_id: bytes, pid: int, is_driver: bool, job_id: int, namespace: str,
+                 wake: Callable[[], None] = _no_wake):
         self.worker_id = worker_id
         self.pid = pid
         self.is_driver = is_driver
@@ -25,19 +31,21 @@ class Connection:
         self.refs: Counter[bytes] = Counter()
         self.actor_id: bytes = b""
         self.batch = pb.RayletBatch()
-        self.has_data = asyncio.Event()
+        self.has_data = False
         self.closed = False
+        self._wake = wake
 
-    def out(self) -> Any:
+    def out(self) -> pb.RayletBatch:
         """The batch being built; callers append to its repeated fields, then call :meth:`flush`."""
         return self.batch
 
     def flush(self) -> None:
-        if not self.has_data.is_set():
-            self.has_data.set()
+        if not self.has_data:
+            self.has_data = True
+            self._wake()
 
     def take(self) -> pb.RayletBatch:
         b = self.batch
         self.batch = pb.RayletBatch()
-        self.has_data.clear()
+        self.has_data = False
         return b

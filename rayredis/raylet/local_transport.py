@@ -38,7 +38,8 @@ async def serve_stream(raylet: Raylet, read: Callable[[], Awaitable[Any]],
     if first is None or not first.HasField("register"):
         return
     reg = first.register
-    conn = Connection(reg.worker_id, reg.pid, reg.is_driver, reg.job_id, reg.namespace)
+    has_data = asyncio.Event()
+    conn = Connection(reg.worker_id, reg.pid, reg.is_driver, reg.job_id, reg.namespace, wake=has_data.set)
     conn.actor_id = reg.actor_id
     conn.out().register_reply.CopyFrom(pb.RegisterReply(
         node_id=nm.node_id, session_dir=raylet.session_dir, node_ip=raylet.node_ip,
@@ -53,17 +54,19 @@ async def serve_stream(raylet: Raylet, read: Callable[[], Awaitable[Any]],
                 nm.handle(conn, msg)
         except asyncio.CancelledError:
             return
-        except Exception:  # noqa: BLE001 - the peer went away, or sent garbage
+        except Exception:  # the peer went away, or sent garbage (logged)
             logger.debug("stream from %s ended", conn.worker_id.hex()[:12], exc_info=True)
 
     rtask = asyncio.get_running_loop().create_task(reader())
-    rtask.add_done_callback(lambda _: conn.has_data.set())  # wake the writer to finish
+    rtask.add_done_callback(lambda _: has_data.set())  # wake the writer to finish
     try:
         while True:
-            await conn.has_data.wait()
+            await has_data.wait()
             if rtask.done():
                 break
-            await write(conn.take())
+            batch = conn.take()
+            has_data.clear()
+            await write(batch)
     except Exception:  # noqa: BLE001 - the peer went away
         pass
     finally:

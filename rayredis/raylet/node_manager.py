@@ -2,60 +2,52 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
 
 from rayredis import exceptions, ids, serialization
 from rayredis.common.resources import ResourceSet
 from rayredis.protocol._generated import rayredis_pb2 as pb
+from rayredis.raylet import invariants
 from rayredis.raylet.actors import LocalActors
 from rayredis.raylet.connection import Connection
 from rayredis.raylet.object_store import READY, ObjectStore
-from rayredis.raylet.redis_writer import RedisWriter
+from rayredis.raylet.object_waits import ObjectWaits, object_data
+from rayredis.raylet.ports import ActorDirectory, TableWriter, Timers, WorkerProcesses
+from rayredis.raylet.records import TaskRecord
 from rayredis.raylet.scheduler import LocalScheduler, QueuedTask
+from rayredis.store.tables import NodeLoad, TaskState
 
 logger = logging.getLogger(__name__)
 
 NORMAL, ACTOR_CREATION, ACTOR_TASK = pb.NORMAL_TASK, pb.ACTOR_CREATION, pb.ACTOR_TASK
-
-
-@dataclass
-class TaskRecord:
-    spec: pb.TaskSpec
-    submitter: bytes
-    pinned: list[bytes]
-    attempt: int = 0
-    retries_used: int = 0
-    state: str = "PENDING"
-    worker: bytes = b""
-    cancelled: bool = False
-    force_cancelled: bool = False
-    return_ids: list[bytes] = field(default_factory=list)
+PENDING, RUNNING, FINISHED, FAILED, CANCELLED = (
+    TaskState.PENDING, TaskState.RUNNING, TaskState.FINISHED, TaskState.FAILED, TaskState.CANCELLED)
 
 
 class NodeManager:
-    """All per-node runtime state, driven by the gRPC shell (``server.py``)."""
+    """All per-node runtime state, driven by the I/O shell (``server.py``): events in, effects out
+    through its collaborators (connections' outboxes, ``writer``, ``workers``, ``timers``)."""
 
-    def __init__(self, node_id: bytes, scheduler: LocalScheduler, objects: ObjectStore, writer: RedisWriter,
-                 pool: Any, node_ip: str):
+    def __init__(self, node_id: bytes, node_ip: str, scheduler: LocalScheduler, objects: ObjectStore,
+                 writer: TableWriter, workers: WorkerProcesses, timers: Timers, directory: ActorDirectory):
         self.node_id = node_id
         self.node_ip = node_ip
         self.scheduler = scheduler
         self.objects = objects
         self.writer = writer
-        self.pool = pool  # WorkerPool: start(n), kill(worker_id)
+        self.workers = workers
+        self.timers = timers
         self.conns: dict[bytes, Connection] = {}
         self.tasks: dict[bytes, TaskRecord] = {}
-        self.get_waits: dict[tuple[bytes, int], tuple[Connection, set[bytes], list[bytes]]] = {}
-        self.obj_waiters: dict[bytes, set[tuple[bytes, int]]] = {}
-        #: wait requests: key -> [conn, oids, num_returns, timer, how many more must turn ready]
-        self.waits: dict[tuple[bytes, int], list[Any]] = {}
-        self.wait_index: dict[bytes, set[tuple[bytes, int]]] = {}
-        self.actors = LocalActors(self)
+        self.waiters = ObjectWaits(objects, timers)
+        #: References the store holds for return objects whose submitter was not connected (nobody
+        #: will drop them): part of the refcount invariant that :meth:`validate` checks.
+        self.unowned_refs: Counter[bytes] = Counter()
+        #: The actors part of the core; it reaches the task side only through the ``TaskSide`` methods.
+        self.actors = LocalActors(self, scheduler, workers, writer, directory, node_id)
         self._schedule_pending = False
 
     # ---- connections ---------------------------------------------------------------------------
@@ -63,7 +55,7 @@ class NodeManager:
     def connect(self, conn: Connection) -> None:
         self.conns[conn.worker_id] = conn
         if not conn.is_driver:
-            self.pool.registered(conn)
+            self.workers.registered(conn.worker_id)
             if not conn.actor_id:
                 self.scheduler.worker_idle(conn.worker_id)
                 self.request_schedule()
@@ -71,12 +63,7 @@ class NodeManager:
     def disconnect(self, conn: Connection) -> None:
         conn.closed = True
         self.conns.pop(conn.worker_id, None)
-        for key in [k for k in self.get_waits if k[0] == conn.worker_id]:
-            self.get_waits.pop(key, None)
-        for key in [k for k in self.waits if k[0] == conn.worker_id]:
-            timer = self.waits.pop(key)[3]
-            if timer is not None:
-                timer.cancel()
+        self.waiters.drop(conn.worker_id)
         if conn.is_driver:
             self.actors.job_finished(conn.job_id, driver_exit=True)
             self._drop_job_tasks(conn.job_id)
@@ -86,7 +73,7 @@ class NodeManager:
             run = self.scheduler.worker_gone(conn.worker_id)
             if run is not None:
                 self._task_worker_died(run.task.task_id, f"worker pid={conn.pid} died")
-        self.pool.exited(conn.worker_id)
+        self.workers.exited(conn.worker_id)
         self.objects.release_all(conn.refs)
         self._drain_freed()
         self.request_schedule()
@@ -106,9 +93,9 @@ class NodeManager:
         for r in b.results:
             self._result(conn, r)
         for g in b.gets:
-            self._get(conn, g)
+            self.waiters.get(conn, g)
         for w in b.waits:
-            self._wait(conn, w)
+            self.waiters.wait(conn, w)
         for cr in b.cancels:
             self.cancel(cr.object_id, cr.force)
         for k in b.kills:
@@ -117,7 +104,7 @@ class NodeManager:
             else:
                 self.actors.kill(k.actor_id, k.no_restart)
         for rid in b.cancel_gets:
-            self._forget_get(conn, rid)
+            self.waiters.forget_get(conn, rid)
         for lines in b.logs:
             for driver in self.conns.values():
                 if driver.is_driver and driver.job_id == lines.job_id:
@@ -166,92 +153,7 @@ class NodeManager:
     def _object_ready(self, oid: bytes) -> None:
         self.scheduler.object_ready(oid)
         self.actors.object_ready(oid)
-        for key in self.obj_waiters.pop(oid, ()):
-            self._check_get(key, oid)
-        for key in self.wait_index.pop(oid, ()):
-            w = self.waits.get(key)
-            if w is not None:
-                w[4] -= 1
-                if w[4] <= 0:
-                    self._check_wait(key, force=True)
-
-    def object_data(self, oid: bytes) -> pb.ObjectData:
-        e = self.objects.get(oid)
-        if e is None or e.state != READY:
-            return pb.ObjectData(object_id=oid, missing=True)
-        if e.inline is not None:
-            return pb.ObjectData(object_id=oid, inline_data=e.inline, size=len(e.inline))
-        return pb.ObjectData(object_id=oid, shm_name=e.shm_name, size=e.size)
-
-    def _get(self, conn: Connection, g: pb.GetRequest) -> None:
-        oids = list(g.object_ids)
-        missing = {o for o in oids if self.objects.get(o) is not None and not self.objects.is_ready(o)}
-        key = (conn.worker_id, g.req_id)
-        self.get_waits[key] = (conn, missing, oids)
-        for o in missing:
-            self.obj_waiters.setdefault(o, set()).add(key)
-        self._check_get(key)
-
-    def _check_get(self, key: tuple[bytes, int], now_ready: bytes | None = None) -> None:
-        """Reply to a get once nothing it waits for is missing (O(1) per object that turns ready)."""
-        w = self.get_waits.get(key)
-        if w is None:
-            return
-        conn, missing, oids = w
-        if now_ready is not None:
-            missing.discard(now_ready)
-        if missing:
-            return
-        del self.get_waits[key]
-        reply = conn.out().get_replies.add(req_id=key[1])
-        for o in oids:
-            reply.objects.append(self.object_data(o))
-        conn.flush()
-
-    def _forget_get(self, conn: Connection, req_id: int) -> None:
-        self.get_waits.pop((conn.worker_id, req_id), None)
-
-    def _wait(self, conn: Connection, w: pb.WaitRequest) -> None:
-        key = (conn.worker_id, w.req_id)
-        timer = None
-        if w.timeout_s >= 0:
-            timer = asyncio.get_running_loop().call_later(w.timeout_s, self._wait_timeout, key)
-        oids = list(w.object_ids)
-        pending = [o for o in oids if not self._ready_for_wait(o)]
-        need = w.num_returns - (len(oids) - len(pending))
-        self.waits[key] = [conn, oids, w.num_returns, timer, need]
-        if need <= 0 or w.timeout_s == 0:
-            self._check_wait(key, force=True)
-            return
-        for o in pending:
-            self.wait_index.setdefault(o, set()).add(key)
-
-    def _ready_for_wait(self, oid: bytes) -> bool:
-        e = self.objects.get(oid)
-        return e is None or e.state == READY  # unknown objects are reported (get will raise)
-
-    def _check_wait(self, key: tuple[bytes, int], force: bool = False) -> None:
-        w = self.waits.get(key)
-        if w is None:
-            return
-        conn, oids, num, timer, _ = w
-        ready = [o for o in oids if self._ready_for_wait(o)]
-        if len(ready) < num and not force:
-            return
-        del self.waits[key]
-        if timer is not None:
-            timer.cancel()
-        for o in oids:
-            keys_of = self.wait_index.get(o)
-            if keys_of is not None:
-                keys_of.discard(key)
-                if not keys_of:
-                    del self.wait_index[o]
-        conn.out().wait_replies.add(req_id=key[1], ready=ready[:num] if num else ready)
-        conn.flush()
-
-    def _wait_timeout(self, key: tuple[bytes, int]) -> None:
-        self._check_wait(key, force=True)
+        self.waiters.object_ready(oid)
 
     def _drain_freed(self) -> None:
         if self.objects.freed:
@@ -272,6 +174,8 @@ class NodeManager:
             self.objects.expect(oid, refs=1)
             if conn is not None:
                 conn.refs[oid] += 1
+            else:
+                self.unowned_refs[oid] += 1
         for a in spec.args:
             if a.object_id:
                 self.objects.pin(a.object_id)
@@ -287,6 +191,12 @@ class NodeManager:
         else:
             self._enqueue(rec, missing)
 
+    def submit_creation(self, spec: pb.TaskSpec) -> TaskRecord:
+        """Queue an actor's constructor (from the GCS, no submitting client); returns its record."""
+        self.tasks.pop(spec.task_id, None)
+        self.submit(b"", spec)
+        return self.tasks[spec.task_id]
+
     def _enqueue(self, rec: TaskRecord, missing: set[bytes]) -> None:
         spec = rec.spec
         demand = ResourceSet.from_floats(dict(spec.resources))
@@ -301,7 +211,7 @@ class NodeManager:
     def request_schedule(self) -> None:
         if not self._schedule_pending:
             self._schedule_pending = True
-            asyncio.get_running_loop().call_soon(self._schedule)
+            self.timers.call_soon(self._schedule)
 
     def _schedule(self) -> None:
         self._schedule_pending = False
@@ -323,7 +233,7 @@ class NodeManager:
                 self.actors.creation_dispatched(rec, conn)
             self.dispatch(rec, conn, d.gpu_ids)
         if to_start:
-            self.pool.start(to_start)
+            self.workers.start(to_start)
             self.scheduler.worker_started(to_start)
         if dispatches and self.scheduler.idle and self.scheduler.ready_ids:
             self.request_schedule()
@@ -338,7 +248,7 @@ class NodeManager:
         return None
 
     def dispatch(self, rec: TaskRecord, conn: Connection, gpu_ids: Iterable[int] = ()) -> None:
-        rec.state = "RUNNING"
+        rec.state = RUNNING
         rec.worker = conn.worker_id
         a = conn.out().assign.add()
         a.spec.CopyFrom(rec.spec)
@@ -347,7 +257,7 @@ class NodeManager:
         for arg in rec.spec.args:
             if arg.object_id and arg.object_id not in seen:
                 seen.add(arg.object_id)
-                a.resolved.append(self.object_data(arg.object_id))
+                a.resolved.append(object_data(self.objects, arg.object_id))
         a.gpu_ids.extend(gpu_ids)
         conn.flush()
 
@@ -361,7 +271,7 @@ class NodeManager:
             self.actors.creation_result(rec, conn, r)
             return
         if rec.spec.kind == ACTOR_TASK:
-            self.actors.call_finished(rec, conn, r)
+            self.actors.call_finished(rec, r)
             return
         self.scheduler.finished(r.task_id)
         self._worker_free(conn)
@@ -369,7 +279,7 @@ class NodeManager:
             self._discard_returns(r)
             self._retry(rec)
             return
-        self.finish(rec, r.returns, "FAILED" if r.failed else "FINISHED")
+        self.finish(rec, r.returns, FAILED if r.failed else FINISHED)
 
     def _worker_free(self, conn: Connection) -> None:
         if not conn.actor_id and not conn.is_driver and not conn.closed:
@@ -380,7 +290,7 @@ class NodeManager:
             if p.shm_name:
                 self.objects.abort(p.object_id, p.shm_name)
 
-    def finish(self, rec: TaskRecord, returns: Iterable[pb.PutObject], state: str) -> None:
+    def finish(self, rec: TaskRecord, returns: Iterable[pb.PutObject], state: TaskState) -> None:
         """Seal the task's return objects, release its pins and record the terminal state."""
         tid = rec.spec.task_id
         self.tasks.pop(tid, None)
@@ -393,10 +303,19 @@ class NodeManager:
         self.writer.task_state(tid, state, rec.attempt)
         self._drain_freed()
 
-    def _complete_with_error_blob(self, rec: TaskRecord, blob: bytes, state: str = "FAILED") -> None:
+    def release(self, rec: TaskRecord, state: TaskState | None = None) -> None:
+        """An actor's constructor ran, was cancelled or lost its worker: drop its record and pins
+        once, and record ``state`` (if given) as its terminal state."""
+        if self.tasks.pop(rec.spec.task_id, None) is not None:
+            for oid in rec.pinned:
+                self.objects.unpin(oid)
+            if state is not None:
+                self.writer.task_state(rec.spec.task_id, state, rec.attempt)
+
+    def _complete_with_error_blob(self, rec: TaskRecord, blob: bytes, state: TaskState = FAILED) -> None:
         self.finish(rec, [pb.PutObject(object_id=o, inline_data=blob) for o in rec.return_ids], state)
 
-    def fail_task(self, rec: TaskRecord, exc: BaseException, state: str = "FAILED") -> None:
+    def fail_task(self, rec: TaskRecord, exc: BaseException, state: TaskState = FAILED) -> None:
         self._complete_with_error_blob(rec, serialization.serialize_error(exc).to_bytes(), state)
 
     def _can_retry(self, rec: TaskRecord) -> bool:
@@ -406,13 +325,13 @@ class NodeManager:
     def _retry(self, rec: TaskRecord) -> None:
         rec.retries_used += 1
         rec.attempt += 1
-        rec.state = "PENDING"
-        self.writer.task_state(rec.spec.task_id, "PENDING", rec.attempt)
+        rec.state = PENDING
+        self.writer.task_state(rec.spec.task_id, PENDING, rec.attempt)
         self._requeue(rec)
 
     def missing_args(self, spec: pb.TaskSpec) -> set[bytes]:
         """Ref arguments known here but not sealed yet (unknown ones are reported lost at run time)."""
-        out = set()
+        out: set[bytes] = set()
         for a in spec.args:
             if a.object_id:
                 e = self.objects.get(a.object_id)
@@ -429,7 +348,7 @@ class NodeManager:
         if rec is None:
             return
         if rec.cancelled:
-            self.fail_task(rec, exceptions.TaskCancelledError(tid.hex()), "CANCELLED")
+            self.fail_task(rec, exceptions.TaskCancelledError(tid.hex()), CANCELLED)
         elif self._can_retry(rec):
             logger.info("retrying task %s (%s): %s", rec.spec.name, tid.hex(), why)
             self._retry(rec)
@@ -446,17 +365,17 @@ class NodeManager:
         rec.cancelled = True
         if rec.spec.kind == ACTOR_TASK:
             if self.actors.cancel_queued(rec):
-                self.fail_task(rec, exceptions.TaskCancelledError(tid.hex()), "CANCELLED")
+                self.fail_task(rec, exceptions.TaskCancelledError(tid.hex()), CANCELLED)
             return
         if self.scheduler.cancel(tid) is not None:
-            self.fail_task(rec, exceptions.TaskCancelledError(tid.hex()), "CANCELLED")
+            self.fail_task(rec, exceptions.TaskCancelledError(tid.hex()), CANCELLED)
             return
         conn = self.conns.get(rec.worker)
         if conn is None:
             return
         if force:
             rec.force_cancelled = True
-            self.pool.kill(conn.worker_id)
+            self.workers.kill(conn.worker_id)
         else:
             conn.out().cancel_tasks.append(tid)
             conn.flush()
@@ -464,10 +383,10 @@ class NodeManager:
     def _drop_job_tasks(self, job_id: int) -> None:
         """The driver left: its queued tasks will never be read; running ones are left to finish."""
         for tid, rec in list(self.tasks.items()):
-            if rec.spec.job_id == job_id and rec.state == "PENDING" and rec.spec.kind == NORMAL:
+            if rec.spec.job_id == job_id and rec.state is PENDING and rec.spec.kind == NORMAL:
                 if self.scheduler.cancel(tid) is not None:
                     rec.cancelled = True
-                    self.fail_task(rec, exceptions.TaskCancelledError(tid.hex()), "CANCELLED")
+                    self.fail_task(rec, exceptions.TaskCancelledError(tid.hex()), CANCELLED)
 
     def _warn_job(self, job_id: int, text: str) -> None:
         """Show ``text`` on the job's drivers (as Ray prints scheduling warnings there)."""
@@ -479,15 +398,26 @@ class NodeManager:
 
     # ---- reporting -----------------------------------------------------------------------------
 
-    def load(self) -> dict[str, Any]:
-        return {
-            "available": self.scheduler.available.to_floats(),
-            "total": self.scheduler.total.to_floats(),
-            "queued": self.scheduler.queue_length(),
-            "running": len(self.scheduler.running),
-            "object_store_used": self.objects.used,
-            "object_store_capacity": self.objects.capacity,
-            "num_objects": len(self.objects.entries),
-            "workers": len(self.conns),
-            "time": time.time(),
-        }
+    def load(self) -> NodeLoad:
+        return NodeLoad(
+            available=self.scheduler.available.to_floats(),
+            total=self.scheduler.total.to_floats(),
+            queued=self.scheduler.queue_length(),
+            running=len(self.scheduler.running),
+            object_store_used=self.objects.used,
+            object_store_capacity=self.objects.capacity,
+            num_objects=len(self.objects.entries),
+            workers=len(self.conns),
+            time=time.time(),
+        )
+
+    def workers_failed_to_start(self, wids: Iterable[bytes], reschedule: bool) -> None:
+        """Workers exited before connecting: forget them, and start others if ``reschedule``."""
+        for wid in wids:
+            self.scheduler.worker_gone(wid)
+            if reschedule:
+                self.request_schedule()
+
+    def validate(self) -> list[str]:
+        """Violations of the core's invariants (empty when consistent); see :mod:`.invariants`."""
+        return invariants.check(self)

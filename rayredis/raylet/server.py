@@ -10,6 +10,8 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -19,18 +21,21 @@ from rayredis import ids
 from rayredis._private import auth
 from rayredis._private.logs import setup_process_logging
 from rayredis.common.resources import ResourceSet
-from rayredis.config import get_config, secret_from_env
+from rayredis.config import Config, get_config, secret_from_env
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
+from rayredis.raylet.bundles import Bundles
 from rayredis.raylet.local_transport import serve_stream, start_unix_server
 from rayredis.raylet.node_manager import NodeManager
 from rayredis.raylet.object_store import ObjectStore
+from rayredis.raylet.ports import ActorDirectory, Timers
 from rayredis.raylet.redis_writer import RedisWriter
 from rayredis.raylet.scheduler import LocalScheduler
 from rayredis.raylet.worker_pool import WorkerPool
-from rayredis.store import keys, pubsub
+from rayredis.store import keys, pubsub, tables
 from rayredis.store.client import AsyncShardedRedis
 from rayredis.store.scripts import Scripts
+from rayredis.store.tables import NodeState
 
 logger = logging.getLogger(__name__)
 _EOF: Any = getattr(grpc.aio, "EOF")  # noqa: B009 - missing from grpc's type stubs
@@ -42,9 +47,10 @@ class RayletServicer(pb_grpc.RayletServicer):
     def __init__(self, raylet: Raylet):
         self.r = raylet
 
-    async def Connect(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:  # noqa: N802
+    async def Connect(self, request_iterator: Any,  # noqa: N802
+                      context: grpc.aio.ServicerContext[pb.ClientBatch, pb.RayletBatch]) -> None:
         async def read() -> pb.ClientBatch | None:
-            msg = await context.read()
+            msg: Any = await context.read()
             return None if msg is _EOF else msg
 
         await serve_stream(self.r, read, context.write)
@@ -55,26 +61,57 @@ class RayletServicer(pb_grpc.RayletServicer):
         return pb.CreateActorReply(accepted=ok, error="" if ok else "actor is dead")
 
     async def KillActor(self, request: pb.KillActorRequest, context: Any) -> pb.KillActorReply:  # noqa: N802
-        found = request.actor_id in self.r.nm.actors.actors
+        found = self.r.nm.actors.knows(request.actor_id)
         self.r.nm.actors.kill(request.actor_id, request.no_restart)
         return pb.KillActorReply(found=found)
 
     async def NodeStats(self, request: pb.NodeStatsRequest, context: Any) -> pb.NodeStatsReply:  # noqa: N802
-        return pb.NodeStatsReply(json=json.dumps(self.r.nm.load()))
+        return pb.NodeStatsReply(json=self.r.nm.load().to_json())
 
     async def ReserveBundles(self, request: pb.ReserveBundlesRequest, context: Any) -> pb.ReserveBundlesReply:  # noqa: N802
-        ok, err = self.r.bundles.reserve(request.pg_id, list(request.bundle_indexes),
-                                         [json.loads(b) for b in request.bundles_json])
+        ok, err = self.r.node.bundles.reserve(request.pg_id, list(request.bundle_indexes),
+                                              [json.loads(b) for b in request.bundles_json])
         self.r.nm.request_schedule()
         return pb.ReserveBundlesReply(ok=ok, error=err)
 
     async def ReturnBundles(self, request: pb.ReturnBundlesRequest, context: Any) -> pb.ReturnBundlesReply:  # noqa: N802
-        self.r.bundles.release(request.pg_id)
+        self.r.node.bundles.release(request.pg_id)
         self.r.nm.request_schedule()
         return pb.ReturnBundlesReply()
 
+    async def Validate(self, request: pb.ValidateRequest, context: Any) -> pb.ValidateReply:  # noqa: N802
+        return pb.ValidateReply(violations=self.r.nm.validate())
+
+
+@dataclass(frozen=True)
+class Node:
+    """One raylet's object graph: the sans-I/O core and the collaborators it was built with."""
+
+    scheduler: LocalScheduler
+    objects: ObjectStore
+    writer: RedisWriter
+    pool: WorkerPool
+    nm: NodeManager
+    bundles: Bundles
+
+
+def build_node(*, node_id: bytes, node_ip: str, totals: dict[str, float], capacity: int, max_workers: int,
+               shm_prefix: str, store: AsyncShardedRedis, cfg: Config, session_dir: str, raylet_address: str,
+               worker_env: dict[str, str], socket_name: str, timers: Timers,
+               directory: ActorDirectory) -> Node:
+    """Construct the whole raylet graph, every collaborator passed to its constructor."""
+    scheduler = LocalScheduler(ResourceSet.from_floats(totals), max_task_workers=max_workers)
+    objects = ObjectStore(capacity, shm_prefix)
+    writer = RedisWriter(store, node_id.hex(), cfg.redis_flush_interval_ms / 1000.0, cfg.task_table_ttl_s)
+    pool = WorkerPool(session_dir, raylet_address, node_id, worker_env, socket_name)
+    nm = NodeManager(node_id, node_ip, scheduler, objects, writer, pool, timers, directory)
+    return Node(scheduler, objects, writer, pool, nm, Bundles(scheduler))
+
 
 class Raylet:
+    """The raylet process's I/O shell: Redis, gRPC, the Unix socket, heartbeats and pub/sub around
+    the sans-I/O core; it also serves the core's actor lookups (:class:`ActorDirectory`)."""
+
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.cfg = get_config()
@@ -83,18 +120,20 @@ class Raylet:
         self.node_id = bytes.fromhex(args.node_id) if args.node_id else ids.new_id(16)
         self.password = secret_from_env("REDIS_PASSWORD")
         self.stopping = asyncio.Event()
+        self.socket_name = f"rayredis-raylet-{self.node_id.hex()}"
+        self.node: Node
         self.nm: NodeManager
-        self.bundles: Any
+        self._bg: set[asyncio.Task[Any]] = set()
 
     async def run(self) -> None:
-        from rayredis.raylet.bundles import Bundles
-
         cfg = self.cfg
         self.redis = await AsyncShardedRedis(self.args.redis_address, self.password).connect()
+        self.scripts = Scripts(self.redis.primary)
         token = (await self.redis.primary.hget(keys.cluster_key(), "token") or b"").decode()
         server = grpc.aio.server(interceptors=[auth.TokenInterceptor(token)], options=auth.SERVER_OPTIONS)
         servicer = RayletServicer(self)
-        pb_grpc.add_RayletServicer_to_server(servicer, server)
+        add_servicer: Callable[[Any, Any], None] = pb_grpc.add_RayletServicer_to_server  # untyped, generated
+        add_servicer(servicer, server)
         port = server.add_insecure_port(f"{self.args.bind_host or cfg.bind_host}:{self.args.port}")
         self.address = f"{self.node_ip}:{port}"
 
@@ -106,35 +145,26 @@ class Raylet:
         totals[f"node:{self.node_ip}"] = 1.0
         capacity = self.args.object_store_memory or default_store_capacity()
         totals["object_store_memory"] = float(capacity)
-        total = ResourceSet.from_floats(totals)
         whole_cpus = max(1, int(self.args.num_cpus + 0.9999))
-        # Resources bound how many tasks run; the cap only matters for fractional and zero-CPU tasks.
-        max_workers = max(1, int(whole_cpus * cfg.max_workers_per_cpu))
-        scheduler = LocalScheduler(total, max_task_workers=max_workers)
-        shm_prefix = f"rayredis_{os.path.basename(self.session_dir)[-4:]}_{self.node_id.hex()[:6]}_"
-        objects = ObjectStore(capacity, shm_prefix)
-        writer = RedisWriter(self.redis, self.node_id.hex(), cfg.redis_flush_interval_ms / 1000.0,
-                             cfg.task_table_ttl_s)
-        env = {"RAYREDIS_REDIS_PASSWORD": self.password or "", "RAYREDIS_CLUSTER_TOKEN": token,
-               "RAYREDIS_REDIS_ADDRESS": self.args.redis_address}
-        pool = WorkerPool(self.session_dir, f"127.0.0.1:{port}" if self.node_ip == cfg.bind_host
-                          else self.address, self.node_id, env)
-        self.nm = nm = NodeManager(self.node_id, scheduler, objects, writer, pool, self.node_ip)
-        pool.nm = nm
-        nm.actors.redis = self.redis
-        nm.actors.scripts = Scripts(self.redis.primary)
-        self.bundles = Bundles(scheduler)
-        self.scripts = nm.actors.scripts
+        loop = asyncio.get_running_loop()
+        self.node = node = build_node(
+            node_id=self.node_id, node_ip=self.node_ip, totals=totals, capacity=capacity,
+            # Resources bound how many tasks run; the cap only matters for fractional and zero-CPU tasks.
+            max_workers=max(1, int(whole_cpus * cfg.max_workers_per_cpu)),
+            shm_prefix=f"rayredis_{os.path.basename(self.session_dir)[-4:]}_{self.node_id.hex()[:6]}_",
+            store=self.redis, cfg=cfg, session_dir=self.session_dir,
+            raylet_address=f"127.0.0.1:{port}" if self.node_ip == cfg.bind_host else self.address,
+            worker_env={"RAYREDIS_REDIS_PASSWORD": self.password or "", "RAYREDIS_CLUSTER_TOKEN": token,
+                        "RAYREDIS_REDIS_ADDRESS": self.args.redis_address},
+            socket_name=self.socket_name, timers=loop, directory=self)
+        self.nm = node.nm
         await server.start()
-        self.socket_name = f"rayredis-raylet-{self.node_id.hex()}"
         unix_server = await start_unix_server(self, self.socket_name, token)
-        pool.socket_name = self.socket_name
-        writer.start()
+        node.writer.start()
         await self._register(totals, capacity)
         prestart = cfg.prestart_workers or min(whole_cpus, 4)
-        pool.start(prestart)
-        scheduler.worker_started(prestart)
-        loop = asyncio.get_running_loop()
+        node.pool.start(prestart)
+        node.scheduler.worker_started(prestart)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         bg = [loop.create_task(self._heartbeat()), loop.create_task(self._subscribe())]
@@ -143,40 +173,55 @@ class Raylet:
         logger.info("raylet stopping")
         for t in bg:
             t.cancel()
-        pool.stop_all()
-        await self.scripts.hfield_cas(keys=[keys.node_state_key()], args=[
-            self.node_id.hex(), "ALIVE", "DEAD", keys.node_channel(), self.node_id.hex()])
-        await writer.close()
-        objects.close()
+        node.pool.stop_all()
+        ks, argv = tables.node_state_cas_args(self.node_id.hex(), NodeState.ALIVE.value, NodeState.DEAD)
+        await self.scripts.hfield_cas(keys=ks, args=argv)
+        await node.writer.close()
+        node.objects.close()
         unix_server.close()
         await server.stop(0.5)
         await self.redis.close()
 
     async def _register(self, totals: dict[str, float], capacity: int) -> None:
-        info = {
-            "node_id": self.node_id.hex(), "address": self.address, "node_ip": self.node_ip,
-            "resources": totals, "object_store_memory": capacity, "session_dir": self.session_dir,
-            "pid": os.getpid(), "start_time": time.time(), "is_head": bool(self.args.head),
-            "socket": self.socket_name,
-        }
+        hexid = self.node_id.hex()
+        info = tables.NodeInfo(
+            node_id=hexid, address=self.address, node_ip=self.node_ip, resources=totals,
+            object_store_memory=capacity, session_dir=self.session_dir, pid=os.getpid(), start_time=time.time(),
+            is_head=bool(self.args.head), socket=self.socket_name)
         p = self.redis.primary
-        await p.hset(keys.nodes_key(), self.node_id.hex(), json.dumps(info))
-        await p.hset(keys.node_load_key(), self.node_id.hex(), json.dumps(self.nm.load()))
-        await self.scripts.hfield_cas(keys=[keys.node_state_key()], args=[
-            self.node_id.hex(), "", "ALIVE", keys.node_channel(), self.node_id.hex()])
+        await p.hset(keys.nodes_key(), hexid, info.to_json())
+        await p.hset(keys.node_load_key(), hexid, self.nm.load().to_json())
+        ks, argv = tables.node_state_cas_args(hexid, "", NodeState.ALIVE)
+        await self.scripts.hfield_cas(keys=ks, args=argv)
 
     async def _heartbeat(self) -> None:
         hexid = self.node_id.hex()
+        pool = self.node.pool
         while True:
             try:
                 pipe = self.redis.primary.pipeline(transaction=False)
                 pipe.hincrby(keys.node_heartbeat_key(), hexid, 1)
-                pipe.hset(keys.node_load_key(), hexid, json.dumps(self.nm.load()))
+                pipe.hset(keys.node_load_key(), hexid, self.nm.load().to_json())
                 await pipe.execute()
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
                 logger.warning("heartbeat failed: %s", e)
-            self.nm.pool.reap()
+            dead = pool.reap()
+            if dead:
+                # Keep replacing workers that fail to start, up to 20 failures in total.
+                self.nm.workers_failed_to_start(dead, reschedule=pool.startup_failures - len(dead) + 1 < 20)
             await asyncio.sleep(self.cfg.heartbeat_interval_s)
+
+    # ---- the actor table, for the core -----------------------------------------------------------
+
+    def lookup_actor(self, actor_id: bytes) -> None:
+        """A call arrived for an actor this node does not host yet: find out whether it is dead."""
+        t = asyncio.get_running_loop().create_task(self._lookup(actor_id))
+        self._bg.add(t)
+        t.add_done_callback(self._bg.discard)
+
+    async def _lookup(self, actor_id: bytes) -> None:
+        entry = await tables.aread_actor(self.redis.primary, actor_id.hex())
+        self.nm.actors.apply_remote_state(actor_id, entry)
 
     async def _subscribe(self) -> None:
         """Follow actor and job changes (subscribe, then rescan, so nothing is missed)."""
@@ -185,10 +230,9 @@ class Raylet:
             p = self.redis.primary
             if ch == keys.actor_channel():
                 aid = bytes.fromhex(data)
-                if aid in self.nm.actors.actors:
-                    st, cause = await p.hmget(keys.actor_key(data), "state", "death_cause")
-                    self.nm.actors.apply_remote_state(aid, st, cause)
-            elif ch == keys.job_channel() and await p.hget(keys.job_state_key(), data) == b"FINISHED":
+                if self.nm.actors.knows(aid):
+                    self.nm.actors.apply_remote_state(aid, await tables.aread_actor(p, data))
+            elif ch == keys.job_channel() and await tables.ajob_finished(p, data):
                 self.nm.actors.job_finished(int(data))
 
         await pubsub.follow(self.redis.primary, [keys.actor_channel(), keys.job_channel()], self._rescan,
@@ -196,13 +240,12 @@ class Raylet:
 
     async def _rescan(self) -> None:
         p = self.redis.primary
-        for aid in list(self.nm.actors.actors):
-            st, cause = await p.hmget(keys.actor_key(aid.hex()), "state", "death_cause")
-            self.nm.actors.apply_remote_state(aid, st, cause)
-        states = await p.hgetall(keys.job_state_key())
-        for job, st in states.items():
-            if st == b"FINISHED":
-                self.nm.actors.job_finished(int(job))
+        aids = self.nm.actors.known_ids()
+        found = {e.actor_id: e for e in await tables.aread_actors(p, [a.hex() for a in aids])}
+        for aid in aids:
+            self.nm.actors.apply_remote_state(aid, found.get(aid.hex()))
+        for job in await tables.afinished_jobs(p):
+            self.nm.actors.job_finished(job)
 
 
 def default_memory() -> int:

@@ -7,14 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-from typing import TYPE_CHECKING
 
 from rayredis import ids
 from rayredis._private import process
-
-if TYPE_CHECKING:
-    from rayredis.raylet.connection import Connection
-    from rayredis.raylet.node_manager import NodeManager
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +17,8 @@ logger = logging.getLogger(__name__)
 class WorkerPool:
     """Worker processes of this raylet; they connect back over ``Raylet.Connect``."""
 
-    def __init__(self, session_dir: str, raylet_address: str, node_id: bytes, env: dict[str, str]):
+    def __init__(self, session_dir: str, raylet_address: str, node_id: bytes, env: dict[str, str],
+                 socket_name: str = ""):
         self.session_dir = session_dir
         self.raylet_address = raylet_address
         self.node_id = node_id
@@ -30,10 +26,9 @@ class WorkerPool:
         self.procs: dict[bytes, subprocess.Popen[bytes]] = {}
         self.starting: set[bytes] = set()
         self.dedicated: dict[bytes, bytes] = {}
-        self.nm: NodeManager | None = None
         self.startup_failures = 0
         #: Abstract Unix socket of the raylet (local workers use it instead of gRPC).
-        self.socket_name = ""
+        self.socket_name = socket_name
 
     def start(self, n: int) -> None:
         for _ in range(n):
@@ -46,8 +41,8 @@ class WorkerPool:
             self.procs[wid] = proc
             self.starting.add(wid)
 
-    def registered(self, conn: Connection) -> None:
-        self.starting.discard(conn.worker_id)
+    def registered(self, wid: bytes) -> None:
+        self.starting.discard(wid)
 
     def dedicate(self, wid: bytes, actor_id: bytes) -> None:
         self.dedicated[wid] = actor_id
@@ -71,8 +66,9 @@ class WorkerPool:
             except ProcessLookupError:
                 pass
 
-    def reap(self) -> None:
-        """Notice workers that died before they connected (startup failures)."""
+    def reap(self) -> list[bytes]:
+        """Notice workers that died before they connected (startup failures); returns their ids."""
+        dead: list[bytes] = []
         for wid in list(self.starting):
             proc = self.procs.get(wid)
             if proc is not None and proc.poll() is not None:
@@ -82,10 +78,8 @@ class WorkerPool:
                 self.startup_failures += 1
                 logger.error("worker %s exited with %s before connecting; see its .err log",
                              wid.hex()[:12], proc.returncode)
-                if self.nm is not None:
-                    self.nm.scheduler.worker_gone(wid)
-                    if self.startup_failures < 20:
-                        self.nm.request_schedule()
+                dead.append(wid)
+        return dead
 
     def stop_all(self) -> None:
         for proc in self.procs.values():

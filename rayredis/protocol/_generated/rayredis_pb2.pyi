@@ -423,6 +423,16 @@ class ReturnBundlesReply(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ValidateRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ValidateReply(_message.Message):
+    __slots__ = ("violations",)
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    violations: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, violations: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class RegisterJobRequest(_message.Message):
     __slots__ = ("driver_pid", "node_id", "namespace", "entrypoint")
     DRIVER_PID_FIELD_NUMBER: _ClassVar[int]

@@ -64,6 +64,11 @@ class RayletStub:
                 request_serializer=rayredis__pb2.ReturnBundlesRequest.SerializeToString,
                 response_deserializer=rayredis__pb2.ReturnBundlesReply.FromString,
                 _registered_method=True)
+        self.Validate = channel.unary_unary(
+                '/rayredis.Raylet/Validate',
+                request_serializer=rayredis__pb2.ValidateRequest.SerializeToString,
+                response_deserializer=rayredis__pb2.ValidateReply.FromString,
+                _registered_method=True)
 
 
 class RayletServicer:
@@ -105,6 +110,12 @@ class RayletServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Validate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RayletServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +148,11 @@ def add_RayletServicer_to_server(servicer, server):
                     servicer.ReturnBundles,
                     request_deserializer=rayredis__pb2.ReturnBundlesRequest.FromString,
                     response_serializer=rayredis__pb2.ReturnBundlesReply.SerializeToString,
+            ),
+            'Validate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Validate,
+                    request_deserializer=rayredis__pb2.ValidateRequest.FromString,
+                    response_serializer=rayredis__pb2.ValidateReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -301,6 +317,33 @@ class Raylet:
             '/rayredis.Raylet/ReturnBundles',
             rayredis__pb2.ReturnBundlesRequest.SerializeToString,
             rayredis__pb2.ReturnBundlesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Validate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rayredis.Raylet/Validate',
+            rayredis__pb2.ValidateRequest.SerializeToString,
+            rayredis__pb2.ValidateReply.FromString,
             options,
             channel_credentials,
             insecure,
