@@ -462,3 +462,33 @@ def queue_object_sealed(pipe: Any, object_id_hex: str, size: int, is_error: bool
     pipe.hset(keys.object_key(object_id_hex), mapping={
         "size": size, "task": object_id_hex[:32], "error": int(is_error), location_field(node_hex): 1})
     pipe.publish(keys.object_channel(), object_id_hex)
+
+
+# ---- additions for the driver side (sync readers and writers' argument builders) -------------
+
+
+def node_alive(primary: Any, node_id: str) -> bool:
+    """Whether ``node_id`` is ALIVE, from a blocking client of the primary."""
+    return _s(primary.hget(keys.node_state_key(), node_id)) == NodeState.ALIVE.value
+
+
+def actor_create_call(actor_id: str, fields: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of the ``actor_create`` script: a new entry with ``fields``, claiming its
+    ``name_key`` (if not empty), added to the index and announced on the actor channel."""
+    args: list[Any] = [actor_id, fields.get("name_key", ""), keys.actor_channel()]
+    for k, v in fields.items():
+        args += [k, v.value if isinstance(v, Enum) else v]
+    return [keys.actor_key(actor_id), keys.named_actors_key(), keys.actors_index_key(), keys.actor_key(actor_id)], args
+
+
+def queue_placement_group_create(pipe: Any, pg_id: str, bundles: Sequence[Mapping[str, float]], strategy: str, *,
+                                 name: str, job: int, detached: bool, namespace: str, created: float) -> None:
+    """Queue a new PENDING placement group on ``pipe`` (a transaction): its entry, index and announcement."""
+    pipe.hset(keys.placement_group_key(pg_id), mapping={
+        "state": PlacementGroupState.PENDING.value,
+        "bundles": json.dumps([{k: float(v) for k, v in b.items()} for b in bundles]),
+        "strategy": strategy, "name": name, "job": job, "detached": int(detached), "namespace": namespace,
+        "created": created,
+    })
+    pipe.sadd(keys.placement_groups_index_key(), pg_id)
+    pipe.publish(keys.placement_group_channel(), pg_id)
