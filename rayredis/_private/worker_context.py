@@ -28,8 +28,3 @@ def get_worker() -> CoreWorker:
         cw = global_worker
         assert cw is not None
     return cw
-
-
-def current_worker() -> CoreWorker | None:
-    """The process's CoreWorker, or None when not connected (never initialises)."""
-    return global_worker

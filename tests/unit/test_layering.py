@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+import rayredis
+from rayredis._private import worker_context
+
 PACKAGE = Path(__file__).resolve().parents[2] / "rayredis"
 
 #: What the GCS and raylet processes never use (the driver API, the worker runtime, numpy).
@@ -74,3 +77,19 @@ def test_no_function_level_rayredis_imports() -> None:
         if found and rel not in ALLOWED_FUNCTION_IMPORTS:
             offenders[rel] = found
     assert offenders == {}, "import at module level (TYPE_CHECKING for type-only cycles), or move the code"
+
+
+def test_get_worker_auto_initialises_through_the_public_init(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ray's behaviour: the first API call of a driver that never called init() connects it.
+    connected = object()
+    calls = []
+
+    def fake_init() -> None:
+        calls.append(1)
+        monkeypatch.setattr(worker_context, "global_worker", connected)
+
+    monkeypatch.setattr(worker_context, "global_worker", None)
+    monkeypatch.setattr(rayredis, "init", fake_init, raising=False)
+    assert worker_context.get_worker() is connected
+    assert worker_context.get_worker() is connected
+    assert calls == [1]
