@@ -8,11 +8,14 @@ import json
 from typing import Any
 
 from rayredis import exceptions, ids, options, serialization
+from rayredis._private import worker_context
+from rayredis._private.worker_context import get_worker
 from rayredis.actor_state import ActorState
 from rayredis.protocol._generated import rayredis_pb2 as pb
-from rayredis.store import keys
+from rayredis.store import tables
 from rayredis.store.scripts import Scripts
 from rayredis.util.scheduling_strategies import fill_strategy
+from rayredis.worker.executor import ActorExit
 
 _seq = itertools.count(1)
 
@@ -32,10 +35,8 @@ def method(*args: Any, **kwargs: Any) -> Any:
 
 def exit_actor() -> None:
     """End the current actor from inside one of its methods; it will not be restarted."""
-    from rayredis.worker.core_worker import global_worker
-    from rayredis.worker.executor import ActorExit
-
-    if global_worker is None or not global_worker.ctx.actor_id:
+    cw = worker_context.global_worker
+    if cw is None or not cw.ctx.actor_id:
         raise TypeError("exit_actor() may only be called from inside an actor method.")
     raise ActorExit()
 
@@ -83,9 +84,7 @@ class ActorClass:
         return _ActorOptions(self, {**self._default_options, **actor_options})
 
     def _remote(self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: dict[str, Any]) -> ActorHandle:
-        from rayredis.api import _worker
-
-        cw = _worker()
+        cw = get_worker()
         if self._pickled is None:
             self._pickled = serialization.dumps_function(self._cls)
         fid = cw.export(self._pickled)
@@ -113,20 +112,9 @@ class ActorClass:
         fill_strategy(spec, opts)
         keep: list[Any] = []
         cw.build_args(spec, args, kwargs, keep)
-        name_key = f"{namespace}/{name}" if name else ""
-        fields: dict[str, Any] = {
-            "state": ActorState.PENDING_CREATION.value, "spec": spec.SerializeToString(), "attempt": -1,
-            "num_restarts": 0, "max_restarts": ao.max_restarts, "max_task_retries": ao.max_task_retries,
-            "name": name, "namespace": namespace, "name_key": name_key, "job": spec.job_id,
-            "detached": int(detached), "class_name": self._name, "methods": json.dumps(self._methods),
-            "is_async": int(self._is_async), "owner_node": cw.node_id.hex(),
-        }
-        args_flat: list[Any] = [aid.hex(), name_key, keys.actor_channel()]
-        for k, v in fields.items():
-            args_flat += [k, v]
-        res = Scripts(cw.store.primary).actor_create(
-            keys=[keys.actor_key(aid.hex()), keys.named_actors_key(), keys.actors_index_key(),
-                  keys.actor_key(aid.hex())], args=args_flat)
+        fields = creation_fields(spec, self._methods, cw.node_id.hex())
+        create_keys, create_args = tables.actor_create_call(aid.hex(), fields)
+        res = Scripts(cw.store.primary).actor_create(keys=create_keys, args=create_args)
         if isinstance(res, bytes) and res.startswith(b"NAME_TAKEN"):
             if opts.get("get_if_exists"):
                 return get_actor(name, namespace)
@@ -189,9 +177,7 @@ class ActorHandle:
         return ActorMethod(self, name, self._methods[name])
 
     def _call(self, method_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], num_returns: int) -> Any:
-        from rayredis.api import _worker
-
-        cw = _worker()
+        cw = get_worker()
         spec = pb.TaskSpec(task_id=ids.task_id(), kind=pb.ACTOR_TASK, actor_id=self._actor_id, method_name=method_name,
                            name=f"{self._class_name}.{method_name}", num_returns=num_returns,
                            caller_id=cw.worker_id, seq_no=next(_seq))
@@ -226,10 +212,9 @@ class ActorHandle:
         if not self._owner or self._shared:
             return
         try:
-            from rayredis.worker.core_worker import global_worker
-
-            if global_worker is not None and not global_worker.raylet.closed:
-                global_worker.kill_actor(self._actor_id, no_restart=True, when_idle=True)
+            cw = worker_context.global_worker
+            if cw is not None and not cw.raylet.closed:
+                cw.kill_actor(self._actor_id, no_restart=True, when_idle=True)
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
 
@@ -247,20 +232,33 @@ class _ActorID:
 
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     """The handle of the live actor called ``name`` in ``namespace`` (default: the job's namespace)."""
-    from rayredis.api import _worker
-
     if not isinstance(name, str) or not name:
         raise ValueError("get_actor() needs the actor's name as a non-empty string.")
-    cw = _worker()
+    cw = get_worker()
     ns = namespace or cw.ctx.namespace or cw.namespace
-    p = cw.store.primary
-    aid_hex = p.hget(keys.named_actors_key(), f"{ns}/{name}")
-    entry = p.hgetall(keys.actor_key(aid_hex.decode())) if aid_hex else {}
-    if not entry or entry.get(b"state") == ActorState.DEAD.value.encode():
+    entry = tables.read_named_actor(cw.store.primary, ns, name)
+    if entry is None or entry.state is ActorState.DEAD:
         raise ValueError(f"Failed to look up actor with name {name!r} in namespace {ns!r}. It was never "
                          f"created, is dead, or lives in another namespace (pass namespace=...).")
-    return ActorHandle(bytes.fromhex(aid_hex.decode()), entry[b"class_name"].decode(),
-                       json.loads(entry[b"methods"]), int(entry.get(b"max_task_retries", b"0")))
+    return handle_of(entry)
+
+
+def handle_of(entry: tables.ActorEntry) -> ActorHandle:
+    """A (non-owning) handle to the actor of ``entry``."""
+    return ActorHandle(bytes.fromhex(entry.actor_id), entry.class_name, entry.methods, entry.max_task_retries)
+
+
+def creation_fields(spec: pb.TaskSpec, methods: dict[str, int], owner_node: str) -> dict[str, Any]:
+    """The ``rr:actor:<id>`` fields a new actor starts with (PENDING_CREATION), from its creation spec."""
+    ao = spec.actor_options
+    name_key = f"{ao.namespace}/{ao.name}" if ao.name else ""
+    return {
+        "state": ActorState.PENDING_CREATION.value, "spec": spec.SerializeToString(), "attempt": -1,
+        "num_restarts": 0, "max_restarts": ao.max_restarts, "max_task_retries": ao.max_task_retries,
+        "name": ao.name, "namespace": ao.namespace, "name_key": name_key, "job": spec.job_id,
+        "detached": int(ao.detached), "class_name": ao.class_name, "methods": json.dumps(methods),
+        "is_async": int(ao.is_async), "owner_node": owner_node,
+    }
 
 
 __all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exceptions", "exit_actor", "get_actor", "method"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import sys
@@ -14,14 +13,18 @@ from typing import Any
 import grpc
 
 from rayredis import exceptions
-from rayredis._private import auth, process, retry
+from rayredis._private import auth, process, retry, worker_context
 from rayredis._private.node import GcsSupervisor, NodeHandle, start_head
-from rayredis._private.session import read_current_cluster
+from rayredis._private.session import read_current_cluster, remove_session_shm
+from rayredis._private.worker_context import get_worker
+from rayredis.actor import ActorClass, ActorHandle
+from rayredis.actor import get_actor as _get_actor
 from rayredis.config import get_config
 from rayredis.object_ref import ObjectRef
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
-from rayredis.store import keys
+from rayredis.remote_function import RemoteFunction
+from rayredis.store import keys, tables
 from rayredis.store.client import ShardedRedis
 from rayredis.worker import core_worker, log_forward
 
@@ -60,7 +63,7 @@ class RayContext(dict):  # type: ignore[type-arg]
 
 
 def is_initialized() -> bool:
-    return core_worker.global_worker is not None
+    return worker_context.global_worker is not None
 
 
 def _resolve_address(address: str | None) -> str | None:
@@ -114,7 +117,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
     if kwargs.get("runtime_env"):
         raise ValueError("runtime_env is not supported by rayredis yet.")
     with _lock:
-        if core_worker.global_worker is not None:
+        if worker_context.global_worker is not None:
             if ignore_reinit_error:
                 return _context()
             raise RuntimeError("Maybe you called rayredis.init twice by accident? This error can be suppressed "
@@ -161,32 +164,32 @@ def _connect(cfg: Any, address: str, password: str | None, namespace: str | None
         # Re-read the address each attempt: a restarted GCS may listen on another port.
         gcs_address = (store.primary.hget(keys.cluster_key(), "gcs_address") or b"").decode()
         channel = grpc.insecure_channel(gcs_address, options=auth.GRPC_OPTIONS)
+        stub_class: Any = pb_grpc.GcsStub  # the generated stubs are untyped
         try:
-            return pb_grpc.GcsStub(channel).RegisterJob(
-                pb.RegisterJobRequest(driver_pid=os.getpid(), node_id=bytes.fromhex(node["node_id"]),
+            registered: pb.RegisterJobReply = stub_class(channel).RegisterJob(
+                pb.RegisterJobRequest(driver_pid=os.getpid(), node_id=bytes.fromhex(node.node_id),
                                       namespace=namespace or "", entrypoint=" ".join(sys.argv)),
                 metadata=auth.metadata(token), timeout=5.0)
         finally:
             channel.close()
+        return registered
 
     reply = retry.call(retry.gcs_rpc(cfg.connect_timeout_s), register)
-    core_worker.global_worker = core_worker.CoreWorker(
-        cfg, store, node["address"], token, is_driver=True, job_id=reply.job_id, namespace=reply.namespace,
-        on_logs=log_forward.print_lines if log_to_driver else None, raylet_socket=node.get("socket", ""))
+    worker_context.global_worker = core_worker.CoreWorker(
+        cfg, store, node.address, token, is_driver=True, job_id=reply.job_id, namespace=reply.namespace,
+        on_logs=log_forward.print_lines if log_to_driver else None, raylet_socket=node.socket)
 
 
-def _local_node(store: ShardedRedis) -> dict[str, Any]:
-    states = store.primary.hgetall(keys.node_state_key())
-    alive = [n.decode() for n, s in states.items() if s == b"ALIVE"]
-    infos = [json.loads(i) for i in store.primary.hmget(keys.nodes_key(), alive) if i] if alive else []
-    if not infos:
+def _local_node(store: ShardedRedis) -> tables.NodeInfo:
+    """The node a driver connects to: the head if it is alive, else the first live node."""
+    live = tables.alive(tables.read_nodes(store.primary))
+    if not live or live[0].info is None:
         raise ConnectionError(f"The cluster at {store.primary_address} has no live node to connect to.")
-    infos.sort(key=lambda i: (not i.get("is_head"), i["node_id"]))
-    return infos[0]  # type: ignore[no-any-return]
+    return live[0].info
 
 
 def _context() -> RayContext:
-    cw = core_worker.global_worker
+    cw = worker_context.global_worker
     assert cw is not None
     return RayContext(address=cw.store.primary_address, node_id=cw.node_id.hex(), session_dir=cw.session_dir,
                       redis_address=cw.store.primary_address, node_ip_address=cw.node_ip)
@@ -199,8 +202,8 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
         if _supervisor is not None:
             _supervisor.stop()
             _supervisor = None
-        cw = core_worker.global_worker
-        core_worker.global_worker = None
+        cw = worker_context.global_worker
+        worker_context.global_worker = None
         if cw is not None:
             cw.shutdown()
             cw.store.close()
@@ -208,33 +211,11 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
             session = _started.session_dir
             _started = None
             process.stop_recorded(session, grace_s=get_config().stop_grace_period_s)
-            _remove_session_shm(session)
-
-
-def _remove_session_shm(session_dir: str) -> None:
-    tag = f"rayredis_{os.path.basename(session_dir)[-4:]}_"
-    try:
-        for name in os.listdir("/dev/shm"):
-            if name.startswith(tag):
-                os.unlink(os.path.join("/dev/shm", name))
-    except OSError:
-        pass
-
-
-def _worker() -> core_worker.CoreWorker:
-    cw = core_worker.global_worker
-    if cw is None:
-        init()
-        cw = core_worker.global_worker
-        assert cw is not None
-    return cw
+            remove_session_shm(session)
 
 
 def remote(*args: Any, **kwargs: Any) -> Any:
     """``@remote`` or ``@remote(num_cpus=..., ...)`` on a function (task) or class (actor)."""
-    from rayredis.actor import ActorClass
-    from rayredis.remote_function import RemoteFunction
-
     def make(target: Any) -> Any:
         if isinstance(target, type):
             return ActorClass(target, kwargs)
@@ -251,7 +232,7 @@ def remote(*args: Any, **kwargs: Any) -> Any:
 
 def get(object_refs: Any, *, timeout: float | None = None) -> Any:
     """The value(s) of ``object_refs`` (a ref or a list of refs), waiting up to ``timeout`` seconds."""
-    cw = _worker()
+    cw = get_worker()
     if isinstance(object_refs, ObjectRef):
         return cw.get([object_refs], timeout)[0]
     if isinstance(object_refs, (list, tuple)):
@@ -264,7 +245,7 @@ def get(object_refs: Any, *, timeout: float | None = None) -> Any:
 
 def put(value: Any, **_: Any) -> ObjectRef:
     """Store ``value`` in the object store; returns its ObjectRef."""
-    return _worker().put(value)
+    return get_worker().put(value)
 
 
 def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,
@@ -283,52 +264,43 @@ def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: flo
         raise ValueError(f"num_returns={num_returns} must be between 1 and the number of refs ({len(refs)}).")
     if timeout is not None and timeout < 0:
         raise ValueError("timeout must be >= 0 or None.")
-    return _worker().wait(refs, oids, num_returns, timeout)
+    return get_worker().wait(refs, oids, num_returns, timeout)
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
     """Cancel the task that produces ``object_ref``; ``get`` then raises TaskCancelledError."""
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}.")
-    _worker().cancel(object_ref, force, recursive)
+    get_worker().cancel(object_ref, force, recursive)
 
 
 def kill(actor: Any, *, no_restart: bool = True) -> None:
     """Kill an actor's process; with ``no_restart=False`` it restarts if it has restarts left."""
-    from rayredis.actor import ActorHandle
-
     if not isinstance(actor, ActorHandle):
         raise ValueError(f"kill() only works on actor handles, got {type(actor).__name__}. To stop a task, "
                          "use cancel().")
-    _worker().kill_actor(actor._actor_id, no_restart)
+    get_worker().kill_actor(actor._actor_id, no_restart)
 
 
-def get_actor(name: str, namespace: str | None = None) -> Any:
-    from rayredis.actor import get_actor as _get_actor
-
+def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
+    """The handle of the live actor called ``name`` in ``namespace`` (default: the job's namespace)."""
     return _get_actor(name, namespace)
 
 
 def get_gpu_ids() -> list[int]:
     """GPU indexes assigned to the current task or actor (empty on the driver)."""
-    return list(_worker().ctx.gpu_ids)
+    return list(get_worker().ctx.gpu_ids)
 
 
 def nodes() -> list[dict[str, Any]]:
-    """Every node that ever joined, with liveness and resources, in Ray's format."""
-    p = _worker().store.primary
-    infos = p.hgetall(keys.nodes_key())
-    states = p.hgetall(keys.node_state_key())
+    """Every node that ever joined, with liveness and resources, in Ray's format (registration order)."""
+    registered = [(n, n.info) for n in tables.read_nodes(get_worker().store.primary) if n.info is not None]
     out = []
-    for nid, raw in infos.items():
-        i = json.loads(raw)
-        alive = states.get(nid) == b"ALIVE"
-        host, _, port = i["address"].rpartition(":")
-        out.append({"NodeID": i["node_id"], "Alive": alive, "alive": alive, "NodeManagerAddress": i["node_ip"],
-                    "NodeManagerHostname": i["node_ip"], "NodeManagerPort": int(port),
-                    "NodeName": i["node_ip"], "Resources": i["resources"] if alive else {},
-                    "IsHead": i.get("is_head", False), "SessionDir": i.get("session_dir", ""),
-                    "Labels": {}})
+    for n, i in sorted(registered, key=lambda ni: ni[1].start_time):
+        out.append({"NodeID": i.node_id, "Alive": n.alive, "alive": n.alive, "NodeManagerAddress": i.node_ip,
+                    "NodeManagerHostname": i.node_ip, "NodeManagerPort": i.port,
+                    "NodeName": i.node_ip, "Resources": dict(i.resources) if n.alive else {},
+                    "IsHead": i.is_head, "SessionDir": i.session_dir, "Labels": {}})
     return out
 
 
@@ -341,17 +313,15 @@ def _sum(dicts: list[dict[str, float]]) -> dict[str, float]:
 
 
 def cluster_resources() -> dict[str, float]:
-    """Total resources of the live nodes."""
-    return _sum([n["Resources"] for n in nodes() if n["Alive"]])
+    """Total resources of the live nodes (as they registered)."""
+    live = tables.alive(tables.read_nodes(get_worker().store.primary))
+    return _sum([n.info.resources for n in live if n.info is not None])
 
 
 def available_resources() -> dict[str, float]:
     """Resources not held by running tasks and actors, from the nodes' latest heartbeats."""
-    p = _worker().store.primary
-    states = p.hgetall(keys.node_state_key())
-    alive = [n for n, s in states.items() if s == b"ALIVE"]
-    loads = [json.loads(x) for x in p.hmget(keys.node_load_key(), alive) if x] if alive else []
-    return _sum([ld.get("available", {}) for ld in loads])
+    live = tables.alive(tables.read_nodes(get_worker().store.primary))
+    return _sum([n.load.available for n in live if n.load is not None])
 
 
 __all__ = ["available_resources", "cancel", "cluster_resources", "exceptions", "get", "get_actor",

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 from typing import Any
 
 from rayredis import serialization
-
-
-def _core() -> Any:
-    from rayredis.worker import core_worker
-
-    return core_worker.global_worker
+from rayredis._private import worker_context
 
 
 class ObjectRef:
@@ -21,7 +18,7 @@ class ObjectRef:
 
     def __init__(self, oid: bytes, _borrowed: bool = False):
         self._id = oid
-        cw = _core()
+        cw = worker_context.global_worker
         if cw is not None:
             cw.refs.add_local(oid, borrowed=_borrowed)
 
@@ -49,7 +46,7 @@ class ObjectRef:
 
     def __del__(self) -> None:
         try:
-            cw = _core()
+            cw = worker_context.global_worker
             if cw is not None:
                 cw.refs.remove_local(self._id)
         except Exception:  # noqa: BLE001 - interpreter shutdown
@@ -57,28 +54,25 @@ class ObjectRef:
 
     def future(self) -> Any:
         """A ``concurrent.futures.Future`` resolved with the value."""
-        import concurrent.futures
-
-        from rayredis import api
-
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
         def run() -> None:
             try:
-                fut.set_result(api.get(self))
+                fut.set_result(_get_value(self))
             except BaseException as e:  # noqa: BLE001
                 fut.set_exception(e)
-
-        import threading
 
         threading.Thread(target=run, daemon=True).start()
         return fut
 
     def __await__(self) -> Any:
-        from rayredis import api
-
         loop = asyncio.get_event_loop()
-        return loop.run_in_executor(None, api.get, self).__await__()
+        return loop.run_in_executor(None, _get_value, self).__await__()
+
+
+def _get_value(ref: ObjectRef) -> Any:
+    """``get(ref)`` without a timeout (what ``future()`` and ``await ref`` resolve to)."""
+    return worker_context.get_worker().get([ref], None)[0]
 
 
 def _rebuild_ref(oid: bytes) -> ObjectRef:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import functools
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rayredis import ids, options, serialization
+from rayredis._private.worker_context import get_worker
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.util.scheduling_strategies import fill_strategy
+
+if TYPE_CHECKING:
+    from rayredis.worker.core_worker import CoreWorker
 
 
 class RemoteFunction:
@@ -20,7 +24,7 @@ class RemoteFunction:
         self._default_options = options.validate(dict(task_options), options.TASK_OPTIONS,
                                                   f"remote function {self._name!r}")
         self._pickled: bytes | None = None
-        self._template_cache: tuple[Any, int, pb.TaskSpec] | None = None
+        self._template_cache: tuple[weakref.ref[CoreWorker], int, pb.TaskSpec] | None = None
         functools.update_wrapper(self, fn)
 
     def __reduce__(self) -> Any:
@@ -39,7 +43,7 @@ class RemoteFunction:
         options.validate(task_options, options.TASK_OPTIONS, f"remote function {self._name!r}")
         return _Options(self, {**self._default_options, **task_options})
 
-    def _template(self, cw: Any, opts: dict[str, Any]) -> pb.TaskSpec:
+    def _template(self, cw: CoreWorker, opts: dict[str, Any]) -> pb.TaskSpec:
         """The spec fields fixed by the options, built once per (process runtime, job) for the
         default options; the export to the function table happens with each build."""
         job = cw.ctx.job_id or cw.job_id
@@ -65,9 +69,7 @@ class RemoteFunction:
         return spec
 
     def _remote(self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: dict[str, Any]) -> Any:
-        from rayredis.api import _worker
-
-        cw = _worker()
+        cw = get_worker()
         spec = pb.TaskSpec()
         spec.CopyFrom(self._template(cw, opts))
         spec.task_id = ids.task_id()

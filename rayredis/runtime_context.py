@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from rayredis._private.worker_context import get_worker
+from rayredis.actor import ActorHandle
+from rayredis.store import tables
+
+if TYPE_CHECKING:
+    from rayredis.worker.core_worker import CoreWorker
 
 
 class RuntimeContext:
     """Identity of the current driver, task or actor (Ray's RuntimeContext methods)."""
 
-    def __init__(self, cw: Any):
+    def __init__(self, cw: CoreWorker):
         self._cw = cw
 
     def get_job_id(self) -> str:
@@ -62,28 +69,23 @@ class RuntimeContext:
     def gcs_address(self) -> str:
         return str(self._cw.store.primary_address)
 
+    def _actor_entry(self) -> tables.ActorEntry | None:
+        aid = self._cw.ctx.actor_id
+        return tables.read_actor(self._cw.store.primary, aid.hex()) if aid else None
+
     @property
     def was_current_actor_reconstructed(self) -> bool:
-        from rayredis.store import keys
-
-        aid = self._cw.ctx.actor_id
-        if not aid:
-            return False
-        n = self._cw.store.primary.hget(keys.actor_key(aid.hex()), "num_restarts")
-        return bool(n and int(n) > 0)
+        e = self._actor_entry()
+        return e is not None and e.num_restarts > 0
 
     @property
-    def current_actor(self) -> Any:
-        from rayredis.actor import ActorHandle
-        from rayredis.store import keys
-
-        aid = self._cw.ctx.actor_id
-        if not aid:
+    def current_actor(self) -> ActorHandle:
+        if not self._cw.ctx.actor_id:
             raise RuntimeError("current_actor is only available inside an actor.")
-        import json
-
-        e = self._cw.store.primary.hgetall(keys.actor_key(aid.hex()))
-        return ActorHandle(aid, e[b"class_name"].decode(), json.loads(e[b"methods"]))
+        e = self._actor_entry()
+        if e is None:
+            raise RuntimeError(f"The current actor {self._cw.ctx.actor_id.hex()} has no entry in the actor table.")
+        return ActorHandle(self._cw.ctx.actor_id, e.class_name, e.methods)
 
     def get(self) -> dict[str, Any]:
         return {"job_id": self.get_job_id(), "node_id": self.get_node_id(), "task_id": self.get_task_id(),
@@ -91,6 +93,4 @@ class RuntimeContext:
 
 
 def get_runtime_context() -> RuntimeContext:
-    from rayredis.api import _worker
-
-    return RuntimeContext(_worker())
+    return RuntimeContext(get_worker())

@@ -47,10 +47,9 @@ def _our_shm() -> set[str]:
 
 def _raylet_violations() -> list[str]:
     """Invariant violations reported by the raylets of the cluster this process is connected to."""
-    from rayredis._private import debug
-    from rayredis.worker import core_worker
+    from rayredis._private import debug, worker_context
 
-    cw = core_worker.global_worker
+    cw = worker_context.global_worker
     if cw is None:
         return []
     return [f"node {node[:8]}: {v}" for node, vs in debug.validate_cluster(cw.store).items() for v in vs]

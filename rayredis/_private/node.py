@@ -18,7 +18,7 @@ from rayredis._private.redis_server import free_port, start_redis
 from rayredis._private.session import new_session_dir
 from rayredis.config import get_config
 from rayredis.exceptions import RaySystemError
-from rayredis.store import keys
+from rayredis.store import keys, tables
 from rayredis.version import __version__
 
 
@@ -124,7 +124,7 @@ def start_raylet(handle: NodeHandle, *, num_cpus: float | None, num_gpus: float 
     client = redis.Redis.from_url(f"redis://:{handle.password}@{handle.address}")
     try:
         deadline = time.monotonic() + 60.0
-        while client.hget(keys.node_state_key(), node_id) != b"ALIVE":
+        while not tables.node_alive(client, node_id):
             if proc.poll() is not None:
                 raise RaySystemError(f"The raylet exited with code {proc.returncode} during startup; see "
                                      f"{handle.session_dir}/logs/raylet-{node_id[:8]}.err and raylet.log")

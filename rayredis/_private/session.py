@@ -1,4 +1,4 @@
-"""Session directory layout, recorded child PIDs and the current-cluster file."""
+"""Session directory layout, recorded child PIDs, the current-cluster file and the session's shm segments."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import time
 from dataclasses import asdict, dataclass
 
 from rayredis.config import get_config
+
+#: Where the raylets of a session create their object segments.
+SHM_DIR = "/dev/shm"
 
 
 @dataclass(frozen=True)
@@ -68,3 +71,19 @@ def remove_current_cluster(session_dir: str) -> None:
             os.unlink(current_cluster_path())
         except OSError:
             pass
+
+
+def session_shm_tag(session_dir: str) -> str:
+    """The name prefix of every shared-memory segment the raylets of ``session_dir`` create."""
+    return f"rayredis_{os.path.basename(session_dir)[-4:]}_"
+
+
+def remove_session_shm(session_dir: str) -> None:
+    """Unlink the session's leftover object segments (after its raylets have stopped)."""
+    tag = session_shm_tag(session_dir)
+    try:
+        for name in os.listdir(SHM_DIR):
+            if name.startswith(tag):
+                os.unlink(os.path.join(SHM_DIR, name))
+    except OSError:
+        pass

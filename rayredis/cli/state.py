@@ -7,17 +7,18 @@ function bodies) are shown by size only.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 from rayredis.cli.common import connect, decode, resolve_cluster
-from rayredis.cli.status import read_nodes
 from rayredis.store import keys
 from rayredis.store.client import ShardedRedis
+from rayredis.store.tables import JobInfo, ObjectEntry, read_nodes
 
 _SECRET_FIELDS = ("token", "password", "redis_password")
 _REDACTED = "<redacted>"
@@ -60,15 +61,17 @@ def collect(store: ShardedRedis) -> dict[str, Any]:
         if k in cluster:
             cluster[k] = json.loads(cluster[k])
     nodes = []
-    for n in read_nodes(store):
+    for n in read_nodes(p):
+        info = dataclasses.asdict(n.info) if n.info else {}
         nodes.append({"node_id": n.node_id, "state": n.state, "heartbeat": n.heartbeats,
-                      **{k: v for k, v in n.info.items() if k != "node_id"}, "load": n.load})
+                      **{k: v for k, v in info.items() if k != "node_id"},
+                      "load": dataclasses.asdict(n.load) if n.load else {}})
     job_states = {decode(k): decode(v) for k, v in p.hgetall(keys.job_state_key()).items()}
     jobs = []
     for jid, raw in sorted(p.hgetall(keys.jobs_key()).items(), key=lambda kv: int(kv[0])):
-        info = json.loads(raw)
+        job = dataclasses.asdict(JobInfo.from_json(raw))
         jobs.append({"job_id": decode(jid), "state": job_states.get(decode(jid), "UNKNOWN"),
-                     **{k: v for k, v in info.items() if k != "job_id"}})
+                     **{k: v for k, v in job.items() if k != "job_id"}})
     actors = []
     for key in sorted(_scan(p, keys.ALL_TABLE_PREFIXES["actors"])):
         fields = {decode(k): v for k, v in p.hgetall(key).items()}
@@ -102,16 +105,12 @@ def collect(store: ShardedRedis) -> dict[str, Any]:
                           "attempt": attempt, "job": job, "spec_bytes": int(shard.hstrlen(key, "spec")),
                           "shard": addr})
         for key in sorted(_scan(shard, keys.ALL_TABLE_PREFIXES["objects"])):
-            fields = {decode(k): v for k, v in shard.hgetall(key).items()}
-            if not fields:
-                continue
-            size = decode(fields.get("size"))
-            objects.append({
-                "object_id": _id_of(key, keys.object_key),
-                "size": int(size) if isinstance(size, str) and size.isdigit() else size,
-                "task": decode(fields.get("task")), "error": decode(fields.get("error")) not in (None, "", "0"),
-                "locations": sorted(k[len("loc:"):] for k in fields if k.startswith("loc:")),
-                "shard": addr})
+            raw = cast("dict[bytes, bytes]", shard.hgetall(key))  # a client without decode_responses
+            obj = ObjectEntry.from_redis(_id_of(key, keys.object_key), raw)
+            if obj is None:
+                continue  # expired between SCAN and HGETALL
+            objects.append({"object_id": obj.object_id, "size": obj.size, "task": obj.task, "error": obj.error,
+                            "locations": sorted(obj.locations), "shard": addr})
     return {"time": time.time(), "cluster": cluster, "nodes": nodes, "jobs": jobs, "actors": actors,
             "placement_groups": pgs, "functions": functions, "tasks": tasks, "objects": objects}
 

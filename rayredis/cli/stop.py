@@ -10,8 +10,7 @@ import argparse
 from typing import Any
 
 from rayredis._private import process
-from rayredis._private.session import read_current_cluster, remove_current_cluster
-from rayredis.api import _remove_session_shm
+from rayredis._private.session import read_current_cluster, remove_current_cluster, remove_session_shm
 from rayredis.cli import sessions
 from rayredis.config import get_config
 
@@ -47,7 +46,7 @@ def stop_session(entry: sessions.CliSession, grace_s: float, force: bool = False
         s, f = process.stop_recorded(entry.session_dir, grace_s=grace_s, force=force, roles=roles)
         stopped += s
         found += f
-    _remove_session_shm(entry.session_dir)
+    remove_session_shm(entry.session_dir)
     remaining = [r for r in process.recorded(entry.session_dir) if process.is_alive(r)]
     if not remaining:
         sessions.unregister(entry.session_dir)

@@ -206,18 +206,14 @@ def alive(nodes: Sequence[NodeRecord]) -> list[NodeRecord]:
     return sorted((n for n in nodes if n.alive), key=lambda n: (not n.info.is_head if n.info else True, n.node_id))
 
 
-async def aread_alive_views(primary: Any) -> list[NodeView]:
-    """Scheduler views of the alive nodes (the GCS's cluster view)."""
-    return [n.view() for n in alive(await aread_nodes(primary))]
-
-
-async def anode_alive(primary: Any, node_id: str) -> bool:
-    return _s(await primary.hget(keys.node_state_key(), node_id)) == NodeState.ALIVE.value
-
-
 async def anode_info(primary: Any, node_id: str) -> NodeInfo | None:
     raw = await primary.hget(keys.nodes_key(), node_id)
     return NodeInfo.from_json(raw) if raw else None
+
+
+def node_alive(primary: Any, node_id: str) -> bool:
+    """Whether ``node_id`` is ALIVE, from a blocking client of the primary."""
+    return _s(primary.hget(keys.node_state_key(), node_id)) == NodeState.ALIVE.value
 
 
 def node_state_cas_args(node_id: str, old: str, new: NodeState) -> tuple[list[str], list[str]]:
@@ -264,6 +260,25 @@ async def ajob_finished(primary: Any, job_id: int | str) -> bool:
 async def afinished_jobs(primary: Any) -> set[int]:
     states = await primary.hgetall(keys.job_state_key())
     return {int(j) for j, s in states.items() if _s(s) == JobState.FINISHED.value}
+
+
+async def aread_nodes_and_finished_jobs(primary: Any, jobs: Sequence[int] | None = None
+                                        ) -> tuple[list[NodeRecord], set[int]]:
+    """All nodes and which of ``jobs`` finished (every finished job when None), in one round trip."""
+    pipe = primary.pipeline(transaction=False)
+    queue_nodes(pipe)
+    wanted = None if jobs is None else sorted(set(jobs))
+    if wanted is None:
+        pipe.hgetall(keys.job_state_key())
+    elif wanted:
+        pipe.hmget(keys.job_state_key(), [str(j) for j in wanted])
+    results = await pipe.execute()
+    finished: set[int] = set()
+    if wanted is None:
+        finished = {int(j) for j, s in results[4].items() if _s(s) == JobState.FINISHED.value}
+    elif wanted:
+        finished = {j for j, s in zip(wanted, results[4]) if _s(s) == JobState.FINISHED.value}
+    return parse_nodes(results), finished
 
 
 # ---- actors ------------------------------------------------------------------------------------
@@ -353,6 +368,15 @@ def actor_transition_call(actor_id: str, allowed: str, attempt: str,
     return [keys.actor_key(actor_id), keys.named_actors_key()], args
 
 
+def actor_create_call(actor_id: str, fields: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of the ``actor_create`` script: a new entry with ``fields``, claiming its
+    ``name_key`` (if not empty), added to the index and announced on the actor channel."""
+    args: list[Any] = [actor_id, fields.get("name_key", ""), keys.actor_channel()]
+    for k, v in fields.items():
+        args += [k, v.value if isinstance(v, Enum) else v]
+    return [keys.actor_key(actor_id), keys.named_actors_key(), keys.actors_index_key(), keys.actor_key(actor_id)], args
+
+
 # ---- placement groups --------------------------------------------------------------------------
 
 
@@ -405,10 +429,31 @@ async def aplacement_group_ids(primary: Any) -> list[str]:
     return sorted(_s(r) for r in await primary.smembers(keys.placement_groups_index_key()))
 
 
+async def aread_placement_groups(primary: Any, pg_ids: Sequence[str]) -> list[PlacementGroupEntry]:
+    """Several placement groups in one round trip (missing ones are left out)."""
+    pipe = primary.pipeline(transaction=False)
+    for pg in pg_ids:
+        pipe.hgetall(keys.placement_group_key(pg))
+    return [e for pg, raw in zip(pg_ids, await pipe.execute()) if (e := PlacementGroupEntry.from_redis(pg, raw))]
+
+
 def pg_state_cas_args(pg_id: str, old: PlacementGroupState,
                       new: PlacementGroupState) -> tuple[list[str], list[str]]:
     """KEYS and ARGV of the ``hfield_cas`` script on a placement group's ``state`` field."""
     return [keys.placement_group_key(pg_id)], ["state", old.value, new.value, keys.placement_group_channel(), pg_id]
+
+
+def queue_placement_group_create(pipe: Any, pg_id: str, bundles: Sequence[Mapping[str, float]], strategy: str, *,
+                                 name: str, job: int, detached: bool, namespace: str, created: float) -> None:
+    """Queue a new PENDING placement group on ``pipe`` (a transaction): its entry, index and announcement."""
+    pipe.hset(keys.placement_group_key(pg_id), mapping={
+        "state": PlacementGroupState.PENDING.value,
+        "bundles": json.dumps([{k: float(v) for k, v in b.items()} for b in bundles]),
+        "strategy": strategy, "name": name, "job": job, "detached": int(detached), "namespace": namespace,
+        "created": created,
+    })
+    pipe.sadd(keys.placement_groups_index_key(), pg_id)
+    pipe.publish(keys.placement_group_channel(), pg_id)
 
 
 # ---- tasks and objects (data shards) -----------------------------------------------------------
@@ -462,33 +507,3 @@ def queue_object_sealed(pipe: Any, object_id_hex: str, size: int, is_error: bool
     pipe.hset(keys.object_key(object_id_hex), mapping={
         "size": size, "task": object_id_hex[:32], "error": int(is_error), location_field(node_hex): 1})
     pipe.publish(keys.object_channel(), object_id_hex)
-
-
-# ---- GCS batch readers (appended) --------------------------------------------------------------
-
-
-async def aread_nodes_and_finished_jobs(primary: Any, jobs: Sequence[int] | None = None
-                                        ) -> tuple[list[NodeRecord], set[int]]:
-    """All nodes and which of ``jobs`` finished (every finished job when None), in one round trip."""
-    pipe = primary.pipeline(transaction=False)
-    queue_nodes(pipe)
-    wanted = None if jobs is None else sorted(set(jobs))
-    if wanted is None:
-        pipe.hgetall(keys.job_state_key())
-    elif wanted:
-        pipe.hmget(keys.job_state_key(), [str(j) for j in wanted])
-    results = await pipe.execute()
-    finished: set[int] = set()
-    if wanted is None:
-        finished = {int(j) for j, s in results[4].items() if _s(s) == JobState.FINISHED.value}
-    elif wanted:
-        finished = {j for j, s in zip(wanted, results[4]) if _s(s) == JobState.FINISHED.value}
-    return parse_nodes(results), finished
-
-
-async def aread_placement_groups(primary: Any, pg_ids: Sequence[str]) -> list[PlacementGroupEntry]:
-    """Several placement groups in one round trip (missing ones are left out)."""
-    pipe = primary.pipeline(transaction=False)
-    for pg in pg_ids:
-        pipe.hgetall(keys.placement_group_key(pg))
-    return [e for pg, raw in zip(pg_ids, await pipe.execute()) if (e := PlacementGroupEntry.from_redis(pg, raw))]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
+import rayredis
 from rayredis import ids
-from rayredis.store import keys
+from rayredis._private.worker_context import get_worker
+from rayredis.store import tables
+from rayredis.store.scripts import Scripts
+from rayredis.store.tables import PlacementGroupState
+from rayredis.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 VALID_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 
@@ -46,20 +50,18 @@ class PlacementGroup:
 
     def ready(self) -> Any:
         """An ObjectRef resolving to True once every bundle is reserved (a task run inside the group)."""
-        from rayredis.remote_function import RemoteFunction
-        from rayredis.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-        rf = RemoteFunction(_bundle_reservation_check, {"num_cpus": 0})
+        # Through the public ``remote`` (resolved at call time, as Ray's placement_group does): the
+        # remote-function module imports ``rayredis.util``, whose package init imports this module.
+        rf = rayredis.remote(num_cpus=0)(_bundle_reservation_check)
         return rf.options(scheduling_strategy=PlacementGroupSchedulingStrategy(self, -1), max_retries=-1).remote()
 
     def wait(self, timeout_seconds: float = 30) -> bool:
         """Block until the placement group is created; False on timeout."""
-        from rayredis.api import _worker
-
         deadline = time.monotonic() + timeout_seconds
-        p = _worker().store.primary
+        p = get_worker().store.primary
         while True:
-            if p.hget(keys.placement_group_key(self.id.hex()), "state") == b"CREATED":
+            entry = tables.read_placement_group(p, self.id.hex())
+            if entry is not None and entry.state is PlacementGroupState.CREATED:
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -79,8 +81,6 @@ def _bundle_reservation_check() -> bool:
 def placement_group(bundles: list[dict[str, float]], strategy: str = "PACK", name: str = "",
                     lifetime: str | None = None, _max_cpu_fraction_per_node: float | None = None) -> PlacementGroup:
     """Reserve ``bundles`` (each a resource dict) with ``strategy``; returns at once (see ``ready``)."""
-    from rayredis.api import _worker
-
     if strategy not in VALID_STRATEGIES:
         raise ValueError(f"Invalid placement group strategy {strategy!r}; use one of {', '.join(VALID_STRATEGIES)}.")
     if not isinstance(bundles, list) or not bundles:
@@ -92,73 +92,58 @@ def placement_group(bundles: list[dict[str, float]], strategy: str = "PACK", nam
             raise ValueError(f"Bundle {b!r} asks for no resources; give at least one positive amount.")
     if lifetime not in (None, "detached"):
         raise ValueError("lifetime must be None or 'detached'.")
-    cw = _worker()
+    cw = get_worker()
     pg_id = PlacementGroupID(ids.new_id(16))
-    p = cw.store.primary
-    pipe = p.pipeline(transaction=True)
-    pipe.hset(keys.placement_group_key(pg_id.hex()), mapping={
-        "state": "PENDING", "bundles": json.dumps([{k: float(v) for k, v in b.items()} for b in bundles]),
-        "strategy": strategy, "name": name, "job": cw.job_id, "detached": int(lifetime == "detached"),
-        "namespace": cw.namespace, "created": time.time(),
-    })
-    pipe.sadd(keys.placement_groups_index_key(), pg_id.hex())
-    pipe.publish(keys.placement_group_channel(), pg_id.hex())
+    pipe = cw.store.primary.pipeline(transaction=True)
+    tables.queue_placement_group_create(pipe, pg_id.hex(), bundles, strategy, name=name, job=cw.job_id,
+                                        detached=lifetime == "detached", namespace=cw.namespace,
+                                        created=time.time())
     pipe.execute()
     return PlacementGroup(pg_id, [dict(b) for b in bundles], strategy)
 
 
 def remove_placement_group(pg: PlacementGroup) -> None:
     """Release the group's reservation; tasks and actors using it lose their resources."""
-    from rayredis.api import _worker
-    from rayredis.store.scripts import Scripts
-
-    cw = _worker()
-    s = Scripts(cw.store.primary)
-    k = keys.placement_group_key(pg.id.hex())
-    for state in ("PENDING", "CREATED"):
-        if s.hfield_cas(keys=[k], args=["state", state, "REMOVED", keys.placement_group_channel(), pg.id.hex()]):
+    s = Scripts(get_worker().store.primary)
+    for state in (PlacementGroupState.PENDING, PlacementGroupState.CREATED):
+        cas_keys, cas_args = tables.pg_state_cas_args(pg.id.hex(), state, PlacementGroupState.REMOVED)
+        if s.hfield_cas(keys=cas_keys, args=cas_args):
             return
 
 
-def get_placement_group(name: str) -> PlacementGroup:
-    from rayredis.api import _worker
+def _handle(entry: tables.PlacementGroupEntry) -> PlacementGroup:
+    return PlacementGroup(PlacementGroupID(bytes.fromhex(entry.pg_id)), entry.bundles, entry.strategy)
 
-    p = _worker().store.primary
-    for raw in p.smembers(keys.placement_groups_index_key()):
-        e = p.hgetall(keys.placement_group_key(raw.decode()))
-        if e.get(b"name", b"").decode() == name and e.get(b"state") != b"REMOVED":
-            return PlacementGroup(PlacementGroupID(bytes.fromhex(raw.decode())), json.loads(e[b"bundles"]),
-                                  e[b"strategy"].decode())
+
+def get_placement_group(name: str) -> PlacementGroup:
+    """The live (not removed) placement group called ``name``."""
+    for e in tables.read_placement_groups(get_worker().store.primary):
+        if e.name == name and e.state is not PlacementGroupState.REMOVED:
+            return _handle(e)
     raise ValueError(f"Failed to look up placement group with name {name!r}.")
+
+
+def _table_row(pg_id: str, e: tables.PlacementGroupEntry | None) -> dict[str, Any]:
+    if e is None:  # not (or no longer) in the table: the fields read as empty
+        return {"placement_group_id": pg_id, "name": "", "strategy": "", "state": "", "bundles": {},
+                "bundles_to_node_id": {}}
+    return {"placement_group_id": pg_id, "name": e.name, "strategy": e.strategy, "state": e.state.value,
+            "bundles": dict(enumerate(e.bundles)), "bundles_to_node_id": dict(enumerate(e.nodes))}
 
 
 def placement_group_table(pg: PlacementGroup | None = None) -> dict[str, Any]:
     """State of one placement group (or all of them, keyed by id), as in Ray."""
-    from rayredis.api import _worker
-
-    p = _worker().store.primary
-
-    def one(pid: str) -> dict[str, Any]:
-        e = p.hgetall(keys.placement_group_key(pid))
-        return {"placement_group_id": pid, "name": e.get(b"name", b"").decode(),
-                "strategy": e.get(b"strategy", b"").decode(), "state": e.get(b"state", b"").decode(),
-                "bundles": dict(enumerate(json.loads(e.get(b"bundles", b"[]")))),
-                "bundles_to_node_id": dict(enumerate(json.loads(e.get(b"nodes", b"[]"))))}
-
+    p = get_worker().store.primary
     if pg is not None:
-        return one(pg.id.hex())
-    return {raw.decode(): one(raw.decode()) for raw in p.smembers(keys.placement_groups_index_key())}
+        return _table_row(pg.id.hex(), tables.read_placement_group(p, pg.id.hex()))
+    return {e.pg_id: _table_row(e.pg_id, e) for e in tables.read_placement_groups(p)}
 
 
 def get_current_placement_group() -> PlacementGroup | None:
     """The placement group the current task or actor was scheduled into (None on the driver)."""
-    from rayredis.api import _worker
-
-    cw = _worker()
+    cw = get_worker()
     pg_id = cw.ctx.placement_group_id
     if not pg_id:
         return None
-    e = cw.store.primary.hgetall(keys.placement_group_key(pg_id.hex()))
-    if not e:
-        return None
-    return PlacementGroup(PlacementGroupID(pg_id), json.loads(e[b"bundles"]), e[b"strategy"].decode())
+    e = tables.read_placement_group(cw.store.primary, pg_id.hex())
+    return _handle(e) if e is not None else None

@@ -21,9 +21,6 @@ from rayredis.worker.object_io import map_segment, write_segment
 from rayredis.worker.raylet_client import RayletClient
 from rayredis.worker.reference_counter import ReferenceCounter
 
-#: The process's CoreWorker once ``init`` (driver) or the worker main loop has connected.
-global_worker: CoreWorker | None = None
-
 
 @dataclass
 class TaskContext:

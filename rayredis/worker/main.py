@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 
+from rayredis._private import worker_context
 from rayredis._private.logs import setup_process_logging
 from rayredis._private.process import set_parent_death_signal
 from rayredis.config import get_config, secret_from_env
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     executor.cw = cw
     signal.signal(signal.SIGUSR1, executor.on_signal)
     log_forward.install(cw)
-    core_worker.global_worker = cw
+    worker_context.global_worker = cw
     logger.info("worker %s (pid %d) connected", args.worker_id[:12], os.getpid())
     try:
         executor.run_forever()

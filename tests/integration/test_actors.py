@@ -237,7 +237,7 @@ def test_detached_actor_outlives_its_driver(ray_shared, tmp_path):
         "t = Keeper.options(name='temp', namespace='persist').remote()\n"
         "assert ray.get(t.ping.remote()) == 'pong'\n"
     )
-    from rayredis.worker.core_worker import global_worker
+    from rayredis._private.worker_context import global_worker
 
     env = dict(os.environ, RAYREDIS_REDIS_PASSWORD=global_worker.store.password)
     subprocess.run([sys.executable, str(script)], check=True, env=env, timeout=60)

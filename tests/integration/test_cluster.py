@@ -14,9 +14,9 @@ from rayredis.store import keys
 def test_tasks_and_objects_spread_over_data_shards():
     ray.init(num_cpus=2, num_redis_shards=3)
     try:
-        from rayredis.worker import core_worker
+        from rayredis._private import worker_context
 
-        cw = core_worker.global_worker
+        cw = worker_context.global_worker
         assert len(cw.store.shards) == 2  # the primary plus two data shards
 
         @ray.remote
@@ -40,9 +40,9 @@ def test_tasks_and_objects_spread_over_data_shards():
 
 
 def test_connect_by_address_and_errors(ray_start_regular):
-    from rayredis.worker import core_worker
+    from rayredis._private import worker_context
 
-    cw = core_worker.global_worker
+    cw = worker_context.global_worker
     address, password = cw.store.primary_address, cw.store.password
 
     import subprocess
@@ -150,14 +150,14 @@ def test_driver_over_grpc_and_socket_auth(ray_start_regular):
     import subprocess
     import sys
 
-    from rayredis.worker import core_worker
+    from rayredis._private import worker_context
 
-    cw = core_worker.global_worker
+    cw = worker_context.global_worker
     assert cw.raylet._sock is not None  # this driver is on the socket
     address, password = cw.store.primary_address, cw.store.password
     code = (f"import rayredis as ray; ray.init(address={address!r}, _redis_password={password!r})\n"
-            "from rayredis.worker import core_worker\n"
-            "assert core_worker.global_worker.raylet._sock is None\n"
+            "from rayredis._private import worker_context\n"
+            "assert worker_context.global_worker.raylet._sock is None\n"
             "@ray.remote\n"
             "def f(x):\n    return x + 1\n"
             "print(sum(ray.get([f.remote(i) for i in range(100)])))\n")

@@ -16,9 +16,9 @@ from rayredis.store import keys
 
 
 def _store_stats() -> dict:
-    from rayredis.worker import core_worker
+    from rayredis._private import worker_context
 
-    cw = core_worker.global_worker
+    cw = worker_context.global_worker
     raw = cw.store.primary.hget(keys.node_load_key(), cw.node_id.hex())
     return json.loads(raw)
 
@@ -127,9 +127,9 @@ def test_put_of_a_ref_is_rejected(ray_shared):
 
 
 def test_object_table_records_locations(ray_shared):
-    from rayredis.worker import core_worker
+    from rayredis._private import worker_context
 
-    cw = core_worker.global_worker
+    cw = worker_context.global_worker
     ref = ray.put(np.arange(10))
     ray.get(ref)
     deadline = time.time() + 5

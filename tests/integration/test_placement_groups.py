@@ -96,9 +96,9 @@ def test_group_is_removed_when_its_job_ends(ray_start_regular, tmp_path):
     import subprocess
     import sys
 
-    from rayredis.worker import core_worker
+    from rayredis._private import worker_context
 
-    cw = core_worker.global_worker
+    cw = worker_context.global_worker
     script = tmp_path / "pg_driver.py"
     script.write_text(
         "import rayredis as ray\n"
