@@ -143,6 +143,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
         except BaseException:
             if _started is not None:
                 process.stop_recorded(_started.session_dir, grace_s=1.0, force=True)
+                _started.collect()
                 _started = None
             raise
         if _started is not None:
@@ -208,10 +209,11 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
             cw.shutdown()
             cw.store.close()
         if _started is not None:
-            session = _started.session_dir
-            _started = None
-            process.stop_recorded(session, grace_s=get_config().stop_grace_period_s)
-            remove_session_shm(session)
+            handle, _started = _started, None
+            # The handle (and its Popen objects) lives until its processes are stopped and reaped.
+            process.stop_recorded(handle.session_dir, grace_s=get_config().stop_grace_period_s)
+            handle.collect()
+            remove_session_shm(handle.session_dir)
 
 
 def remote(*args: Any, **kwargs: Any) -> Any:

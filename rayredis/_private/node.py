@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import secrets
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -31,8 +32,18 @@ class NodeHandle:
     password: str
     node_id: str = ""
     procs: dict[str, list[int]] = field(default_factory=dict)
+    #: The Popen objects of the processes above, kept for the handle's lifetime: a Popen collected
+    #: while its process runs lands in ``subprocess._active``, and the next Popen anywhere in this
+    #: process would then reap it behind the back of whoever watches its PID (and warn).
+    popens: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
     #: Children die with this process (clusters started by ``init()``; not by the CLI).
     die_with_parent: bool = False
+
+    def collect(self) -> None:
+        """Record the exit of the handle's stopped processes in their Popen objects (which would
+        otherwise warn, when collected, that they never saw their child exit)."""
+        for p in self.popens:
+            p.poll()
 
     def bind_to_parent(self) -> bool:
         # PR_SET_PDEATHSIG fires when the spawning *thread* exits, so bind only from threads that
@@ -61,11 +72,11 @@ def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: 
     password = password or secrets.token_hex(16)
     token = secrets.token_hex(24)
     ports = [port or free_port(host)] + [free_port(host) for _ in range(n - 1)]
-    started: list[int] = []
+    started: list[subprocess.Popen[bytes]] = []
     try:
         for i, p in enumerate(ports):
             bind = die_with_parent and threading.current_thread() is threading.main_thread()
-            started.append(start_redis(session_dir, p, password, host, i, die_with_parent=bind).pid)
+            started.append(start_redis(session_dir, p, password, host, i, die_with_parent=bind))
         addresses = [f"{advertised}:{p}" for p in ports]
         data_shards = addresses[1:] if n > 1 else addresses[:1]
         primary = redis.Redis(host=local, port=ports[0], password=password)
@@ -74,8 +85,8 @@ def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: 
             "version": __version__, "created": str(time.time()),
         })
         primary.close()
-        handle = NodeHandle(session_dir, addresses[0], password, procs={"redis": started},
-                            die_with_parent=die_with_parent)
+        handle = NodeHandle(session_dir, addresses[0], password, procs={"redis": [r.pid for r in started]},
+                            popens=list(started), die_with_parent=die_with_parent)
         start_gcs(handle, host, node_ip=advertised)
         handle.node_id = start_raylet(handle, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
                                       object_store_memory=object_store_memory, head=True, bind_host=host,
@@ -84,6 +95,8 @@ def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: 
         return handle
     except BaseException:
         process.stop_recorded(session_dir, grace_s=1.0, force=True)
+        for proc in started:
+            proc.poll()
         raise
 
 
@@ -99,6 +112,7 @@ def start_gcs(handle: NodeHandle, bind_host: str | None = None, node_ip: str = "
                                                    *(["--node-ip", node_ip] if node_ip else [])),
                         handle.session_dir, "gcs", "gcs_server", env=env, die_with_parent=handle.bind_to_parent())
     handle.procs.setdefault("gcs", []).append(gcs.pid)
+    handle.popens.append(gcs)
     return gcs.pid
 
 
@@ -121,6 +135,7 @@ def start_raylet(handle: NodeHandle, *, num_cpus: float | None, num_gpus: float 
     proc = process.spawn(process.python_module_args("rayredis.raylet", *args), handle.session_dir, "raylet",
                          f"raylet-{node_id[:8]}", env=env, die_with_parent=handle.bind_to_parent())
     handle.procs.setdefault("raylet", []).append(proc.pid)
+    handle.popens.append(proc)
     client = redis.Redis.from_url(f"redis://:{handle.password}@{handle.address}")
     try:
         deadline = time.monotonic() + 60.0

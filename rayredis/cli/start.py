@@ -60,6 +60,11 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+#: Handles of the nodes this command started, kept for its lifetime: they hold the children's Popen
+#: objects, which must not be collected while the children run (see ``node.NodeHandle.popens``).
+_handles: list[node.NodeHandle] = []
+
+
 def run(args: argparse.Namespace) -> int:
     if args.head and args.address:
         raise CliError("--head and --address cannot be used together: --head starts a new cluster, "
@@ -101,6 +106,7 @@ def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host
             password=args.redis_password or os.environ.get("RAYREDIS_REDIS_PASSWORD") or None)
     except (RaySystemError, OSError, ValueError) as e:
         raise CliError(f"Failed to start the head node: {e}") from None
+    _handles.append(handle)
     address = f"{ip}:{handle.address.rpartition(':')[2]}"
     entry = sessions.CliSession(handle.session_dir, sessions.HEAD, address, handle.node_id, bind_host=bind_host)
     sessions.register(entry)
@@ -145,6 +151,7 @@ def _join(args: argparse.Namespace, resources: dict[str, float], bind_host: str,
     entry = sessions.CliSession(session_dir, sessions.NODE, address)
     sessions.register(entry)  # before spawning, so `rayredis stop` finds a half-started node too
     handle = node.NodeHandle(session_dir, address, password or "")
+    _handles.append(handle)
     try:
         node_id = node.start_raylet(handle, num_cpus=args.num_cpus, num_gpus=args.num_gpus or 0,
                                     resources=resources, object_store_memory=args.object_store_memory or 0,
@@ -233,6 +240,7 @@ def _restart_gcs(entry: sessions.CliSession) -> int:
     with open(conf) as f:
         password = next(line.split('"')[1] for line in f if line.startswith("requirepass"))
     handle = node.NodeHandle(entry.session_dir, entry.address, password)
+    _handles.append(handle)
     host = entry.address.rpartition(":")[0]
     return node.start_gcs(handle, bind_host=entry.bind_host or None, node_ip=host)
 

@@ -276,6 +276,7 @@ def test_block_monitor_collects_the_status_of_a_child_that_dies_while_checked(
         if child.pid not in codes:
             child.kill()
             child.wait()
+        child.poll()  # record the exit the monitor collected, so the Popen does not warn
 
 
 def test_stop_ends_blocking_start(env: dict[str, str]) -> None:
