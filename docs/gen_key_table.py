@@ -31,87 +31,100 @@ SECTION = "## Redis key schema"
 USAGE: dict[str, tuple[str, str, str]] = {
     "cluster_key": (
         "`_private/node.py` start_head (shards, token, session_dir, version, created); "
-        "`gcs/server.py` (gcs_address, on every GCS start)",
-        "`store/client.py` connect (shards); GCS, raylet, `api.py` (token); `api.py` RegisterJob "
-        "retry loop (gcs_address); CLI `start --address` (version), `state dump` (token redacted)",
+        "GCS `RedisGcsStore.set_gcs_address` (gcs_address, on every GCS start)",
+        "`store/client.py` connect (shards); GCS `RedisGcsStore.cluster_token`, raylet `Raylet.run`, `api.py` "
+        "`_connect`, `_private/debug.validate_cluster` (token); `api.py` RegisterJob retry loop and "
+        "`_private/node.py` start_gcs (gcs_address); CLI `start --address` (version), `state dump` (token redacted)",
         "cluster; never deleted"),
     "nodes_key": (
-        "raylet `_register` (`raylet/server.py`), once per node",
-        "GCS `alive_nodes`, `raylet_stub`; `api.py` `_local_node`, `nodes()`; CLI `status`, `state dump`",
+        "raylet `Raylet._register` (`raylet/server.py`), once per node",
+        "`tables.read_nodes` / `aread_nodes` (all four node tables in one round trip): GCS "
+        "`RedisGcsStore.nodes` (monitor) and `cluster_view` (placement); `api.py` `_local_node`, `nodes()`, "
+        "`cluster_resources`, `available_resources`; `_private/debug.validate_cluster`; CLI `status`, "
+        "`state dump`. GCS `GrpcRayletClients` (`tables.anode_info`: a raylet's address)",
         "never deleted (dead nodes stay)"),
     "node_state_key": (
-        "raylet: `''`->ALIVE at registration, ALIVE->DEAD on clean exit; GCS `_monitor`: "
-        "ALIVE->DEAD (all via `hfield_cas`)",
-        "GCS; `api.py` (`_local_node`, `nodes`, `available_resources`); `_private/node.py` "
-        "start_raylet; CLI `status`, `state dump`",
+        "raylet `Raylet.run`: `''`->ALIVE at registration, ALIVE->DEAD on clean exit; GCS `_monitor` "
+        "(`RedisGcsStore.node_dead_cas`): ALIVE->DEAD (all via `hfield_cas`, `tables.node_state_cas_args`)",
+        "`tables.read_nodes` / `aread_nodes` users (GCS, `api.py`, `validate_cluster`, CLI `status`, "
+        "`state dump`); `_private/node.py` start_raylet (`tables.node_alive`)",
         "never deleted"),
     "node_heartbeat_key": (
-        "raylet `_heartbeat` (HINCRBY)",
-        "GCS `_monitor` -> `NodeMonitor`; CLI `status`, `state dump`",
+        "raylet `Raylet._heartbeat` (HINCRBY)",
+        "GCS `_monitor` (`RedisGcsStore.nodes`) -> `NodeMonitor.observe_records`; CLI `status`, `state dump`",
         "never deleted"),
     "node_load_key": (
-        "raylet at registration and every heartbeat (`NodeManager.load()` JSON)",
-        "GCS `alive_nodes` (actor / bundle placement); `api.available_resources`; CLI `status`, `state dump`",
+        "raylet `Raylet._register` and `_heartbeat` (`NodeManager.load()`, a `NodeLoad`)",
+        "GCS `RedisGcsStore.cluster_view` (`NodeRecord.view`: actor and bundle placement); "
+        "`api.available_resources`; CLI `status`, `state dump`",
         "never deleted"),
-    "job_counter_key": ("GCS `register_job` (INCR)", "GCS", "cluster"),
-    "jobs_key": ("GCS `register_job`", "CLI `state dump`", "never deleted"),
+    "job_counter_key": ("GCS `RedisGcsStore.next_job_id` (INCR)", "GCS (INCR)", "cluster"),
+    "jobs_key": ("GCS `register_job` (`RedisGcsStore.add_job`)", "CLI `state dump`", "never deleted"),
     "job_state_key": (
-        "GCS `register_job` (`''`->RUNNING); raylet `LocalActors._finish_job` (RUNNING->FINISHED "
-        "when the driver's stream closes)",
-        "GCS `ActorManager`; raylets (`job_finished`); CLI `state dump`",
+        "GCS `RedisGcsStore.add_job` (`''`->RUNNING); raylet `RedisWriter.job_finished`, queued by "
+        "`LocalActors.job_finished` (RUNNING->FINISHED when the driver's stream closes)",
+        "GCS (`RedisGcsStore.cluster_view`, `job_finished`); raylets (`Raylet._subscribe`, `_rescan`); "
+        "CLI `state dump`",
         "never deleted"),
     "function_key": (
         "`CoreWorker.export` (SET NX) in any driver or worker calling `.remote()`",
         "`CoreWorker.load_function` in workers (polls up to 10 s); CLI `state dump` (size only)",
         "never deleted"),
     "actor_key": (
-        "creator (`actor.py`, driver or worker) via `actor_create`; GCS `ActorManager.transition` and "
-        "raylet `LocalActors._transition` via `actor_transition`",
-        "GCS; raylets (state, death_cause); `actor.get_actor`; `runtime_context`; CLI `state dump` (SCAN)",
+        "creator (`actor.py` `ActorClass._remote`, driver or worker) via `actor_create`; GCS "
+        "`RedisGcsStore.actor_transition` and raylet `RedisWriter.actor_transition` via `actor_transition`",
+        "GCS `RedisGcsStore.actor` / `actors`; raylets `Raylet.lookup_actor`, `_subscribe`, `_rescan` "
+        "(state, death_cause); `actor.get_actor`; `runtime_context`; CLI `state dump` (SCAN)",
         "never deleted (DEAD entries stay)"),
     "actors_index_key": (
         "`actor_create` (SADD)",
-        "GCS rescans, `on_node_dead`, `on_job_finished`",
+        "GCS `RedisGcsStore.actor_ids` (rescans, `on_node_dead`, `on_job_finished`)",
         "never shrinks"),
     "named_actors_key": (
         "`actor_create` (claim), `actor_transition` (HDEL when the holder becomes DEAD)",
-        "`actor.get_actor`",
+        "`actor.get_actor` (`tables.read_named_actor`)",
         "field lives while the actor is not DEAD"),
     "placement_group_key": (
-        "`util/placement_group.py` (create in MULTI with SADD+PUBLISH; ->REMOVED by `hfield_cas`); "
-        "GCS (PENDING->CREATED by `hfield_cas`, then HSET `nodes`, `returned`)",
-        "GCS; `PlacementGroup.wait`, `get_placement_group`, `placement_group_table`; CLI `state dump` (SCAN)",
+        "`util/placement_group.py` (create by `tables.queue_placement_group_create` in MULTI with "
+        "SADD+PUBLISH; ->REMOVED by `hfield_cas`); GCS `RedisGcsStore` (PENDING->CREATED, and ->REMOVED "
+        "when the job ends, by `pg_state_cas`; HSET `nodes` by `set_pg_nodes`, `returned` by `mark_pg_returned`)",
+        "GCS `RedisGcsStore.pg` / `pgs`; `PlacementGroup.wait`, `get_placement_group`, `placement_group_table` "
+        "(`tables.read_placement_group` / `read_placement_groups`); CLI `state dump` (SCAN)",
         "never deleted"),
     "placement_groups_index_key": (
         "`placement_group()` (SADD)",
-        "GCS rescans; `get_placement_group`, `placement_group_table`",
+        "GCS `RedisGcsStore.pg_ids` (rescans, `on_job_finished`); `tables.read_placement_groups` "
+        "(`get_placement_group`, `placement_group_table`)",
         "never shrinks"),
     "task_key": (
-        "raylet `RedisWriter` (batched `task_transition`)",
+        "raylet `RedisWriter` (batched `TaskWrite` ops: `task_transition`)",
         "nothing in the runtime yet (CLI `state dump` only)",
         "EXPIRE `task_table_ttl_s` after a terminal state; entries that never get one (tasks of a raylet "
-        "that died, some actor-creation tasks) never expire"),
+        "that died) never expire"),
     "object_key": (
-        "raylet `RedisWriter` (HSET of its `loc:` field on seal; `object_location_remove` on free)",
+        "raylet `RedisWriter` (`ObjectSealed`: HSET of its `loc:` field, `tables.queue_object_sealed`; "
+        "`ObjectFreed`: `object_location_remove`)",
         "nothing in the runtime yet (CLI `state dump`, tests)",
         "until the last copy is freed"),
     "actor_channel": (
         "`actor_create`, `actor_transition`",
-        "GCS (`ActorManager.handle`); raylets (actors they host or were asked to call)",
+        "GCS (`ActorManager.handle`); raylets (`Raylet._subscribe`: actors known to `LocalActors`)",
         ""),
     "node_channel": (
         "`hfield_cas` from raylet (join, clean exit) and GCS (declared dead)",
-        "GCS (drops cached raylet stub, rescans actors and placement groups)",
+        "GCS (`GrpcRayletClients.forget` drops the cached channel, then rescans actors and placement groups)",
         ""),
     "job_channel": (
-        "`hfield_cas` from GCS (RUNNING) and raylet (FINISHED)",
-        "GCS (`on_job_finished`); raylets (`job_finished`)",
+        "`hfield_cas` from GCS (`RedisGcsStore.add_job`, RUNNING) and raylet (`RedisWriter.job_finished`, FINISHED)",
+        "GCS (`ActorManager.on_job_finished`, `PlacementGroupManager.on_job_finished`); raylets "
+        "(`LocalActors.job_finished`)",
         ""),
     "placement_group_channel": (
-        "`placement_group()`, `remove_placement_group` (`hfield_cas`), GCS (`hfield_cas`)",
+        "`placement_group()` (`tables.queue_placement_group_create`), `remove_placement_group` (`hfield_cas`), "
+        "GCS (`RedisGcsStore.pg_state_cas`)",
         "GCS (`PlacementGroupManager.handle`)",
         ""),
-    "object_channel": ("raylet `RedisWriter` on seal", "no subscriber yet", ""),
+    "object_channel": ("raylet `RedisWriter` on seal (`tables.queue_object_sealed`)", "no subscriber yet", ""),
 }
 
 _TYPE_RE = re.compile(r"^(HASH|STRING|SET|Channel)\s+on\s+(the primary|the data shard[^:,]*|each data shard)[:,]?\s*")
