@@ -61,9 +61,11 @@ class RedisWriter:
 
     Hot paths (task submission and completion, object sealing, actor transitions) never wait for
     Redis: they append here. Task and object writes go to the data shard of their ID, actor and job
-    writes to the primary (which has its own queue, whether or not it is also a data shard). Every
-    queued write is idempotent (CAS scripts keyed by state and attempt, HSET, location removal), so a
-    flush that fails on a restarting shard is retried as a whole without double-applying anything.
+    writes to the primary (which has its own queue, whether or not it is also a data shard). Each
+    queue has its own flush loop, so a shard that is being retried holds up only its own writes.
+    Every queued write is idempotent (CAS scripts keyed by state and attempt, HSET, location
+    removal), so a flush that fails on a restarting shard is retried as a whole without
+    double-applying anything.
     """
 
     def __init__(self, store: AsyncShardedRedis, node_hex: str, flush_interval_s: float, task_ttl_s: int):
@@ -76,12 +78,13 @@ class RedisWriter:
         self.primary_index = len(store.shards)
         self.pending: list[list[Op]] = [[] for _ in self.clients]
         self.scripts = [Scripts(c) for c in self.clients]
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._wakes = [asyncio.Event() for _ in self.clients]
+        self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run(i)) for i in range(len(self.clients))]
 
     # ---- producers ----------------------------------------------------------------------------
 
@@ -117,23 +120,31 @@ class RedisWriter:
 
     def _add(self, index: int, op: Op) -> None:
         self.pending[index].append(op)
-        if not self._wake.is_set():
-            self._wake.set()
+        wake = self._wakes[index]
+        if not wake.is_set():
+            wake.set()
 
     # ---- flushing -----------------------------------------------------------------------------
 
-    async def _run(self) -> None:
+    async def _run(self, i: int) -> None:
+        """Flush queue ``i`` whenever it has ops, at most every ``flush_interval_s``."""
+        wake = self._wakes[i]
         while True:
-            await self._wake.wait()
+            await wake.wait()
             await asyncio.sleep(self.flush_interval_s)
-            self._wake.clear()
-            await self.flush()
-            if self._closing and not any(self.pending):
+            wake.clear()
+            await self._flush_queue(i)
+            if self._closing and not self.pending[i]:
                 return  # (ops queued while the last flush ran go out in one more round)
 
     async def flush(self) -> None:
-        batches, self.pending = self.pending, [[] for _ in self.clients]
-        await asyncio.gather(*(self._flush_shard(i, ops) for i, ops in enumerate(batches) if ops))
+        """Flush every queue now (tests; the background loops do this on their own)."""
+        await asyncio.gather(*(self._flush_queue(i) for i in range(len(self.clients))))
+
+    async def _flush_queue(self, i: int) -> None:
+        ops, self.pending[i] = self.pending[i], []
+        if ops:
+            await self._flush_shard(i, ops)
 
     def _target(self, i: int) -> str:
         return "the primary" if i == self.primary_index else f"shard {i}"
@@ -145,6 +156,8 @@ class RedisWriter:
                     await self._pipeline(i, ops)
         except retry.REDIS_RETRYABLE + (OSError,) as e:
             logger.error("dropping %d table writes to %s after retrying (%s)", len(ops), self._target(i), e)
+        except Exception:  # a bug must not end the flush loop and silently drop every later write
+            logger.exception("dropping %d table writes to %s", len(ops), self._target(i))
 
     async def _pipeline(self, i: int, ops: list[Op]) -> None:
         pipe = self.clients[i].pipeline(transaction=False)
@@ -163,13 +176,31 @@ class RedisWriter:
                     client=pipe)
             else:
                 await getattr(scripts, op.script)(keys=op.keys, args=op.args, client=pipe)
-        await pipe.execute(raise_on_error=False)
+        # A command's own error (a script raising) must not fail the batch: the other writes stand,
+        # and retrying would not change it. Connection errors still raise and are retried above.
+        results = await pipe.execute(raise_on_error=False)
+        errors = [(op, r) for op, r in zip(ops, _per_op(results, ops)) if isinstance(r, Exception)]
+        for op, err in errors[:5]:
+            logger.error("table write to %s failed: %r: %s", self._target(i), op, err)
+        if len(errors) > 5:
+            logger.error("... and %d more failed table writes to %s", len(errors) - 5, self._target(i))
 
     async def close(self) -> None:
         self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, 5.0)
-            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - shutting down: never block exit
-                self._task.cancel()
+        for wake in self._wakes:
+            wake.set()
+        if self._tasks:
+            _, unfinished = await asyncio.wait(self._tasks, timeout=5.0)
+            for t in unfinished:  # shutting down: never block exit
+                t.cancel()
+
+
+def _per_op(results: list[Any], ops: list[Op]) -> list[Any]:
+    """The pipeline result that reports each op's outcome (an ObjectSealed op queues two commands,
+    HSET then PUBLISH: its HSET's result stands for it)."""
+    out: list[Any] = []
+    j = 0
+    for op in ops:
+        out.append(results[j] if j < len(results) else None)
+        j += 2 if isinstance(op, ObjectSealed) else 1
+    return out

@@ -168,3 +168,86 @@ def test_background_loop_flushes_and_close_drains() -> None:
     first = asyncio.run(scenario())
     assert len(first) == 1
     assert [c[0] for b in shard.executed for c in b] == ["object_location_remove", "object_location_remove"]
+
+
+def test_a_shard_being_retried_does_not_hold_up_the_primary() -> None:
+    """Each queue flushes on its own loop: actor transitions go out while a data shard is away."""
+    primary, shard = FakeClient(), FakeClient(failures=10**6)
+    store = FakeStore([shard], primary)
+
+    async def scenario() -> None:
+        w = writer(store)
+        w.start()
+        w.task_submitted(id_on_shard(store, 0), b"s", 1, 0)
+        w.actor_transition(bytes(16), "SCHEDULED", "0", {"state": ActorState.ALIVE.value})
+        for _ in range(200):
+            await asyncio.sleep(0.005)
+            if primary.executed:
+                break
+        for t in w._tasks:
+            t.cancel()
+
+    asyncio.run(scenario())
+    assert [[c[0] for c in b] for b in primary.executed] == [["actor_transition"]]
+    assert shard.executed == []
+
+
+def test_a_failing_command_is_logged_and_the_rest_of_the_batch_stands(caplog: Any) -> None:
+    shard = FakeClient()
+    store = FakeStore([shard], shard)
+    w = writer(store)
+    t0, t1 = id_on_shard(store, 0), id_on_shard(store, 0, tag=1)
+    w.object_sealed(t0, 3, False)
+    w.task_state(t1, TaskState.FINISHED, 0)
+
+    async def execute(raise_on_error: bool = True) -> list[Any]:
+        (pipe,) = pipes
+        shard.executed.append(pipe.commands)
+        return [1, 1, redis.exceptions.ResponseError("script raised")]
+
+    pipes: list[FakePipeline] = []
+    real_pipeline = shard.pipeline
+
+    def pipeline(transaction: bool = True) -> FakePipeline:
+        pipe = real_pipeline(transaction)
+        pipe.execute = execute  # type: ignore[method-assign]
+        pipes.append(pipe)
+        return pipe
+
+    shard.pipeline = pipeline  # type: ignore[method-assign]
+    with caplog.at_level("ERROR"):
+        asyncio.run(w.flush())
+    assert len(shard.executed) == 1  # not retried: a command's own error would not change
+    assert "table write to shard 0 failed" in caplog.text and "script raised" in caplog.text
+    assert "TaskWrite" in caplog.text
+
+
+def test_an_unexpected_error_does_not_end_the_flush_loop(caplog: Any) -> None:
+    shard = FakeClient()
+    store = FakeStore([shard], shard)
+
+    async def scenario() -> None:
+        w = writer(store)
+        real = w._pipeline
+        calls = []
+
+        async def flaky(i: int, ops: list[Any]) -> None:
+            calls.append(i)
+            if len(calls) == 1:
+                raise RuntimeError("bug")
+            await real(i, ops)
+
+        w._pipeline = flaky  # type: ignore[method-assign]
+        w.start()
+        w.object_freed(id_on_shard(store, 0))
+        for _ in range(200):
+            await asyncio.sleep(0.005)
+            if calls:
+                break
+        w.object_freed(id_on_shard(store, 0, tag=1))
+        await w.close()
+
+    with caplog.at_level("ERROR"):
+        asyncio.run(scenario())
+    assert "dropping 1 table writes to shard 0" in caplog.text
+    assert [c[0] for b in shard.executed for c in b] == ["object_location_remove"]
