@@ -135,13 +135,9 @@ class LocalActors:
         self.tasks.release(rec, TaskState.FAILED if r.failed else TaskState.FINISHED)
         if r.failed:
             blob = r.returns[0].inline_data if r.returns else b""
-            reason = "The actor's constructor raised."
-            if blob:
-                try:
-                    reason = f"The actor's constructor raised:\n{serialization.deserialize(blob)}"
-                except Exception:  # noqa: BLE001 - an undecodable error still kills the actor
-                    pass
-            a.intentional, a.death_reason = True, reason
+            a.intentional = True
+            a.death_reason = f"The actor's constructor raised:\n{_describe(blob)}" if blob else \
+                "The actor's constructor raised."
             self.workers.kill(conn.worker_id)
             return
         a.state = ALIVE
@@ -153,6 +149,13 @@ class LocalActors:
             "worker": conn.worker_id.hex(), "pid": conn.pid,
         })
         self._pump(a)
+
+    def creation_failed_before_start(self, rec: TaskRecord, error_blob: bytes) -> None:
+        """An argument of the constructor is an error: the constructor never runs, the actor dies of it."""
+        a = self._get(rec.spec.actor_id)
+        self.tasks.release(rec, TaskState.FAILED)
+        a.intentional, a.death_reason = True, "An argument of the actor's constructor failed:\n" + _describe(error_blob)
+        self._lost(a, a.death_reason)
 
     # ---- calls ---------------------------------------------------------------------------------
 
@@ -214,7 +217,12 @@ class LocalActors:
         self.scheduler.worker_gone(conn.worker_id, pooled=False)
         if a.creation is not None:
             self.tasks.release(a.creation, TaskState.FAILED)
-        reason = a.death_reason or f"The actor's worker process (pid={conn.pid}) died unexpectedly."
+        self._lost(a, a.death_reason or f"The actor's worker process (pid={conn.pid}) died unexpectedly.")
+
+    def _lost(self, a: LocalActor, reason: str) -> None:
+        """The actor's process is gone (or its constructor will never run here): restart it if it
+        may (queued and retryable in-flight calls wait for the new instance), else it is DEAD and its
+        calls fail; either way the actor table records it (CAS on the placed attempt)."""
         d = on_actor_process_died(a.num_restarts, a.max_restarts, intentional=a.intentional, reason=reason)
         inflight = list(a.inflight.values())
         a.inflight.clear()
@@ -246,6 +254,9 @@ class LocalActors:
             return
         if a.creation is not None and self.scheduler.cancel(a.creation.spec.task_id) is not None:
             self.tasks.release(a.creation, TaskState.CANCELLED)
+            if not no_restart:  # as if its process died: it restarts if it may
+                self._lost(a, "The actor was killed by rayredis.kill() before its constructor ran.")
+                return
             a.state = DEAD
             for rec in list(a.queue):
                 self._fail_call(rec, a)
@@ -287,3 +298,11 @@ class LocalActors:
             for rec in list(a.queue):
                 self._fail_call(rec, a)
             a.queue.clear()
+
+
+def _describe(error_blob: bytes) -> str:
+    """The text of a serialized error (a placeholder when it cannot be decoded here)."""
+    try:
+        return str(serialization.deserialize(error_blob))
+    except Exception:  # noqa: BLE001 - an undecodable error still kills the actor
+        return "(the error could not be decoded on the raylet)"

@@ -227,7 +227,10 @@ class NodeManager:
             if err is not None:
                 self.scheduler.finished(rec.spec.task_id)
                 self.scheduler.worker_idle(d.worker_id)
-                self._complete_with_error_blob(rec, err)
+                if rec.spec.kind == ACTOR_CREATION:
+                    self.actors.creation_failed_before_start(rec, err)
+                else:
+                    self._complete_with_error_blob(rec, err)
                 continue
             if rec.spec.kind == ACTOR_CREATION:
                 self.actors.creation_dispatched(rec, conn)

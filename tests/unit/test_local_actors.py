@@ -278,3 +278,73 @@ def test_repeated_creation_delivery_is_idempotent() -> None:
     n.timers.run()
     assert len(n.writer.ops) == ops and state_of(n, aid) is LocalActorState.ALIVE
     n.check()
+
+
+def test_kill_with_restart_before_the_constructor_ran_restarts_the_actor() -> None:
+    """``kill(no_restart=False)`` of a queued constructor counts as a process death: the actor is
+    recorded RESTARTING (not left SCHEDULED in the table) and its queued calls wait for it."""
+    n = Node()
+    aid = os.urandom(16)
+    spec = creation_spec(aid, max_restarts=1)
+    assert n.nm.actors.create(aid, 0, spec)
+    n.timers.run()
+    driver = n.driver()
+    n.submit(driver, call_spec(aid))
+    n.send(driver, kills=[pb.KillActorRequest(actor_id=aid, no_restart=False)])
+    assert state_of(n, aid) is LocalActorState.RESTARTING
+    assert n.writer.states(spec.task_id) == [(TaskState.CANCELLED, 0)]
+    allowed, attempt, fields = n.writer.actor_ops(aid)[-1]
+    assert (allowed, attempt, fields["state"], fields["num_restarts"]) == (PLACED, "0", "RESTARTING", 1)
+    assert len(n.nm.actors.actors[aid].queue) == 1
+    n.check()
+    start_actor(n, spec, attempt=1)  # the GCS places it again; the queued call is then delivered
+    n.check()
+
+
+def test_kill_with_restart_before_the_constructor_ran_without_restarts_left_is_dead() -> None:
+    n = Node()
+    aid = os.urandom(16)
+    spec = creation_spec(aid, max_restarts=0)
+    assert n.nm.actors.create(aid, 0, spec)
+    n.timers.run()
+    driver = n.driver()
+    (out,) = n.submit(driver, call_spec(aid))
+    n.send(driver, kills=[pb.KillActorRequest(actor_id=aid, no_restart=False)])
+    assert state_of(n, aid) is LocalActorState.DEAD
+    allowed, attempt, fields = n.writer.actor_ops(aid)[-1]
+    assert (allowed, attempt, fields["state"]) == (PLACED, "0", "DEAD")
+    n.get(driver, 1, [out])
+    (reply,) = driver.take().get_replies
+    assert isinstance(error_of(reply.objects[0]), exceptions.ActorDiedError)
+    n.check()
+
+
+def test_error_constructor_argument_kills_the_actor() -> None:
+    """The constructor never runs with an error argument: the actor is DEAD in the table, with the
+    argument's error as the cause, and its calls fail instead of waiting forever."""
+    n = Node()
+    driver, worker = n.driver(), n.worker()
+    bad = task_spec("bad")
+    (x,) = n.submit(driver, bad)
+    assignments(worker)
+    n.send(worker, results=[pb.TaskResult(task_id=bad.task_id, failed=True, returns=[pb.PutObject(
+        object_id=x, inline_data=serialization.serialize_error(ValueError("boom")).to_bytes())])])
+    aid = os.urandom(16)
+    spec = creation_spec(aid)
+    spec.args.add(object_id=x)
+    assert n.nm.actors.create(aid, 0, spec)
+    (out,) = n.submit(driver, call_spec(aid))
+    n.timers.run()
+    assert assignments(worker) == []  # the constructor was never dispatched
+    assert state_of(n, aid) is LocalActorState.DEAD
+    assert n.writer.states(spec.task_id) == [(TaskState.FAILED, 0)]
+    allowed, attempt, fields = n.writer.actor_ops(aid)[-1]
+    assert (allowed, attempt, fields["state"]) == (PLACED, "0", "DEAD")
+    assert "An argument of the actor's constructor failed" in fields["death_cause"]
+    assert "boom" in fields["death_cause"]
+    n.get(driver, 1, [out])
+    (reply,) = driver.take().get_replies
+    err = error_of(reply.objects[0])
+    assert isinstance(err, exceptions.ActorDiedError) and "boom" in str(err)
+    assert n.nm.scheduler.idle_set == {worker.worker_id}
+    n.check()
