@@ -178,7 +178,18 @@ class MarkReturned:
     """Record that every node gave the removed group's bundles back (terminal)."""
 
 
-PgAction = Reserve | MarkCreated | ReturnBundles | MarkReturned
+#: The states a group of a finished job is removed from.
+REMOVABLE = (PlacementGroupState.PENDING, PlacementGroupState.CREATED)
+
+
+@dataclass(frozen=True)
+class RemoveWithJob:
+    """The group's (non-detached) job finished: CAS it from ``from_state`` to REMOVED, as in Ray."""
+
+    from_state: PlacementGroupState
+
+
+PgAction = Reserve | MarkCreated | ReturnBundles | MarkReturned | RemoveWithJob
 
 
 def reservation(bundles: Sequence[dict[str, float]], placement: Sequence[str]) -> Reserve:
@@ -197,6 +208,8 @@ def rollback(reserve: Reserve, failed: int) -> ReturnBundles:
 
 def decide_pg(entry: PlacementGroupEntry, view: ClusterView) -> list[PgAction]:
     """The actions that move ``entry`` forward given ``view`` (empty: nothing to do)."""
+    if entry.state in REMOVABLE and not entry.detached and entry.job in view.finished_jobs:
+        return [RemoveWithJob(entry.state)]
     if entry.state == PlacementGroupState.PENDING:
         placement = place_bundles(view.nodes, [ResourceSet.from_floats(b) for b in entry.bundles], entry.strategy)
         if placement is None:
@@ -210,7 +223,3 @@ def decide_pg(entry: PlacementGroupEntry, view: ClusterView) -> list[PgAction]:
 def ends_with_job(entry: PlacementGroupEntry, job: str) -> bool:
     """Non-detached placement groups end with their job, as in Ray."""
     return str(entry.job) == job and not entry.detached
-
-
-#: The states a group of a finished job is removed from, tried in this order.
-REMOVABLE = (PlacementGroupState.PENDING, PlacementGroupState.CREATED)

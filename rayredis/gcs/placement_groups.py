@@ -8,7 +8,15 @@ from collections.abc import Sequence
 from typing import Literal
 
 from rayredis.gcs import decisions
-from rayredis.gcs.decisions import ClusterView, MarkCreated, MarkReturned, PgAction, Reserve, ReturnBundles
+from rayredis.gcs.decisions import (
+    ClusterView,
+    MarkCreated,
+    MarkReturned,
+    PgAction,
+    RemoveWithJob,
+    Reserve,
+    ReturnBundles,
+)
 from rayredis.gcs.raylet_clients import RayletClients
 from rayredis.gcs.store import PlacementGroupStore
 from rayredis.store.tables import PlacementGroupEntry, PlacementGroupState
@@ -39,18 +47,15 @@ class PlacementGroupManager:
         entries = await self.store.pgs(await self.store.pg_ids())
         if not entries:
             return
-        view = await self.store.cluster_view(())
+        view = await self.store.cluster_view(sorted({e.job for e in entries}))
         for e in entries:
             if _has_work(e, view):
                 await self.handle(e.pg_id)
 
     async def on_job_finished(self, job: str) -> None:
-        """Non-detached placement groups end with their job, as in Ray."""
+        """Non-detached placement groups end with their job, as in Ray (decide_pg removes them)."""
         for e in await self.store.pgs(await self.store.pg_ids()):
             if decisions.ends_with_job(e, job):
-                for state in decisions.REMOVABLE:
-                    if await self.store.pg_state_cas(e.pg_id, state, PlacementGroupState.REMOVED):
-                        break
                 await self.handle(e.pg_id)
 
     async def handle(self, pg: str) -> None:
@@ -64,7 +69,7 @@ class PlacementGroupManager:
         entry = await self.store.pg(pg)
         if entry is None:
             return
-        view = await self.store.cluster_view(())
+        view = await self.store.cluster_view([entry.job])
         if await self.execute(pg, decisions.decide_pg(entry, view)) == "rehandle":
             await self._handle(pg)
 
@@ -86,6 +91,9 @@ class PlacementGroupManager:
             elif isinstance(action, ReturnBundles):
                 if not await self.return_bundles(pg, action):
                     return "stopped"
+            elif isinstance(action, RemoveWithJob):
+                await self.store.pg_state_cas(pg, action.from_state, PlacementGroupState.REMOVED)
+                return "rehandle"  # removed (by us or meanwhile): decide again to return its bundles
             elif isinstance(action, MarkReturned):
                 await self.store.mark_pg_returned(pg)
                 self.locks.pop(pg, None)

@@ -7,6 +7,8 @@ import dataclasses
 import json
 from collections.abc import Sequence
 
+import pytest
+
 from rayredis.common.node_view import NodeView
 from rayredis.common.resources import ResourceSet
 from rayredis.gcs import decisions
@@ -15,6 +17,7 @@ from rayredis.gcs.decisions import (
     MarkCreated,
     MarkReturned,
     NodeBundles,
+    RemoveWithJob,
     Reserve,
     ReturnBundles,
     decide_pg,
@@ -207,8 +210,28 @@ def test_shell_failed_return_leaves_the_group_unreturned_for_the_rescan() -> Non
 
 
 def test_shell_job_end_removes_the_group_then_returns_its_bundles() -> None:
-    store = FakePgStore(group(CREATED, nodes=[NODE_A], job=7), view(nv(NODE_A)))
+    finished = dataclasses.replace(view(nv(NODE_A)), finished_jobs=frozenset({7}))
+    store = FakePgStore(group(CREATED, nodes=[NODE_A], job=7), finished)
     raylets = FakeRaylets()
     asyncio.run(PlacementGroupManager(store, raylets).on_job_finished("7"))
-    assert store.calls == [("cas", PENDING, REMOVED), ("cas", CREATED, REMOVED), ("returned",)]
+    assert store.calls == [("cas", CREATED, REMOVED), ("returned",)]
     assert raylets.calls == [("return", NODE_A)]
+
+
+def test_shell_rescan_removes_the_group_of_a_job_that_ended_while_no_gcs_ran() -> None:
+    """The job's FINISHED message was missed: the rescan still removes its group and returns it."""
+    finished = dataclasses.replace(view(nv(NODE_A)), finished_jobs=frozenset({7}))
+    store = FakePgStore(group(CREATED, nodes=[NODE_A], job=7), finished)
+    raylets = FakeRaylets()
+    asyncio.run(PlacementGroupManager(store, raylets).rescan())
+    assert store.calls == [("cas", CREATED, REMOVED), ("returned",)]
+    assert raylets.calls == [("return", NODE_A)]
+
+
+@pytest.mark.parametrize("state", [PENDING, CREATED])
+def test_a_group_of_a_finished_job_is_removed(state: PlacementGroupState) -> None:
+    finished = dataclasses.replace(view(nv(NODE_A)), finished_jobs=frozenset({7}))
+    assert decide_pg(group(state, nodes=[NODE_A], job=7), finished) == [RemoveWithJob(state)]
+    # a detached group outlives its job; another job's group is untouched
+    assert decide_pg(group(CREATED, nodes=[NODE_A], job=7, detached=True), finished) == []
+    assert decide_pg(group(CREATED, nodes=[NODE_A], job=8), finished) == []
