@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -39,7 +40,8 @@ def _our_processes() -> set[tuple[int, str]]:
 def _our_shm() -> set[str]:
     """Shared-memory segments of this test session's clusters (tagged by their session dirs)."""
     try:
-        tags = tuple(f"rayredis_{n[-4:]}_" for n in os.listdir(_TMP) if n.startswith("session_"))
+        sessions = glob.glob(os.path.join(_TMP, "**", "session_*"), recursive=True)
+        tags = tuple(f"rayredis_{os.path.basename(n)[-4:]}_" for n in sessions)
         return {n for n in os.listdir("/dev/shm") if tags and n.startswith(tags)}
     except OSError:
         return set()
@@ -65,6 +67,13 @@ def _shutdown_checked() -> None:
         rayredis.shutdown()
     if violations:
         pytest.fail("raylet invariants violated:\n" + "\n".join(violations))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Put pytest's ``tmp_path`` directories under the session's temp dir too, so the leak check
+    also sees clusters that tests start with their own ``RAYREDIS_TEMP_DIR`` (the CLI tests)."""
+    if config.option.basetemp is None:
+        config.option.basetemp = os.path.join(_TMP, "pytest")
 
 
 _BEFORE_PROCS = {p for p, _ in _our_processes()}
