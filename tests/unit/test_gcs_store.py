@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-import redis
 import redis.asyncio as aioredis
 
-from rayredis._private.redis_server import find_redis_server, free_port
 from rayredis.actor_state import ActorState
 from rayredis.gcs.decisions import FieldValue
 from rayredis.gcs.raylet_clients import GrpcRayletClients
@@ -21,42 +17,12 @@ from rayredis.gcs.store import RedisGcsStore
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.store import keys
 from rayredis.store.tables import JobInfo, NodeInfo, NodeLoad, PlacementGroupState
+from tests.unit.conftest import REDIS_PASSWORD
 
 A = "aa" * 16
 PG = "cc" * 14
 NODE_A = "0a" * 28
 NODE_B = "0b" * 28
-
-
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    d = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    with open(d / "redis.log", "wb") as log:
-        proc = subprocess.Popen(
-            [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(d), "--daemonize", "no", "--loglevel", "warning"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=str(d))
-        try:
-            client = redis.Redis(port=port, socket_connect_timeout=1.0)
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    client.ping()
-                    break
-                except redis.exceptions.ConnectionError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"redis-server did not start: {(d / 'redis.log').read_text()}") from None
-                    time.sleep(0.02)
-            client.close()
-            yield port
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
 
 
 Scenario = Callable[[Any, RedisGcsStore], Awaitable[None]]
@@ -68,7 +34,7 @@ def run(redis_port: int) -> Callable[[Scenario], None]:
 
     def go(scenario: Scenario) -> None:
         async def main() -> None:
-            client = aioredis.Redis(port=redis_port)
+            client = aioredis.Redis(port=redis_port, password=REDIS_PASSWORD)
             await client.flushall()
             try:
                 await scenario(client, RedisGcsStore(client))

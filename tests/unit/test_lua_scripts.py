@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,46 +11,13 @@ from typing import Any
 import pytest
 import redis
 
-from rayredis._private.redis_server import find_redis_server, free_port
 from rayredis.store import keys
 from rayredis.store.scripts import NAMES, Scripts, source
+from tests.unit.conftest import REDIS_PASSWORD
 
-PASSWORD = "unit-test-password"
+PASSWORD = REDIS_PASSWORD
 CH = keys.actor_channel()
 SENTINEL = "unit-test-sentinel"
-
-
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    d = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    log = open(d / "redis.log", "wb")
-    proc = subprocess.Popen(
-        [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--requirepass", PASSWORD,
-         "--save", "", "--appendonly", "no", "--dir", str(d), "--daemonize", "no", "--loglevel", "warning"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=str(d),
-    )
-    try:
-        client = redis.Redis(port=port, password=PASSWORD, socket_connect_timeout=1.0)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start: {(d / 'redis.log').read_text()}") from None
-                time.sleep(0.02)
-        client.close()
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
 
 
 @pytest.fixture
