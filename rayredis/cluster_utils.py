@@ -10,7 +10,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -131,7 +131,7 @@ class Node:
     is_head: bool
     #: Position in the order of ``add_node`` calls.
     index: int
-    node_ip_address: str = field(default="127.0.0.1")
+    node_ip_address: str = "127.0.0.1"
 
     @property
     def node_id(self) -> str:
