@@ -180,8 +180,9 @@ def _remove_node_shm(node: Node) -> None:
 
 
 def _stop_nodes(nodes: Sequence[Node], graceful: bool) -> None:
-    """Stop ``nodes`` by the PIDs they recorded: raylets first (all signalled, then awaited), then the
-    rest of each session (workers that outlived their raylet; on the head the GCS, then Redis).
+    """Stop ``nodes``: their raylets first (all signalled, then awaited, through the Popen of our own
+    child, so never a reused PID), then by recorded PID the rest of each session (workers that
+    outlived their raylet; on the head the GCS, then Redis). Nothing is ever matched by name.
 
     ``graceful``: SIGTERM, so each raylet stops its workers and marks its node DEAD; SIGKILL after the
     grace period. Otherwise SIGKILL at once, as a crash: the GCS marks the node dead once its

@@ -167,9 +167,7 @@ def test_remove_node_forcefully(cluster: Cluster, driver: RayContext) -> None:
     assert raylet.returncode == -signal.SIGKILL
     assert all(_gone(p) for p in raylet_pid + workers) and not node.any_processes_alive()
     # Nothing marked it DEAD on the way out: the GCS's NodeMonitor does, once its heartbeats stop.
-    t = time.monotonic()
     _wait(lambda: node.node_id not in _alive_nodes(), DEATH_TIMEOUT_S + 10, "the GCS to mark the node dead")
-    assert time.monotonic() - t < DEATH_TIMEOUT_S + 10
     head = cluster.head_node
     assert head is not None
     with open(os.path.join(head.session_dir, "logs", "gcs_server.log")) as f:
