@@ -118,8 +118,8 @@ def start_gcs(handle: NodeHandle, bind_host: str | None = None, node_ip: str = "
 
 def start_raylet(handle: NodeHandle, *, num_cpus: float | None, num_gpus: float = 0,
                  resources: dict[str, float] | None = None, object_store_memory: int = 0, head: bool = False,
-                 bind_host: str | None = None, node_ip: str = "") -> str:
-    """Start a raylet for ``handle``'s cluster and wait for its node entry to be ALIVE."""
+                 bind_host: str | None = None, node_ip: str = "", wait: bool = True) -> str:
+    """Start a raylet for ``handle``'s cluster and (with ``wait``) wait for its node entry to be ALIVE."""
     cfg = get_config()
     node_id = secrets.token_hex(16)
     args = ["--redis-address", handle.address, "--session-dir", handle.session_dir, "--node-id", node_id,
@@ -136,6 +136,8 @@ def start_raylet(handle: NodeHandle, *, num_cpus: float | None, num_gpus: float 
                          f"raylet-{node_id[:8]}", env=env, die_with_parent=handle.bind_to_parent())
     handle.procs.setdefault("raylet", []).append(proc.pid)
     handle.popens.append(proc)
+    if not wait:
+        return node_id
     client = redis.Redis.from_url(f"redis://:{handle.password}@{handle.address}")
     try:
         deadline = time.monotonic() + 60.0
@@ -150,6 +152,29 @@ def start_raylet(handle: NodeHandle, *, num_cpus: float | None, num_gpus: float 
     finally:
         client.close()
     return node_id
+
+
+def start_worker_node(address: str, password: str, *, num_cpus: float | None, num_gpus: float = 0,
+                      resources: dict[str, float] | None = None, object_store_memory: int = 0,
+                      die_with_parent: bool = False, wait: bool = True) -> NodeHandle:
+    """Start one raylet joining the cluster at ``address``, in a session directory of its own.
+
+    Several such nodes can share a host: each has its own node ID, socket, port, object-store
+    segment prefix, logs and PID records, so each can be stopped without touching the others.
+    """
+    session_dir = new_session_dir()
+    # Session names carry the second, our PID and 2 random bytes: never share another node's directory.
+    while os.listdir(os.path.join(session_dir, "pids")) or os.listdir(os.path.join(session_dir, "logs")):
+        session_dir = new_session_dir()
+    handle = NodeHandle(session_dir, address, password, die_with_parent=die_with_parent)
+    try:
+        handle.node_id = start_raylet(handle, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+                                      object_store_memory=object_store_memory, wait=wait)
+    except BaseException:
+        process.stop_recorded(session_dir, grace_s=1.0, force=True)
+        handle.collect()
+        raise
+    return handle
 
 
 def wait_for_gcs(handle: NodeHandle, timeout_s: float = 60.0) -> None:
