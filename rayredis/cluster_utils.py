@@ -19,7 +19,7 @@ import rayredis
 from rayredis._private import node as node_mod
 from rayredis._private import process, session, worker_context
 from rayredis.config import get_config
-from rayredis.store import tables
+from rayredis.store import keys, tables
 from rayredis.store.client import parse_address
 
 if TYPE_CHECKING:
@@ -344,15 +344,24 @@ class Cluster:
             raise RuntimeError("The cluster has no head node: call add_node() first.")
         expected = {n.node_id for n in self.list_all_nodes()}
         deadline = time.monotonic() + timeout
-        while True:
-            live = {n.node_id for n in tables.alive(tables.read_nodes(self._redis))}
-            if live == expected:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"Timed out while waiting for nodes to join: {len(live)} nodes are alive, "
-                                   f"expecting {len(expected)} (not alive: {sorted(expected - live)}, "
-                                   f"not of this cluster: {sorted(live - expected)}).")
-            time.sleep(0.1)
+        # Subscribe, then rescan: every node join or death is announced on the node channel, so the
+        # table is reread when it changes (and at least every second, in case a message is lost).
+        client: Any = self._redis  # redis-py's pubsub() is untyped
+        sub = client.pubsub(ignore_subscribe_messages=True)
+        sub.subscribe(keys.node_channel())
+        try:
+            while True:
+                live = {n.node_id for n in tables.alive(tables.read_nodes(self._redis))}
+                if live == expected:
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"Timed out while waiting for nodes to join: {len(live)} nodes are alive, "
+                                       f"expecting {len(expected)} (not alive: {sorted(expected - live)}, "
+                                       f"not of this cluster: {sorted(live - expected)}).")
+                sub.get_message(timeout=min(left, 1.0))
+        finally:
+            sub.close()
 
     def list_all_nodes(self) -> list[Node]:
         """The head (if any), then the worker nodes in the order they were added."""
