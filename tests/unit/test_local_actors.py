@@ -150,9 +150,7 @@ def test_restart_without_call_retries_fails_the_inflight_calls() -> None:
     assignments(w1)
     n.disconnect(w1)
     assert state_of(n, aid) is LocalActorState.RESTARTING
-    n.get(driver, 1, [out])
-    (reply,) = driver.take().get_replies
-    assert isinstance(error_of(reply.objects[0]), exceptions.ActorDiedError)
+    assert isinstance(n.error(driver, out), exceptions.ActorDiedError)
     n.check()
 
 
@@ -313,9 +311,7 @@ def test_kill_with_restart_before_the_constructor_ran_without_restarts_left_is_d
     assert state_of(n, aid) is LocalActorState.DEAD
     allowed, attempt, fields = n.writer.actor_ops(aid)[-1]
     assert (allowed, attempt, fields["state"]) == (PLACED, "0", "DEAD")
-    n.get(driver, 1, [out])
-    (reply,) = driver.take().get_replies
-    assert isinstance(error_of(reply.objects[0]), exceptions.ActorDiedError)
+    assert isinstance(n.error(driver, out), exceptions.ActorDiedError)
     n.check()
 
 

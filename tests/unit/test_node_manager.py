@@ -209,6 +209,12 @@ class Node:
     def get(self, conn: Connection, req_id: int, oids: Iterable[bytes]) -> None:
         self.send(conn, gets=[pb.GetRequest(req_id=req_id, object_ids=list(oids))])
 
+    def error(self, conn: Connection, oid: bytes) -> BaseException:
+        """Get ``oid`` (already sealed) as ``conn`` and return the error it holds."""
+        self.get(conn, 1, [oid])
+        (reply,) = conn.take().get_replies
+        return error_of(reply.objects[0])
+
     def check(self) -> None:
         assert self.nm.validate() == []
 
@@ -313,9 +319,7 @@ def test_error_argument_fails_the_task_without_running_it() -> None:
     after = task_spec("after", args=[x])
     (y,) = n.submit(driver, after)
     assert assignments(worker) == []  # never dispatched: it fails with its argument's error
-    n.get(driver, 1, [y])
-    (reply,) = driver.take().get_replies
-    assert isinstance(error_of(reply.objects[0]), ValueError)
+    assert isinstance(n.error(driver, y), ValueError)
     assert n.writer.states(after.task_id) == [(TaskState.FAILED, 0)]
     assert n.nm.scheduler.idle_set == {worker.worker_id}
     n.check()
@@ -416,9 +420,7 @@ def test_worker_death_retries_then_fails_without_retries_left() -> None:
     assert spec.task_id in n.nm.tasks
     n.check()
     n.disconnect(w2)  # no retries left
-    n.get(driver, 1, [oid])
-    (reply,) = driver.take().get_replies
-    assert isinstance(error_of(reply.objects[0]), exceptions.WorkerCrashedError)
+    assert isinstance(n.error(driver, oid), exceptions.WorkerCrashedError)
     assert n.writer.states(spec.task_id)[-1] == (TaskState.FAILED, 1)
     n.check()
 
@@ -446,9 +448,7 @@ def test_cancel_queued_task() -> None:
     n.send(driver, cancels=[pb.CancelRequest(object_id=oid)])
     assert spec.task_id not in n.nm.tasks and n.nm.scheduler.queue_length() == 0
     assert n.writer.states(spec.task_id) == [(TaskState.CANCELLED, 0)]
-    n.get(driver, 1, [oid])
-    (reply,) = driver.take().get_replies
-    assert isinstance(error_of(reply.objects[0]), exceptions.TaskCancelledError)
+    assert isinstance(n.error(driver, oid), exceptions.TaskCancelledError)
     n.check()
 
 
