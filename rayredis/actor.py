@@ -97,7 +97,8 @@ class ActorClass:
         max_conc = opts.get("max_concurrency") or (1000 if self._is_async else 1)
         spec = pb.TaskSpec(task_id=ids.task_id(), kind=pb.ACTOR_CREATION, function_id=fid,
                            name=f"{self._name}.__init__", actor_id=aid, num_returns=0,
-                           job_id=cw.ctx.job_id or cw.job_id, namespace=namespace)
+                           job_id=cw.ctx.job_id or cw.job_id, namespace=namespace,
+                           submitter_node=cw.node_id)  # whom the hosting node asks about ref args
         ao = spec.actor_options
         ao.max_restarts = opts.get("max_restarts", 0)
         ao.max_task_retries = opts.get("max_task_retries", 0)
@@ -111,7 +112,7 @@ class ActorClass:
             spec.resources[k] = v
         fill_strategy(spec, opts)
         keep: list[Any] = []
-        cw.build_args(spec, args, kwargs, keep)
+        cw.build_args(spec, args, kwargs, keep, keep_refs=True)
         fields = creation_fields(spec, self._methods, cw.node_id.hex())
         create_keys, create_args = tables.actor_create_call(aid.hex(), fields)
         res = Scripts(cw.store.primary).actor_create(keys=create_keys, args=create_args)

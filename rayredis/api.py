@@ -182,11 +182,29 @@ def _connect(cfg: Any, address: str, password: str | None, namespace: str | None
 
 
 def _local_node(store: ShardedRedis) -> tables.NodeInfo:
-    """The node a driver connects to: the head if it is alive, else the first live node."""
-    live = tables.alive(tables.read_nodes(store.primary))
-    if not live or live[0].info is None:
+    """The node a driver connects to: a live node of this host (the head first, if it is here), else
+    the head (a remote driver, whose objects then travel over the connection), else any live node."""
+    live = [n.info for n in tables.alive(tables.read_nodes(store.primary)) if n.info is not None]
+    if not live:
         raise ConnectionError(f"The cluster at {store.primary_address} has no live node to connect to.")
-    return live[0].info
+    for info in live:
+        if _is_local_address(info.node_ip):
+            return info
+    return live[0]
+
+
+def _is_local_address(ip: str) -> bool:
+    """Whether ``ip`` is an address of this host (binding to it succeeds only then)."""
+    import socket
+
+    try:
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        infos = socket.getaddrinfo(ip, None, family)
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.bind((infos[0][4][0], 0))
+        return True
+    except OSError:
+        return False
 
 
 def _context() -> RayContext:

@@ -166,5 +166,9 @@ class ControlStoreUnavailable(RayError, ConnectionError):
     """Redis could not be reached within the retry budget."""
 
 
+class TaskUnschedulableError(RayError):
+    """The task can never be scheduled (e.g. a hard node affinity to a node that is dead)."""
+
+
 class PlacementGroupSchedulingError(RayError):
     """A placement group could not be created."""

@@ -28,11 +28,12 @@ class LocalActorState(Enum):
     ALIVE = "ALIVE"
     RESTARTING = "RESTARTING"
     DEAD = "DEAD"
+    REMOTE = "REMOTE"  # alive on another node (``node``): calls are forwarded there in order
 
 
-UNKNOWN, CREATING, ALIVE, RESTARTING, DEAD = (
+UNKNOWN, CREATING, ALIVE, RESTARTING, DEAD, REMOTE = (
     LocalActorState.UNKNOWN, LocalActorState.CREATING, LocalActorState.ALIVE, LocalActorState.RESTARTING,
-    LocalActorState.DEAD)
+    LocalActorState.DEAD, LocalActorState.REMOTE)
 
 #: The CAS source states of a hosted actor's ALIVE/RESTARTING/DEAD writes.
 _PLACED = f"{ActorState.SCHEDULED.value},{ActorState.ALIVE.value}"
@@ -58,6 +59,9 @@ class LocalActor:
     lookup_started: bool = False
     #: The creator dropped its last handle: end the actor once its submitted calls are done.
     kill_when_idle: bool = False
+    #: The node hosting the actor when it is REMOTE.
+    node: bytes = b""
+    kill_forwarded: bool = False
 
 
 class LocalActors:
@@ -171,6 +175,18 @@ class LocalActors:
         self._pump(a)
 
     def _pump(self, a: LocalActor) -> None:
+        if a.state is REMOTE:
+            while a.queue:
+                rec = a.queue[0]
+                if self.tasks.pending_args(rec.spec):
+                    return
+                a.queue.popleft()
+                a.inflight[rec.spec.task_id] = rec
+                self.tasks.forward_call(rec, a.node)
+            if a.kill_when_idle and not a.kill_forwarded:
+                a.kill_forwarded = True
+                self.tasks.kill_remote_actor(a.node, a.actor_id, no_restart=True, when_idle=True)
+            return
         conn = a.conn
         if a.state is not ALIVE or conn is None or conn.closed:
             return
@@ -184,8 +200,14 @@ class LocalActors:
 
     def object_ready(self, oid: bytes) -> None:
         for a in self.actors.values():
-            if a.queue and a.state is ALIVE:
+            if a.queue and (a.state is ALIVE or a.state is REMOTE):
                 self._pump(a)
+
+    def remote_call_done(self, rec: TaskRecord) -> None:
+        """A call forwarded to the actor's node ended there (its record is already released)."""
+        a = self.actors.get(rec.spec.actor_id)
+        if a is not None:
+            a.inflight.pop(rec.spec.task_id, None)
 
     def call_finished(self, rec: TaskRecord, r: pb.TaskResult) -> None:
         a = self._get(rec.spec.actor_id)
@@ -247,6 +269,9 @@ class LocalActors:
         a = self._get(aid)
         if a.state is DEAD:
             return
+        if a.state is REMOTE:
+            self.tasks.kill_remote_actor(a.node, aid, no_restart=no_restart, when_idle=False)
+            return
         if no_restart:
             a.intentional, a.death_reason = True, reason
         if a.conn is not None:
@@ -268,6 +293,9 @@ class LocalActors:
     def kill_when_idle(self, aid: bytes) -> None:
         a = self._get(aid)
         a.kill_when_idle = True
+        if a.state is REMOTE:
+            self._pump(a)  # forwards the kill after the calls queued before it
+            return
         self._maybe_kill_idle(a)
 
     def _maybe_kill_idle(self, a: LocalActor) -> None:
@@ -289,7 +317,20 @@ class LocalActors:
     def apply_remote_state(self, aid: bytes, entry: ActorEntry | None) -> None:
         """The actor's table entry (None: no such actor), read after a lookup, pub/sub or rescan."""
         a = self.actors.get(aid)
-        if a is None or a.state in (ALIVE, CREATING):
+        if a is None:
+            return
+        if a.state in (ALIVE, CREATING):
+            if entry is not None and entry.state == ActorState.DEAD:
+                # Killed through another node (which only knew the table): end the instance here.
+                self.kill(aid, no_restart=True, reason=entry.death_cause or "The actor was killed.")
+            return
+        if entry is not None and entry.state == ActorState.ALIVE and entry.node and \
+                entry.node != self.node_id.hex():
+            a.state, a.node = REMOTE, bytes.fromhex(entry.node)
+            self._pump(a)
+            return
+        if a.state is REMOTE and entry is not None and entry.state != ActorState.DEAD:
+            a.state = UNKNOWN  # restarting: calls wait here for the new instance
             return
         if entry is None or entry.state == ActorState.DEAD:
             a.state = DEAD

@@ -14,7 +14,8 @@ state; these checks say that the parts agree:
 * **Scheduler vs. records.** Every queued or running scheduler entry carries the live record of its
   task, except an actor's constructor that already finished: its worker keeps the resources while
   the actor is hosted here. Every live normal or constructor record is queued if PENDING and
-  running if RUNNING; every live actor-call record is queued or in flight at its actor exactly
+  running if RUNNING (or waits for arguments sealed nowhere yet, indexed under each, or was
+  forwarded to another node); every live actor-call record is queued or in flight at its actor exactly
   once, and every queued or in-flight call is a live record.
 * **Gets and waits.** Every pending get is indexed under each object it still misses (none of which
   is sealed), every pending wait under each of its objects that is not ready and still needs one
@@ -96,6 +97,12 @@ def _scheduler(nm: NodeManager, out: list[str]) -> None:
         _same_record(nm, tid, rec, "running", out)
     for tid, rec in nm.tasks.items():
         if rec.spec.kind == pb.ACTOR_TASK:
+            continue
+        if rec.forwarded_to:
+            continue  # runs on another node; its record waits here for the outcome
+        if rec.state is TaskState.PENDING and rec.deps:
+            if any(tid not in nm.deps_index.get(o, ()) for o in rec.deps):
+                out.append(f"task {tid.hex()} ({rec.spec.name}) waits for arguments it is not indexed under")
             continue
         if rec.state is TaskState.PENDING and tid not in queued:
             out.append(f"task {tid.hex()} ({rec.spec.name}) is PENDING but not queued")

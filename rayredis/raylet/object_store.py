@@ -12,6 +12,8 @@ SHM_DIR = "/dev/shm"
 
 PENDING = 0
 READY = 1
+#: Sealed elsewhere (at ``locations``) and not copied here yet; pulled when a local reader needs it.
+REMOTE = 2
 
 
 @dataclass
@@ -26,6 +28,15 @@ class Entry:
     pins: int = 0
     contained: list[bytes] = field(default_factory=list)
     reserved: int = 0  # bytes reserved by a create that is not sealed yet
+    #: Other nodes holding this entry alive (granted with an ``ObjectInfo``, returned by ``free``).
+    holders: Counter[bytes] = field(default_factory=Counter)
+    #: The node on which this entry holds one hold (b"" for none), given back when it is freed.
+    held_at: bytes = b""
+    #: Nodes with a copy, for a REMOTE entry.
+    locations: list[bytes] = field(default_factory=list)
+
+    def unused(self) -> bool:
+        return self.refcount <= 0 and self.pins <= 0 and not self.holders
 
 
 def shm_path(name: str) -> str:
@@ -37,7 +48,11 @@ class ObjectStore:
 
     An object is freed (its memory returned, its shared-memory file unlinked) as soon as no process
     holds a reference and no queued task or containing object pins it, so memory is bounded by what
-    the program still references. ``freed`` collects IDs whose Redis entries the shell must delete.
+    the program still references. ``freed`` collects IDs of local copies whose Redis locations the
+    shell must delete; ``released`` the ``(object, node)`` holds to give back to other nodes.
+
+    Other nodes keep an entry alive through ``holders`` (one count per hold granted to them); an
+    entry that was told about by another node holds one hold there (``held_at``) until it is freed.
     """
 
     def __init__(self, capacity: int, shm_prefix: str):
@@ -46,6 +61,7 @@ class ObjectStore:
         self.used = 0
         self.entries: dict[bytes, Entry] = {}
         self.freed: list[bytes] = []
+        self.released: list[tuple[bytes, bytes]] = []
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -103,14 +119,49 @@ class ObjectStore:
         if shm_name and e.reserved == 0:
             self.used += size
         e.reserved = 0
+        e.locations = []
         for c in contained or ():
             ce = self.entries.get(c)
             if ce is not None:
                 ce.pins += 1
                 e.contained.append(c)
-        if e.refcount <= 0 and e.pins <= 0:
+        if e.unused():
             self._free(oid, e)
         return True
+
+    def mark_remote(self, oid: bytes, locations: list[bytes], size: int) -> bool:
+        """A pending entry's object was sealed on other nodes: it is REMOTE now. False if not pending."""
+        e = self.entries.get(oid)
+        if e is None or e.state != PENDING:
+            return False
+        e.state, e.locations, e.size = REMOTE, list(locations), size
+        return True
+
+    def hold(self, oid: bytes, node: bytes) -> bool:
+        """Grant ``node`` one hold on the entry (False if the entry is unknown)."""
+        e = self.entries.get(oid)
+        if e is None:
+            return False
+        e.holders[node] += 1
+        return True
+
+    def unhold(self, oid: bytes, node: bytes) -> None:
+        e = self.entries.get(oid)
+        if e is None or e.holders[node] <= 0:
+            if e is not None:
+                del e.holders[node]
+            return
+        e.holders[node] -= 1
+        if e.holders[node] <= 0:
+            del e.holders[node]
+        self._maybe_free(oid, e)
+
+    def drop_holder(self, node: bytes) -> None:
+        """``node`` is gone: every hold it had here is void."""
+        for oid, e in list(self.entries.items()):
+            if node in e.holders:
+                del e.holders[node]
+                self._maybe_free(oid, e)
 
     def abort(self, oid: bytes, shm_name: str) -> None:
         """Throw away an unsealed write (a failed attempt that will be retried)."""
@@ -120,7 +171,7 @@ class ObjectStore:
             return
         self.used -= e.reserved
         e.reserved = 0
-        if e.state == PENDING:
+        if e.state != READY:
             _unlink(shm_name)
             self._maybe_free(oid, e)
         elif shm_name != e.shm_name:
@@ -158,6 +209,12 @@ class ObjectStore:
 
     # ---- queries -----------------------------------------------------------------------------
 
+    def sweep(self, oids: list[bytes]) -> None:
+        """Drop the temporary pin of entries created while a message was applied (freeing those that
+        nothing else came to use)."""
+        for oid in oids:
+            self.unpin(oid)
+
     def is_ready(self, oid: bytes) -> bool:
         e = self.entries.get(oid)
         return e is not None and e.state == READY
@@ -176,11 +233,15 @@ class ObjectStore:
     # ---- internals ---------------------------------------------------------------------------
 
     def _maybe_free(self, oid: bytes, e: Entry) -> None:
-        if e.refcount <= 0 and e.pins <= 0 and e.state == READY:
+        if not e.unused():
+            return
+        if e.state == READY:
             self._free(oid, e)
-        elif e.refcount <= 0 and e.pins <= 0 and e.reserved == 0:
-            # Pending and nobody wants it: forget the entry; a late seal frees on arrival.
+        elif e.reserved == 0:
+            # Pending or remote and nobody wants it: forget the entry; a late seal frees on arrival.
             del self.entries[oid]
+            if e.held_at:
+                self.released.append((oid, e.held_at))
 
     def _free(self, oid: bytes, e: Entry) -> None:
         self.entries.pop(oid, None)
@@ -190,6 +251,8 @@ class ObjectStore:
             self.used -= e.size
             _unlink(e.shm_name)
         self.freed.append(oid)
+        if e.held_at:
+            self.released.append((oid, e.held_at))
         for c in e.contained:
             self.unpin(c)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.raylet.connection import Connection
-from rayredis.raylet.object_store import READY, ObjectStore
+from rayredis.raylet.object_store import READY, REMOTE, ObjectStore
 from rayredis.raylet.ports import Timers
 from rayredis.raylet.records import GetWait, WaitRequest
 
@@ -24,11 +26,13 @@ def object_data(objects: ObjectStore, oid: bytes) -> pb.ObjectData:
 class ObjectWaits:
     """Gets (``gets``, indexed by missing object in ``get_index``) and waits (``waits``, indexed by
     not-ready object in ``wait_index``). Indexes may keep keys of requests already answered or
-    forgotten; those are skipped when their object turns ready."""
+    forgotten; those are skipped when their object turns ready. ``need`` is called for each awaited
+    object that is sealed only on other nodes (the node pulls it)."""
 
-    def __init__(self, objects: ObjectStore, timers: Timers):
+    def __init__(self, objects: ObjectStore, timers: Timers, need: Callable[[bytes], None] | None = None):
         self.objects = objects
         self.timers = timers
+        self.need = need
         self.gets: dict[WaitKey, GetWait] = {}
         self.get_index: dict[bytes, set[WaitKey]] = {}
         self.waits: dict[WaitKey, WaitRequest] = {}
@@ -64,6 +68,14 @@ class ObjectWaits:
         for o in missing:
             self.get_index.setdefault(o, set()).add(key)
         self._check_get(key)
+        self._pull(missing)
+
+    def _pull(self, oids: set[bytes] | list[bytes]) -> None:
+        if self.need is not None:
+            for o in oids:
+                e = self.objects.get(o)
+                if e is not None and e.state == REMOTE:
+                    self.need(o)
 
     def _check_get(self, key: WaitKey, now_ready: bytes | None = None) -> None:
         """Reply to a get once nothing it waits for is missing (O(1) per object that turns ready)."""
@@ -100,6 +112,7 @@ class ObjectWaits:
             return
         for o in pending:
             self.wait_index.setdefault(o, set()).add(key)
+        self._pull(pending)
 
     def _ready_for_wait(self, oid: bytes) -> bool:
         e = self.objects.get(oid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from rayredis.common.resources import ResourceSet
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.store.tables import TaskState
 
@@ -18,7 +19,9 @@ class TaskRecord:
     """A task submitted to this node, from submission until its terminal state is recorded.
 
     ``pinned`` lists the argument and nested objects it pins (one pin each, in order);
-    ``return_ids`` the objects it will seal.
+    ``return_ids`` the objects it will seal. A task another node owns and forwarded here has
+    ``owner_node``; a task this node owns and forwarded elsewhere has ``forwarded_to`` (and the
+    ``demand`` it was counted with there); ``deps`` are the arguments it waits for before placement.
     """
 
     spec: pb.TaskSpec
@@ -31,6 +34,10 @@ class TaskRecord:
     cancelled: bool = False
     force_cancelled: bool = False
     return_ids: list[bytes] = field(default_factory=list)
+    owner_node: bytes = b""
+    forwarded_to: bytes = b""
+    demand: ResourceSet = field(default_factory=ResourceSet)
+    deps: set[bytes] = field(default_factory=set)
 
 
 @dataclass(slots=True)

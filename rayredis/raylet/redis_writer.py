@@ -101,6 +101,11 @@ class RedisWriter:
             task_id.hex(), allowed, attempt, self.task_ttl_s if terminal else 0,
             ["state", state.value, "attempt", attempt, "node", self.node_hex]))
 
+    def task_spilled(self, task_id: bytes, node: bytes, attempt: int) -> None:
+        """The task is handed to ``node`` (flushed before the forward is sent: see ``peers.py``)."""
+        self._add(self.store.index_for_id(task_id), TaskWrite(
+            task_id.hex(), "PENDING", attempt, 0, ["node", node.hex(), "spilled_from", self.node_hex]))
+
     def object_sealed(self, oid: bytes, size: int, is_error: bool) -> None:
         self._add(self.store.index_for_id(oid), ObjectSealed(oid.hex(), size, is_error))
 

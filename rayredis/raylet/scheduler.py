@@ -199,6 +199,24 @@ class LocalScheduler:
         for_tasks = max(0, min(want[False] - starting_for_tasks, cap - self.num_task_workers - for_actors))
         return out, for_actors + for_tasks
 
+    def spill_candidates(self) -> list[tuple[tuple[Any, ...], ResourceSet]]:
+        """Shapes of ready, non-dedicated tasks that do not fit in what is available now."""
+        return [(k, q[0].demand) for k, q in self.ready.items()
+                if q and not q[0].dedicated and not q[0].demand.fits_in(self.available)]
+
+    def head(self, key: tuple[Any, ...]) -> QueuedTask | None:
+        q = self.ready.get(key)
+        return q[0] if q else None
+
+    def pop_head(self, key: tuple[Any, ...]) -> QueuedTask:
+        """Take the first ready task of a shape out (it runs elsewhere)."""
+        q = self.ready[key]
+        task = q.popleft()
+        self.ready_ids.discard(task.task_id)
+        if not q:
+            del self.ready[key]
+        return task
+
     def infeasible(self) -> list[QueuedTask]:
         """Ready tasks whose demand exceeds this node's total resources."""
         return [t for q in self.ready.values() for t in q if not t.demand.fits_in(self.total)]

@@ -10,7 +10,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +25,11 @@ from rayredis.config import Config, get_config, secret_from_env
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
 from rayredis.raylet.bundles import Bundles
+from rayredis.raylet.cluster_view import ClusterView
 from rayredis.raylet.local_transport import serve_stream, start_unix_server
 from rayredis.raylet.node_manager import NodeManager
 from rayredis.raylet.object_store import ObjectStore
+from rayredis.raylet.peers import Peers
 from rayredis.raylet.ports import ActorDirectory, Timers
 from rayredis.raylet.redis_writer import RedisWriter
 from rayredis.raylet.scheduler import LocalScheduler
@@ -72,15 +74,26 @@ class RayletServicer(pb_grpc.RayletServicer):
         ok, err = self.r.node.bundles.reserve(request.pg_id, list(request.bundle_indexes),
                                               [json.loads(b) for b in request.bundles_json])
         self.r.nm.request_schedule()
+        await self.r.write_load()  # other nodes see the bundles as soon as the group is announced
         return pb.ReserveBundlesReply(ok=ok, error=err)
 
     async def ReturnBundles(self, request: pb.ReturnBundlesRequest, context: Any) -> pb.ReturnBundlesReply:  # noqa: N802
         self.r.node.bundles.release(request.pg_id)
         self.r.nm.request_schedule()
+        await self.r.write_load()
         return pb.ReturnBundlesReply()
 
     async def Validate(self, request: pb.ValidateRequest, context: Any) -> pb.ValidateReply:  # noqa: N802
         return pb.ValidateReply(violations=self.r.nm.validate())
+
+    async def Peer(self, request: pb.PeerBatch, context: Any) -> pb.PeerReply:  # noqa: N802
+        if self.r.peers.accept(request):
+            self.r.nm.peers.apply(request)
+        return pb.PeerReply()
+
+    async def PullObject(self, request: pb.PullRequest, context: Any) -> AsyncIterator[pb.ObjectChunk]:  # noqa: N802
+        async for chunk in self.r.peers.serve_pull(request.object_id, request.from_node):
+            yield chunk
 
 
 @dataclass(frozen=True)
@@ -98,13 +111,16 @@ class Node:
 def build_node(*, node_id: bytes, node_ip: str, totals: dict[str, float], capacity: int, max_workers: int,
                shm_prefix: str, store: AsyncShardedRedis, cfg: Config, session_dir: str, raylet_address: str,
                worker_env: dict[str, str], socket_name: str, timers: Timers,
-               directory: ActorDirectory) -> Node:
+               directory: ActorDirectory, peers: Peers | None = None) -> Node:
     """Construct the whole raylet graph, every collaborator passed to its constructor."""
     scheduler = LocalScheduler(ResourceSet.from_floats(totals), max_task_workers=max_workers)
     objects = ObjectStore(capacity, shm_prefix)
     writer = RedisWriter(store, node_id.hex(), cfg.redis_flush_interval_ms / 1000.0, cfg.task_table_ttl_s)
     pool = WorkerPool(session_dir, raylet_address, node_id, worker_env, socket_name)
-    nm = NodeManager(node_id, node_ip, scheduler, objects, writer, pool, timers, directory)
+    nm = NodeManager(node_id, node_ip, scheduler, objects, writer, pool, timers, directory,
+                     links=peers, view=ClusterView(node_id))
+    if peers is not None:
+        peers.nm = nm
     return Node(scheduler, objects, writer, pool, nm, Bundles(scheduler))
 
 
@@ -147,6 +163,7 @@ class Raylet:
         totals["object_store_memory"] = float(capacity)
         whole_cpus = max(1, int(self.args.num_cpus + 0.9999))
         loop = asyncio.get_running_loop()
+        self.peers = Peers(self.node_id, token, self._address_of, self._flush_tables)
         self.node = node = build_node(
             node_id=self.node_id, node_ip=self.node_ip, totals=totals, capacity=capacity,
             # Resources bound how many tasks run; the cap only matters for fractional and zero-CPU tasks.
@@ -156,7 +173,7 @@ class Raylet:
             raylet_address=f"127.0.0.1:{port}" if self.node_ip == cfg.bind_host else self.address,
             worker_env={"RAYREDIS_REDIS_PASSWORD": self.password or "", "RAYREDIS_CLUSTER_TOKEN": token,
                         "RAYREDIS_REDIS_ADDRESS": self.args.redis_address},
-            socket_name=self.socket_name, timers=loop, directory=self)
+            socket_name=self.socket_name, timers=loop, directory=self, peers=self.peers)
         self.nm = node.nm
         await server.start()
         unix_server = await start_unix_server(self, self.socket_name, token)
@@ -173,6 +190,7 @@ class Raylet:
         logger.info("raylet stopping")
         for t in bg:
             t.cancel()
+        await self.peers.close()
         node.pool.stop_all()
         ks, argv = tables.node_state_cas_args(self.node_id.hex(), NodeState.ALIVE.value, NodeState.DEAD)
         await self.scripts.hfield_cas(keys=ks, args=argv)
@@ -203,6 +221,7 @@ class Raylet:
                 pipe.hincrby(keys.node_heartbeat_key(), hexid, 1)
                 pipe.hset(keys.node_load_key(), hexid, self.nm.load().to_json())
                 await pipe.execute()
+                await self._refresh_view()
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
                 logger.warning("heartbeat failed: %s", e)
             dead = pool.reap()
@@ -210,6 +229,40 @@ class Raylet:
                 # Keep replacing workers that fail to start, up to 20 failures in total.
                 self.nm.workers_failed_to_start(dead, reschedule=pool.startup_failures - len(dead) + 1 < 20)
             await asyncio.sleep(self.cfg.heartbeat_interval_s)
+
+    # ---- the other nodes -------------------------------------------------------------------------
+
+    async def _refresh_view(self) -> None:
+        """Reread every node's registration, liveness and load into the core's cluster view."""
+        records = await tables.aread_nodes(self.redis.primary)
+        reports: dict[bytes, tuple[str, dict[str, float], dict[str, float], int]] = {}
+        for rec in records:
+            if rec.alive and rec.info is not None:
+                load = rec.load
+                total = load.total if load else rec.info.resources
+                reports[bytes.fromhex(rec.node_id)] = (
+                    rec.info.address, total, load.available if load else total, load.queued if load else 0)
+        nm = self.nm
+        gone = [n for n in nm.view.nodes if n not in reports]
+        if nm.view.update(reports):
+            for n in gone:
+                self.peers.forget(n)
+                nm.peers.node_gone(n)
+            nm.replace_infeasible()
+            nm.request_schedule()
+
+    async def write_load(self) -> None:
+        await self.redis.primary.hset(keys.node_load_key(), self.node_id.hex(), self.nm.load().to_json())
+
+    async def _address_of(self, node: bytes) -> str | None:
+        address = self.nm.view.address(node)
+        if address is None:
+            info = await tables.anode_info(self.redis.primary, node.hex())
+            address = info.address if info is not None else None
+        return address
+
+    async def _flush_tables(self) -> None:
+        await self.node.writer.flush()
 
     # ---- the actor table, for the core -----------------------------------------------------------
 
@@ -234,11 +287,14 @@ class Raylet:
                     self.nm.actors.apply_remote_state(aid, await tables.aread_actor(p, data))
             elif ch == keys.job_channel() and await tables.ajob_finished(p, data):
                 self.nm.actors.job_finished(int(data))
+            elif ch in (keys.node_channel(), keys.placement_group_channel()):
+                await self._refresh_view()
 
-        await pubsub.follow(self.redis.primary, [keys.actor_channel(), keys.job_channel()], self._rescan,
-                            on_message)
+        await pubsub.follow(self.redis.primary, [keys.actor_channel(), keys.job_channel(), keys.node_channel(),
+                                                 keys.placement_group_channel()], self._rescan, on_message)
 
     async def _rescan(self) -> None:
+        await self._refresh_view()
         p = self.redis.primary
         aids = self.nm.actors.known_ids()
         found = {e.actor_id: e for e in await tables.aread_actors(p, [a.hex() for a in aids])}

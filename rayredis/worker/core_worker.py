@@ -239,12 +239,16 @@ class CoreWorker:
     # ---- tasks -----------------------------------------------------------------------------------
 
     def build_args(self, spec: pb.TaskSpec, args: Sequence[Any], kwargs: dict[str, Any],
-                   keep: list[ObjectRef]) -> None:
-        """Fill ``spec.args``: refs by ID, small values inline, large values through the store."""
+                   keep: list[ObjectRef], keep_refs: bool = False) -> None:
+        """Fill ``spec.args``: refs by ID, small values inline, large values through the store.
+        ``keep`` receives the refs this call creates (and, with ``keep_refs``, every ref argument:
+        an actor's constructor reaches its node through the GCS, not through a pinning raylet)."""
         items: list[tuple[str, Any]] = [("", a) for a in args] + list(kwargs.items())
         for kw, value in items:
             if isinstance(value, ObjectRef):
                 spec.args.add(object_id=value.binary(), keyword=kw)
+                if keep_refs:
+                    keep.append(value)
                 continue
             data = serialization.serialize(value)
             if data.total_size > self.cfg.inline_object_max_bytes:
@@ -257,6 +261,8 @@ class CoreWorker:
                 spec.args.add(data=data.to_bytes(), keyword=kw)
                 for r in data.contained_refs:
                     spec.nested_refs.append(r.binary())
+                    if keep_refs:
+                        keep.append(r)
 
     def submit(self, spec: pb.TaskSpec) -> list[ObjectRef]:
         """Send a filled TaskSpec; returns refs to its return values (held by this process)."""

@@ -291,7 +291,7 @@ def test_args_not_ready_wait_until_sealed() -> None:
     assert n.nm.objects.get(x).pins == 1  # type: ignore[union-attr]
     given = assignments(w1) + assignments(w2)
     assert [a.spec.name for a in given] == ["first"]  # second waits for its argument
-    assert second.task_id in n.nm.scheduler.waiting
+    assert second.task_id in n.nm.deps_index[x]
     n.check()
 
     n.result(n.runner(first), first, "x")

@@ -433,6 +433,96 @@ class ValidateReply(_message.Message):
     violations: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, violations: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class ObjectInfo(_message.Message):
+    __slots__ = ("object_id", "has_inline", "inline_data", "locations", "size", "contained", "lost")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    HAS_INLINE_FIELD_NUMBER: _ClassVar[int]
+    INLINE_DATA_FIELD_NUMBER: _ClassVar[int]
+    LOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    CONTAINED_FIELD_NUMBER: _ClassVar[int]
+    LOST_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    has_inline: bool
+    inline_data: bytes
+    locations: _containers.RepeatedScalarFieldContainer[bytes]
+    size: int
+    contained: _containers.RepeatedScalarFieldContainer[bytes]
+    lost: bool
+    def __init__(self, object_id: _Optional[bytes] = ..., has_inline: _Optional[bool] = ..., inline_data: _Optional[bytes] = ..., locations: _Optional[_Iterable[bytes]] = ..., size: _Optional[int] = ..., contained: _Optional[_Iterable[bytes]] = ..., lost: _Optional[bool] = ...) -> None: ...
+
+class ForwardTask(_message.Message):
+    __slots__ = ("spec", "attempt")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    spec: TaskSpec
+    attempt: int
+    def __init__(self, spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class TaskDone(_message.Message):
+    __slots__ = ("task_id", "attempt", "failed", "actor_exited")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_EXITED_FIELD_NUMBER: _ClassVar[int]
+    task_id: bytes
+    attempt: int
+    failed: bool
+    actor_exited: bool
+    def __init__(self, task_id: _Optional[bytes] = ..., attempt: _Optional[int] = ..., failed: _Optional[bool] = ..., actor_exited: _Optional[bool] = ...) -> None: ...
+
+class PeerBatch(_message.Message):
+    __slots__ = ("from_node", "epoch", "seq", "objects", "tasks", "done", "free", "resolve", "cancels", "kills")
+    FROM_NODE_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    FREE_FIELD_NUMBER: _ClassVar[int]
+    RESOLVE_FIELD_NUMBER: _ClassVar[int]
+    CANCELS_FIELD_NUMBER: _ClassVar[int]
+    KILLS_FIELD_NUMBER: _ClassVar[int]
+    from_node: bytes
+    epoch: int
+    seq: int
+    objects: _containers.RepeatedCompositeFieldContainer[ObjectInfo]
+    tasks: _containers.RepeatedCompositeFieldContainer[ForwardTask]
+    done: _containers.RepeatedCompositeFieldContainer[TaskDone]
+    free: _containers.RepeatedScalarFieldContainer[bytes]
+    resolve: _containers.RepeatedScalarFieldContainer[bytes]
+    cancels: _containers.RepeatedCompositeFieldContainer[CancelRequest]
+    kills: _containers.RepeatedCompositeFieldContainer[KillActorRequest]
+    def __init__(self, from_node: _Optional[bytes] = ..., epoch: _Optional[int] = ..., seq: _Optional[int] = ..., objects: _Optional[_Iterable[_Union[ObjectInfo, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[ForwardTask, _Mapping]]] = ..., done: _Optional[_Iterable[_Union[TaskDone, _Mapping]]] = ..., free: _Optional[_Iterable[bytes]] = ..., resolve: _Optional[_Iterable[bytes]] = ..., cancels: _Optional[_Iterable[_Union[CancelRequest, _Mapping]]] = ..., kills: _Optional[_Iterable[_Union[KillActorRequest, _Mapping]]] = ...) -> None: ...
+
+class PeerReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PullRequest(_message.Message):
+    __slots__ = ("object_id", "from_node")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_NODE_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    from_node: bytes
+    def __init__(self, object_id: _Optional[bytes] = ..., from_node: _Optional[bytes] = ...) -> None: ...
+
+class ObjectChunk(_message.Message):
+    __slots__ = ("total_size", "data", "inline", "missing", "last", "contained")
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    INLINE_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    CONTAINED_FIELD_NUMBER: _ClassVar[int]
+    total_size: int
+    data: bytes
+    inline: bool
+    missing: bool
+    last: bool
+    contained: _containers.RepeatedCompositeFieldContainer[ObjectInfo]
+    def __init__(self, total_size: _Optional[int] = ..., data: _Optional[bytes] = ..., inline: _Optional[bool] = ..., missing: _Optional[bool] = ..., last: _Optional[bool] = ..., contained: _Optional[_Iterable[_Union[ObjectInfo, _Mapping]]] = ...) -> None: ...
+
 class RegisterJobRequest(_message.Message):
     __slots__ = ("driver_pid", "node_id", "namespace", "entrypoint")
     DRIVER_PID_FIELD_NUMBER: _ClassVar[int]

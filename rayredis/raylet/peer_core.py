@@ -1,0 +1,266 @@
+"""The raylet core's side of the links to other raylets: forwarded tasks, object holds, pulls (sans-I/O)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol
+
+from rayredis import exceptions, serialization
+from rayredis.common.resources import ResourceSet
+from rayredis.protocol._generated import rayredis_pb2 as pb
+from rayredis.raylet.cluster_view import ClusterView
+from rayredis.raylet.object_store import PENDING, READY, REMOTE
+
+if TYPE_CHECKING:
+    from rayredis.raylet.node_manager import NodeManager
+    from rayredis.raylet.records import TaskRecord
+
+logger = logging.getLogger(__name__)
+
+
+class PeerLinks(Protocol):
+    """The I/O side: one ordered outbox per other raylet, and object pulls."""
+
+    def out(self, node: bytes) -> pb.PeerBatch:
+        """The batch being filled for ``node`` (sent in order after the ones before it)."""
+        ...
+
+    def flush(self, node: bytes) -> None: ...
+
+    def pull(self, oid: bytes, locations: list[bytes], size: int) -> None:
+        """Copy ``oid`` here from one of ``locations``; ends in :meth:`PeerCore.pulled` or
+        :meth:`PeerCore.pull_failed`."""
+        ...
+
+
+class PeerCore:
+    """What one raylet tells others and applies from them (docs/scheduling.md, "Objects between nodes").
+
+    Holds: every ``ObjectInfo`` without an inline value grants its receiver one hold on the
+    sender's entry (``Entry.holders``), which keeps it, and so the copy or the hold it stands on,
+    alive until the receiver frees its own entry and sends the ID back in ``free``. An entry keeps
+    at most one hold (``Entry.held_at``): a second grant is returned at once. Holds are granted by
+    the node that sends the information, before it sends it, so no object can be freed while a
+    message about it is in flight.
+    """
+
+    def __init__(self, nm: NodeManager, links: PeerLinks, view: ClusterView):
+        self.nm = nm
+        self.links = links
+        self.view = view
+        self.node_id = nm.node_id
+        #: Pending objects other nodes were told about (or asked for): described again once sealed.
+        self.watchers: dict[bytes, set[bytes]] = {}
+        self.pulling: set[bytes] = set()
+
+    # ---- telling ------------------------------------------------------------------------------
+
+    def describe(self, oid: bytes, to: bytes, batch: pb.PeerBatch, seen: set[bytes] | None = None) -> None:
+        """Append what this node knows of ``oid`` (and of the refs inside an inline value) to
+        ``batch`` for node ``to``, granting ``to`` the holds the infos stand for."""
+        seen = set() if seen is None else seen
+        if oid in seen:
+            return
+        seen.add(oid)
+        objects = self.nm.objects
+        e = objects.get(oid)
+        if e is None:
+            batch.objects.add(object_id=oid, lost=True)
+            return
+        if e.state == READY and e.inline is not None:
+            info = batch.objects.add(object_id=oid, has_inline=True, inline_data=e.inline, size=len(e.inline))
+            info.contained.extend(e.contained)
+            for c in e.contained:
+                self.describe(c, to, batch, seen)
+            return
+        objects.hold(oid, to)
+        info = batch.objects.add(object_id=oid, size=e.size)
+        if e.state == READY:
+            info.locations.append(self.node_id)
+        elif e.state == REMOTE:
+            info.locations.extend(e.locations)
+        else:
+            self.watchers.setdefault(oid, set()).add(to)
+
+    def object_ready(self, oid: bytes) -> None:
+        """``oid`` was sealed here or turned REMOTE: tell the nodes that wait to hear of it."""
+        nodes = self.watchers.pop(oid, None)
+        if nodes:
+            for to in nodes:
+                self.describe(oid, to, self.links.out(to))
+                self.links.flush(to)
+
+    def forward(self, rec: TaskRecord, to: bytes, demand: ResourceSet) -> None:
+        """Hand a task this node owns over to ``to`` (its spill is recorded in the task table first)."""
+        batch = self.links.out(to)
+        seen: set[bytes] = set()
+        spec = rec.spec
+        for a in spec.args:
+            if a.object_id:
+                self.describe(a.object_id, to, batch, seen)
+        for oid in spec.nested_refs:
+            self.describe(oid, to, batch, seen)
+        batch.tasks.add(spec=spec, attempt=rec.attempt)
+        rec.forwarded_to = to
+        rec.demand = demand
+        self.nm.writer.task_spilled(spec.task_id, to, rec.attempt)
+        self.view.forwarded(to, demand)
+        self.links.flush(to)
+
+    def task_done(self, rec: TaskRecord, failed: bool) -> None:
+        """A task another node forwarded here ended: send its returns' infos and the outcome."""
+        to = rec.owner_node
+        batch = self.links.out(to)
+        seen: set[bytes] = set()
+        for oid in rec.return_ids:
+            self.describe(oid, to, batch, seen)
+        batch.done.add(task_id=rec.spec.task_id, attempt=rec.attempt, failed=failed)
+        for oid in rec.return_ids:
+            self.nm.objects.unhold(oid, to)  # the hold taken when the task arrived
+        self.links.flush(to)
+
+    def cancel(self, rec: TaskRecord, oid: bytes, force: bool) -> None:
+        self.links.out(rec.forwarded_to).cancels.add(object_id=oid, force=force)
+        self.links.flush(rec.forwarded_to)
+
+    def kill_actor(self, node: bytes, actor_id: bytes, no_restart: bool, when_idle: bool) -> None:
+        self.links.out(node).kills.add(actor_id=actor_id, no_restart=no_restart, when_idle=when_idle)
+        self.links.flush(node)
+
+    def resolve(self, oid: bytes, owner: bytes) -> None:
+        """Ask ``owner`` about an object this node has no information on (an actor constructor's
+        argument that came through the GCS); this node's entry waits PENDING meanwhile."""
+        self.links.out(owner).resolve.append(oid)
+        self.links.flush(owner)
+
+    # ---- applying -----------------------------------------------------------------------------
+
+    def apply(self, b: pb.PeerBatch) -> None:
+        """One batch from another raylet, in the order it was sent."""
+        nm = self.nm
+        sender = b.from_node
+        created = self.apply_infos(sender, b.objects)
+        for ft in b.tasks:
+            nm.submit_forwarded(sender, ft.spec, ft.attempt)
+        for d in b.done:
+            nm.forwarded_done(sender, d)
+        for oid in b.free:
+            nm.objects.unhold(oid, sender)
+        for oid in b.resolve:
+            e = nm.objects.get(oid)
+            if e is not None and e.state == PENDING:
+                self.watchers.setdefault(oid, set()).add(sender)
+            else:
+                self.describe(oid, sender, self.links.out(sender))
+                self.links.flush(sender)
+        for c in b.cancels:
+            nm.cancel(c.object_id, c.force)
+        for k in b.kills:
+            if k.when_idle:
+                nm.actors.kill_when_idle(k.actor_id)
+            else:
+                nm.actors.kill(k.actor_id, k.no_restart)
+        nm.objects.sweep(created)
+        nm.drain_freed()
+        nm.request_schedule()
+
+    def apply_infos(self, sender: bytes, infos: Iterable[pb.ObjectInfo]) -> list[bytes]:
+        """Create or update entries from ``infos``; returns the IDs of entries created for them
+        (the caller sweeps those nothing ended up using)."""
+        nm = self.nm
+        objects = nm.objects
+        created: list[bytes] = []
+        to_seal: list[pb.ObjectInfo] = []
+        available: list[bytes] = []
+        dup: list[bytes] = []
+        for info in infos:
+            oid = info.object_id
+            e = objects.get(oid)
+            if e is None:
+                e = objects.expect(oid, refs=0)
+                e.pins += 1  # until the whole message is applied (see ObjectStore.sweep)
+                created.append(oid)
+            if info.lost:
+                if e.state == PENDING:
+                    blob = serialization.serialize_error(exceptions.ObjectLostError(
+                        f"Object {oid.hex()} is lost: node {sender.hex()[:8]} that was asked for it "
+                        "no longer knows it.")).to_bytes()
+                    to_seal.append(pb.ObjectInfo(object_id=oid, has_inline=True, inline_data=blob))
+                continue
+            if info.has_inline:
+                if e.state != READY:
+                    to_seal.append(info)
+                continue
+            if e.held_at or e.state == READY:
+                dup.append(oid)
+            else:
+                e.held_at = sender
+            if info.locations and e.state == PENDING and objects.mark_remote(oid, list(info.locations), info.size):
+                available.append(oid)
+        for info in to_seal:
+            nm.seal(info.object_id, info.inline_data, "", len(info.inline_data), list(info.contained))
+        for oid in available:
+            nm.object_available(oid)
+        if dup:
+            out = self.links.out(sender)
+            out.free.extend(dup)
+            self.links.flush(sender)
+        return created
+
+    # ---- pulls --------------------------------------------------------------------------------
+
+    def need_local(self, oid: bytes) -> None:
+        """A local reader needs ``oid``'s data: pull it if it is only elsewhere (once at a time)."""
+        e = self.nm.objects.get(oid)
+        if e is not None and e.state == REMOTE and oid not in self.pulling:
+            self.pulling.add(oid)
+            self.links.pull(oid, list(e.locations), e.size)
+
+    def pulled(self, oid: bytes, sender: bytes, inline: bytes | None, shm_name: str, size: int,
+               contained: list[pb.ObjectInfo]) -> None:
+        """A pull finished: ``sender`` granted holds on the ``contained`` refs."""
+        self.pulling.discard(oid)
+        created = self.apply_infos(sender, contained)
+        nm = self.nm
+        e = nm.objects.get(oid)
+        if e is None or e.state == READY:
+            if shm_name:
+                nm.objects.abort(oid, shm_name)
+        else:
+            nm.seal(oid, inline, shm_name, size, [c.object_id for c in contained])
+        nm.objects.sweep(created)
+        nm.drain_freed()
+        nm.request_schedule()
+
+    def pull_failed(self, oid: bytes, why: str) -> None:
+        self.pulling.discard(oid)
+        nm = self.nm
+        e = nm.objects.get(oid)
+        if e is not None and e.state == REMOTE:
+            logger.warning("object %s could not be fetched: %s", oid.hex(), why)
+            blob = serialization.serialize_error(exceptions.ObjectLostError(
+                f"Object {oid.hex()} could not be fetched from node(s) "
+                f"{', '.join(n.hex()[:8] for n in e.locations)}: {why}")).to_bytes()
+            e.state = PENDING
+            nm.seal(oid, blob, "", len(blob))
+            nm.drain_freed()
+            nm.request_schedule()
+
+    def contained_infos(self, oid: bytes, to: bytes) -> list[pb.ObjectInfo]:
+        """For a pull by ``to``: infos (with holds) of the refs inside ``oid``."""
+        e = self.nm.objects.get(oid)
+        if e is None or not e.contained:
+            return []
+        batch = pb.PeerBatch()
+        seen = {oid}
+        for c in e.contained:
+            self.describe(c, to, batch, seen)
+        return list(batch.objects)
+
+    def node_gone(self, node: bytes) -> None:
+        """A node died or left: its holds here are void."""
+        self.nm.objects.drop_holder(node)
+        for nodes in self.watchers.values():
+            nodes.discard(node)
+        self.nm.drain_freed()

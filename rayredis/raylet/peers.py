@@ -1,0 +1,241 @@
+"""The raylet's I/O to other raylets: ordered per-node links (``Peer`` RPC) and object pulls (``PullObject``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from rayredis._private import auth
+from rayredis.protocol._generated import rayredis_pb2 as pb
+from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
+from rayredis.raylet.object_store import READY, shm_path
+
+if TYPE_CHECKING:
+    from rayredis.raylet.node_manager import NodeManager
+
+logger = logging.getLogger(__name__)
+
+#: Bytes per chunk of a pulled object (each one gRPC message).
+CHUNK_BYTES = 4 * 1024 * 1024
+#: How long a link retries one batch to an unreachable node before dropping it.
+LINK_RETRY_S = 30.0
+_raylet_stub: Callable[[Any], Any] = pb_grpc.RayletStub
+
+
+@dataclass
+class _Link:
+    batch: pb.PeerBatch = field(default_factory=pb.PeerBatch)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+def _empty(b: pb.PeerBatch) -> bool:
+    return not (b.objects or b.tasks or b.done or b.free or b.resolve or b.cancels or b.kills)
+
+
+class Peers:
+    """Implements :class:`~rayredis.raylet.peer_core.PeerLinks` for the core, and serves the other
+    raylets' batches and pulls. One sender task per destination sends its batches one at a time, in
+    order, retrying a failed send (the receiver drops repeats by ``(epoch, seq)``); a batch that
+    carries forwarded tasks is sent only after the table writes queued before it (their spill
+    records) reached Redis."""
+
+    def __init__(self, node_id: bytes, token: str, address_of: Callable[[bytes], Awaitable[str | None]],
+                 flush_tables: Callable[[], Awaitable[None]]):
+        self.node_id = node_id
+        self.metadata = auth.metadata(token)
+        self.address_of = address_of
+        self.flush_tables = flush_tables
+        self.epoch = int.from_bytes(os.urandom(7), "big")
+        self.seq = 0
+        self.nm: NodeManager
+        self._links: dict[bytes, _Link] = {}
+        self._stubs: dict[bytes, tuple[str, Any, Any]] = {}
+        self._seen: dict[bytes, tuple[int, int]] = {}  # sender -> (epoch, last seq applied)
+        self._bg: set[asyncio.Task[Any]] = set()
+
+    # ---- PeerLinks -----------------------------------------------------------------------------
+
+    def out(self, node: bytes) -> pb.PeerBatch:
+        link = self._links.get(node)
+        if link is None:
+            link = self._links[node] = _Link()
+        return link.batch
+
+    def flush(self, node: bytes) -> None:
+        link = self._links.get(node)
+        if link is None:
+            return
+        if link.task is None:
+            link.task = asyncio.get_running_loop().create_task(self._send_loop(node, link))
+        link.wake.set()
+
+    def pull(self, oid: bytes, locations: list[bytes], size: int) -> None:
+        t = asyncio.get_running_loop().create_task(self._pull(oid, locations, size))
+        self._bg.add(t)
+        t.add_done_callback(self._bg.discard)
+
+    # ---- channels ------------------------------------------------------------------------------
+
+    async def _stub(self, node: bytes) -> Any:
+        address = await self.address_of(node)
+        if address is None:
+            return None
+        cached = self._stubs.get(node)
+        if cached is not None and cached[0] == address:
+            return cached[2]
+        if cached is not None:
+            await cached[1].close()
+        ch = grpc.aio.insecure_channel(address, options=auth.GRPC_OPTIONS)
+        stub = _raylet_stub(ch)
+        self._stubs[node] = (address, ch, stub)
+        return stub
+
+    def forget(self, node: bytes) -> None:
+        """``node`` is gone: stop its link (what was queued for it is dropped)."""
+        link = self._links.pop(node, None)
+        if link is not None and link.task is not None:
+            link.task.cancel()
+        cached = self._stubs.pop(node, None)
+        if cached is not None:
+            t = asyncio.get_running_loop().create_task(cached[1].close())
+            self._bg.add(t)
+            t.add_done_callback(self._bg.discard)
+
+    async def close(self) -> None:
+        for link in self._links.values():
+            if link.task is not None:
+                link.task.cancel()
+        for t in list(self._bg):
+            t.cancel()
+        for _, ch, _ in self._stubs.values():
+            await ch.close()
+        self._stubs.clear()
+
+    # ---- sending -------------------------------------------------------------------------------
+
+    async def _send_loop(self, node: bytes, link: _Link) -> None:
+        while True:
+            await link.wake.wait()
+            link.wake.clear()
+            batch, link.batch = link.batch, pb.PeerBatch()
+            if _empty(batch):
+                continue
+            self.seq += 1
+            batch.from_node, batch.epoch, batch.seq = self.node_id, self.epoch, self.seq
+            if batch.tasks:
+                await self.flush_tables()
+            await self._deliver(node, batch)
+
+    async def _deliver(self, node: bytes, batch: pb.PeerBatch) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LINK_RETRY_S
+        delay = 0.05
+        while True:
+            try:
+                stub = await self._stub(node)
+                if stub is None:
+                    logger.warning("dropping a batch for node %s: it is not registered", node.hex()[:8])
+                    return
+                await stub.Peer(batch, metadata=self.metadata, timeout=10.0)
+                return
+            except grpc.aio.AioRpcError as e:
+                if loop.time() > deadline or e.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    logger.error("dropping a batch for node %s after retrying: %s", node.hex()[:8], e.details())
+                    return
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
+
+    # ---- receiving -----------------------------------------------------------------------------
+
+    def accept(self, b: pb.PeerBatch) -> bool:
+        """Whether ``b`` is new (not a repeat of a batch already applied)."""
+        epoch, last = self._seen.get(b.from_node, (-1, 0))
+        if b.epoch == epoch and b.seq <= last:
+            return False
+        self._seen[b.from_node] = (b.epoch, b.seq)
+        return True
+
+    async def serve_pull(self, oid: bytes, to: bytes) -> AsyncIterator[pb.ObjectChunk]:
+        nm = self.nm
+        e = nm.objects.get(oid)
+        if e is None or e.state != READY:
+            yield pb.ObjectChunk(missing=True, last=True)
+            return
+        if e.inline is not None:
+            yield pb.ObjectChunk(total_size=len(e.inline), data=e.inline, inline=True, last=True,
+                                 contained=nm.peers.contained_infos(oid, to))
+            return
+        try:
+            fd = os.open(shm_path(e.shm_name), os.O_RDONLY)
+        except OSError:
+            yield pb.ObjectChunk(missing=True, last=True)
+            return
+        try:
+            size, off = e.size, 0
+            while True:
+                data = os.pread(fd, min(CHUNK_BYTES, size - off), off)
+                off += len(data)
+                last = off >= size or not data
+                chunk = pb.ObjectChunk(total_size=size, data=data, last=last)
+                if last:
+                    chunk.contained.extend(nm.peers.contained_infos(oid, to))
+                yield chunk
+                if last:
+                    return
+        finally:
+            os.close(fd)
+
+    async def _pull(self, oid: bytes, locations: list[bytes], size: int) -> None:
+        why = "no location"
+        for node in locations:
+            try:
+                if await self._pull_from(node, oid):
+                    return
+                why = f"node {node.hex()[:8]} no longer has it"
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - try the next location, then report
+                why = f"{type(e).__name__}: {e}"
+                logger.warning("pull of %s from %s failed: %s", oid.hex(), node.hex()[:8], why)
+        self.nm.peers.pull_failed(oid, why)
+
+    async def _pull_from(self, node: bytes, oid: bytes) -> bool:
+        stub = await self._stub(node)
+        if stub is None:
+            return False
+        objects = self.nm.objects
+        call = stub.PullObject(pb.PullRequest(object_id=oid, from_node=self.node_id), metadata=self.metadata,
+                               timeout=600.0)
+        fd, shm_name, off = -1, "", 0
+        try:
+            async for chunk in call:
+                if chunk.missing:
+                    return False
+                if chunk.inline:
+                    self.nm.peers.pulled(oid, node, bytes(chunk.data), "", len(chunk.data), list(chunk.contained))
+                    return True
+                if fd < 0:
+                    shm_name = objects.reserve(oid, chunk.total_size)
+                    fd = os.open(shm_path(shm_name), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+                    os.ftruncate(fd, chunk.total_size)
+                os.pwrite(fd, chunk.data, off)
+                off += len(chunk.data)
+                if chunk.last:
+                    os.close(fd)
+                    fd = -1
+                    self.nm.peers.pulled(oid, node, None, shm_name, chunk.total_size, list(chunk.contained))
+                    shm_name = ""
+                    return True
+            return False
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            if shm_name:
+                objects.abort(oid, shm_name)
