@@ -48,6 +48,11 @@ class Config:
     default_max_retries: int = 3
     #: Local clients talk to their raylet over its Unix socket (False: always gRPC, as remote ones do).
     local_socket: bool = True
+    #: How a driver exchanges large objects with its raylet: ``"auto"`` probes at connection whether
+    #: it shares the raylet's /dev/shm (if not, as on another host, objects travel inside the
+    #: connection's messages), ``"always"`` sends them over the connection, ``"never"`` uses shared
+    #: memory. Workers always use shared memory.
+    objects_over_connection: str = "auto"
     #: Seconds a stopping process is given after SIGTERM before SIGKILL.
     stop_grace_period_s: float = 5.0
     #: Log level for component log files.

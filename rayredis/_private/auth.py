@@ -8,15 +8,18 @@ from typing import Any, TypeVar
 
 import grpc
 
+from rayredis.protocol.limits import MAX_MESSAGE_BYTES
+
 TOKEN_HEADER = "rayredis-token"
 
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
 
-#: Channel options shared by clients and servers (objects travel inline up to a few MB per batch).
+#: Channel options shared by clients and servers (objects travel inline up to a few MB per batch, or
+#: whole in one message for drivers that cannot map the raylet's /dev/shm: ``protocol/limits.py``).
 GRPC_OPTIONS = [
-    ("grpc.max_send_message_length", 512 * 1024 * 1024),
-    ("grpc.max_receive_message_length", 512 * 1024 * 1024),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.http2.max_pings_without_data", 0),
@@ -25,8 +28,8 @@ GRPC_OPTIONS = [
 
 #: Server side: accept the clients' keepalive pings instead of answering GOAWAY "too_many_pings".
 SERVER_OPTIONS = [
-    ("grpc.max_send_message_length", 512 * 1024 * 1024),
-    ("grpc.max_receive_message_length", 512 * 1024 * 1024),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),

@@ -30,6 +30,9 @@ class Connection:
         self.namespace = namespace
         self.refs: Counter[bytes] = Counter()
         self.actor_id: bytes = b""
+        #: Large objects travel inside this client's messages: it cannot map the raylet's /dev/shm
+        #: (decided at connection, see :mod:`.connection_objects`).
+        self.objects_over_connection = False
         self.batch = pb.RayletBatch()
         self.has_data = False
         self.closed = False

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from rayredis.protocol._generated import rayredis_pb2 as pb
+from rayredis.protocol.limits import MAX_MESSAGE_BYTES
+from rayredis.raylet import connection_objects
 from rayredis.raylet.connection import Connection
 
 if TYPE_CHECKING:
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FRAME = struct.Struct("<I")
-MAX_FRAME = 512 * 1024 * 1024
+MAX_FRAME = MAX_MESSAGE_BYTES  # as gRPC's message cap (rayredis.protocol.limits)
 
 
 async def serve_stream(raylet: Raylet, read: Callable[[], Awaitable[Any]],
@@ -41,9 +43,11 @@ async def serve_stream(raylet: Raylet, read: Callable[[], Awaitable[Any]],
     has_data = asyncio.Event()
     conn = Connection(reg.worker_id, reg.pid, reg.is_driver, reg.job_id, reg.namespace, wake=has_data.set)
     conn.actor_id = reg.actor_id
+    conn.objects_over_connection = connection_objects.over_connection(reg)
     conn.out().register_reply.CopyFrom(pb.RegisterReply(
         node_id=nm.node_id, session_dir=raylet.session_dir, node_ip=raylet.node_ip,
-        job_id=reg.job_id, shm_prefix=nm.objects.shm_prefix))
+        job_id=reg.job_id, shm_prefix=nm.objects.shm_prefix,
+        objects_over_connection=conn.objects_over_connection))
     conn.flush()
     nm.connect(conn)
     nm.handle(conn, first)
@@ -66,7 +70,8 @@ async def serve_stream(raylet: Raylet, read: Callable[[], Awaitable[Any]],
                 break
             batch = conn.take()
             has_data.clear()
-            await write(batch)
+            for part in connection_objects.outgoing(conn, batch):
+                await write(part)
     except Exception:  # noqa: BLE001 - the peer went away
         pass
     finally:

@@ -14,6 +14,7 @@ from rayredis.raylet import invariants
 from rayredis.raylet.actors import LocalActors
 from rayredis.raylet.cluster_view import LOCAL, ClusterView, InfeasibleError, UnschedulableError
 from rayredis.raylet.connection import Connection
+from rayredis.raylet.connection_objects import received_put
 from rayredis.raylet.object_store import PENDING as OBJ_PENDING
 from rayredis.raylet.object_store import READY, REMOTE, ObjectStore
 from rayredis.raylet.object_waits import ObjectWaits, object_data
@@ -147,6 +148,8 @@ class NodeManager:
         """A ``put`` from a client: it holds one reference to the new object."""
         self.objects.expect(p.object_id, refs=1)
         conn.refs[p.object_id] += 1
+        if conn.objects_over_connection and p.shm_name:  # the bytes came along: write them into the segment
+            p = received_put(self.objects, p)
         # Large puts reserved their room with a create request (which fails when full); small ones
         # travel inline and are accepted without a round trip, as Ray's in-memory store does.
         self.seal(p.object_id, p.inline_data if not p.shm_name else None, p.shm_name, p.size,

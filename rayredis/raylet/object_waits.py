@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.raylet.connection import Connection
+from rayredis.raylet.connection_objects import readable_by
 from rayredis.raylet.object_store import READY, REMOTE, ObjectStore
 from rayredis.raylet.ports import Timers
 from rayredis.raylet.records import GetWait, WaitRequest
@@ -90,7 +91,7 @@ class ObjectWaits:
         conn = w.conn
         reply = conn.out().get_replies.add(req_id=key[1])
         for o in w.oids:
-            reply.objects.append(object_data(self.objects, o))
+            reply.objects.append(readable_by(conn, object_data(self.objects, o)))
         conn.flush()
 
     def forget_get(self, conn: Connection, req_id: int) -> None:

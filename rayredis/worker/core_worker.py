@@ -15,10 +15,12 @@ from rayredis._private import retry
 from rayredis.config import Config
 from rayredis.object_ref import ObjectRef
 from rayredis.protocol._generated import rayredis_pb2 as pb
+from rayredis.protocol.limits import MAX_OBJECT_OVER_CONNECTION, too_large_message
 from rayredis.store import keys
 from rayredis.store.client import ShardedRedis
+from rayredis.worker import shm_probe
 from rayredis.worker.object_io import map_segment, write_segment
-from rayredis.worker.raylet_client import RayletClient
+from rayredis.worker.raylet_client import RayletClient, Reply
 from rayredis.worker.reference_counter import ReferenceCounter
 
 
@@ -53,14 +55,22 @@ class CoreWorker:
         self.driver_task_id = ids.task_id()
         self._exported: set[bytes] = set()
         self._fn_cache: dict[bytes, Any] = {}
-        self.raylet = RayletClient(
-            raylet_address, token,
-            pb.Register(worker_id=self.worker_id, pid=os.getpid(), is_driver=is_driver, job_id=job_id,
-                        namespace=namespace, actor_id=actor_id),
-            on_assign=on_assign, on_cancel=on_cancel, on_disconnect=on_disconnect, on_logs=on_logs,
-            unix_socket=raylet_socket if cfg.local_socket else "")
+        # Workers run next to their raylet; a driver checks that it shares the raylet's /dev/shm.
+        probe = shm_probe.create(cfg.objects_over_connection) if is_driver else shm_probe.Probe()
+        try:
+            self.raylet = RayletClient(
+                raylet_address, token,
+                pb.Register(worker_id=self.worker_id, pid=os.getpid(), is_driver=is_driver, job_id=job_id,
+                            namespace=namespace, actor_id=actor_id, shm_probe_name=probe.name,
+                            shm_probe_data=probe.data),
+                on_assign=on_assign, on_cancel=on_cancel, on_disconnect=on_disconnect, on_logs=on_logs,
+                unix_socket=raylet_socket if cfg.local_socket else "")
+        finally:
+            probe.remove()
         self.refs = ReferenceCounter(self.raylet.send)
         info = self.raylet.info
+        #: Large objects travel inside this process's messages: it cannot map the raylet's /dev/shm.
+        self.objects_over_connection: bool = info.objects_over_connection
         self.node_id: bytes = info.node_id
         self.node_ip: str = info.node_ip
         self.session_dir: str = info.session_dir
@@ -108,11 +118,15 @@ class CoreWorker:
     # ---- objects -------------------------------------------------------------------------------
 
     def _store_blob(self, oid: bytes, ser: serialization.SerializedObject) -> pb.PutObject:
-        """Place a serialized value: inline when small, else in a shared-memory segment."""
+        """Place a serialized value: inline when small, else in a shared-memory segment (or, over
+        the connection, sent whole for the raylet to write into the segment it reserved)."""
         contained = [r.binary() for r in ser.contained_refs]
         if ser.total_size <= self.cfg.inline_object_max_bytes:
             data = ser.to_bytes()
             return pb.PutObject(object_id=oid, inline_data=data, size=len(data), contained=contained)
+        over = self.objects_over_connection
+        if over and ser.total_size + 64 * len(contained) > MAX_OBJECT_OVER_CONNECTION:
+            raise ValueError(too_large_message(f"Object {oid.hex()}", ser.total_size))
         req = self.raylet.next_id()
         reply = self.raylet.request("creates", pb.CreateRequest(req_id=req, object_id=oid,
                                                                 size=ser.total_size), req)
@@ -121,6 +135,9 @@ class CoreWorker:
             raise reply.error
         if reply.value.error:
             raise exceptions.ObjectStoreFullError(reply.value.error)
+        if over:
+            return pb.PutObject(object_id=oid, shm_name=reply.value.shm_name, size=ser.total_size,
+                                contained=contained, data=ser.to_bytes())
         view = write_segment(reply.value.shm_name, ser)
         if self.refs.holds(oid):
             self.refs.values[oid] = view
@@ -147,9 +164,33 @@ class CoreWorker:
     def _blob_from(self, d: pb.ObjectData) -> Any:
         if d.missing:
             return None
+        if d.data:
+            return d.data
         if d.shm_name:
             return map_segment(d.shm_name, d.size)
         return d.inline_data
+
+    def _send_gets(self, need: list[bytes]) -> list[tuple[int, Reply]]:
+        """Ask the raylet for ``need``: in one request, or over the connection one request per object,
+        so that each reply fits in one message."""
+        groups = [[o] for o in dict.fromkeys(need)] if self.objects_over_connection else [need]
+        out = []
+        for group in groups:
+            req = self.raylet.next_id()
+            out.append((req, self.raylet.request("gets", pb.GetRequest(req_id=req, object_ids=group), req)))
+        return out
+
+    def _await_gets(self, replies: list[tuple[int, Reply]], timeout: float | None) -> bool:
+        """Wait up to ``timeout`` for every reply; False after cancelling the unanswered ones if time ran out."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for _, reply in replies:
+            if not reply.wait(None if deadline is None else max(0.0, deadline - time.monotonic())):
+                for req, r in replies:
+                    if not r.wait(0):
+                        self.raylet.forget(req)
+                        self.raylet.send("cancel_gets", req)
+                return False
+        return True
 
     def get_blobs(self, oids: Sequence[bytes], timeout: float | None) -> list[Any]:
         """Blobs for ``oids``, waiting for the ones not yet available locally."""
@@ -157,30 +198,28 @@ class CoreWorker:
         out: list[Any] = [values.get(o) for o in oids]
         need = [o for o, v in zip(oids, out) if v is None]
         if need:
-            req = self.raylet.next_id()
-            reply = self.raylet.request("gets", pb.GetRequest(req_id=req, object_ids=need), req)
+            replies = self._send_gets(need)
             ctx = self.ctx
-            blocked = ctx.is_normal_task and not reply.wait(0.001)
+            blocked = ctx.is_normal_task and not (replies[-1][1].wait(0.001) and all(r.wait(0) for _, r in replies))
             if blocked:
                 self.raylet.send("blocked", ctx.task_id)
             try:
-                if not reply.wait(timeout):
-                    self.raylet.forget(req)
-                    self.raylet.send("cancel_gets", req)
+                if not self._await_gets(replies, timeout):
                     raise exceptions.GetTimeoutError(
                         f"Get timed out: {len(need)} of {len(oids)} objects were not ready after "
                         f"{timeout} s.")
             finally:
                 if blocked:
                     self.raylet.send("unblocked", ctx.task_id)
-            if reply.error is not None:
-                raise reply.error
             got = {}
-            for d in reply.value.objects:
-                blob = self._blob_from(d)
-                got[d.object_id] = blob
-                if blob is not None and self.refs.holds(d.object_id):
-                    values[d.object_id] = blob
+            for _, reply in replies:
+                if reply.error is not None:
+                    raise reply.error
+                for d in reply.value.objects:
+                    blob = self._blob_from(d)
+                    got[d.object_id] = blob
+                    if blob is not None and self.refs.holds(d.object_id):
+                        values[d.object_id] = blob
             out = [v if v is not None else got.get(o) for o, v in zip(oids, out)]
         return out
 

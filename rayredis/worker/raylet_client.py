@@ -8,7 +8,7 @@ import queue
 import socket
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -17,6 +17,7 @@ from rayredis._private import auth
 from rayredis.exceptions import RaySystemError
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
+from rayredis.protocol.limits import MAX_MESSAGE_BYTES, MAX_OBJECT_OVER_CONNECTION
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class RayletClient:
     """Sends ``ClientBatch`` items and dispatches ``RayletBatch`` replies.
 
     ``send(field, item)`` is thread-safe; everything queued while the previous message was being
-    sent goes out together in one batch.
+    sent goes out together in one batch, as long as the objects in it fit in one message.
     """
 
     def __init__(self, address: str, token: str, register: pb.Register,
@@ -113,24 +114,8 @@ class RayletClient:
         with self._lock:
             self._pending.pop(req_id, None)
 
-    def _requests(self) -> Any:
-        q = self._q
-        while True:
-            item = q.get()
-            if item is _CLOSE:
-                return
-            batch = pb.ClientBatch()
-            _add(batch, item)
-            for _ in range(5000):
-                try:
-                    item = q.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _CLOSE:
-                    yield batch
-                    return
-                _add(batch, item)
-            yield batch
+    def _requests(self) -> Iterator[pb.ClientBatch]:
+        yield from _batches(self._q)
 
     def _read(self) -> None:
         err: BaseException | None = None
@@ -210,10 +195,48 @@ class RayletClient:
                 if not self.closed:
                     raise ConnectionError("the raylet closed the connection")
                 return
-            body = _recv_exact(sock, _FRAME.unpack(head)[0])
+            (n,) = _FRAME.unpack(head)
+            if n > MAX_MESSAGE_BYTES:
+                raise ConnectionError(f"the raylet sent a frame of {n} bytes (at most {MAX_MESSAGE_BYTES})")
+            body = _recv_exact(sock, n)
             if body is None:
                 raise ConnectionError("the raylet closed the connection mid-message")
             yield pb.RayletBatch.FromString(body)
+
+
+def _batches(q: queue.SimpleQueue[Any]) -> Iterator[pb.ClientBatch]:
+    """``ClientBatch`` messages from the send queue until ``_CLOSE``: everything queued meanwhile, up
+    to 5000 items, as long as the objects in it fit in one message."""
+    carry: Any = None
+    while True:
+        item, carry = (q.get() if carry is None else carry), None
+        if item is _CLOSE:
+            return
+        batch = pb.ClientBatch()
+        _add(batch, item)
+        size = _object_bytes(item)
+        for _ in range(5000):
+            try:
+                item = q.get_nowait()
+            except queue.Empty:
+                break
+            if item is _CLOSE:
+                yield batch
+                return
+            n = _object_bytes(item)
+            if size + n > MAX_OBJECT_OVER_CONNECTION:
+                carry = item  # it opens the next batch: every message stays under the cap
+                break
+            size += n
+            _add(batch, item)
+        yield batch
+
+
+def _object_bytes(item: tuple[str, Any]) -> int:
+    """At most how many bytes of object data ``item`` adds to a batch (puts carry them, unless they
+    name a segment; other items are small). ``PutObject.size``: reading ``data`` would copy it."""
+    field, value = item
+    return int(value.size) if field == "puts" else 0
 
 
 def _add(batch: pb.ClientBatch, item: tuple[str, Any]) -> None:

@@ -129,34 +129,40 @@ class TaskSpec(_message.Message):
     def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[int] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., function_id: _Optional[bytes] = ..., name: _Optional[str] = ..., args: _Optional[_Iterable[_Union[Arg, _Mapping]]] = ..., num_returns: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_allowlist: _Optional[bytes] = ..., actor_id: _Optional[bytes] = ..., method_name: _Optional[str] = ..., caller_id: _Optional[bytes] = ..., seq_no: _Optional[int] = ..., attempt: _Optional[int] = ..., actor_options: _Optional[_Union[ActorOptions, _Mapping]] = ..., nested_refs: _Optional[_Iterable[bytes]] = ..., strategy: _Optional[_Union[SchedulingStrategy, _Mapping]] = ..., parent_task_id: _Optional[bytes] = ..., namespace: _Optional[str] = ..., submitter_node: _Optional[bytes] = ...) -> None: ...
 
 class ObjectData(_message.Message):
-    __slots__ = ("object_id", "inline_data", "shm_name", "size", "missing")
+    __slots__ = ("object_id", "inline_data", "shm_name", "size", "missing", "data")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     INLINE_DATA_FIELD_NUMBER: _ClassVar[int]
     SHM_NAME_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     MISSING_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
     object_id: bytes
     inline_data: bytes
     shm_name: str
     size: int
     missing: bool
-    def __init__(self, object_id: _Optional[bytes] = ..., inline_data: _Optional[bytes] = ..., shm_name: _Optional[str] = ..., size: _Optional[int] = ..., missing: _Optional[bool] = ...) -> None: ...
+    data: bytes
+    def __init__(self, object_id: _Optional[bytes] = ..., inline_data: _Optional[bytes] = ..., shm_name: _Optional[str] = ..., size: _Optional[int] = ..., missing: _Optional[bool] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Register(_message.Message):
-    __slots__ = ("worker_id", "pid", "is_driver", "job_id", "namespace", "actor_id")
+    __slots__ = ("worker_id", "pid", "is_driver", "job_id", "namespace", "actor_id", "shm_probe_name", "shm_probe_data")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     IS_DRIVER_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    SHM_PROBE_NAME_FIELD_NUMBER: _ClassVar[int]
+    SHM_PROBE_DATA_FIELD_NUMBER: _ClassVar[int]
     worker_id: bytes
     pid: int
     is_driver: bool
     job_id: int
     namespace: str
     actor_id: bytes
-    def __init__(self, worker_id: _Optional[bytes] = ..., pid: _Optional[int] = ..., is_driver: _Optional[bool] = ..., job_id: _Optional[int] = ..., namespace: _Optional[str] = ..., actor_id: _Optional[bytes] = ...) -> None: ...
+    shm_probe_name: str
+    shm_probe_data: bytes
+    def __init__(self, worker_id: _Optional[bytes] = ..., pid: _Optional[int] = ..., is_driver: _Optional[bool] = ..., job_id: _Optional[int] = ..., namespace: _Optional[str] = ..., actor_id: _Optional[bytes] = ..., shm_probe_name: _Optional[str] = ..., shm_probe_data: _Optional[bytes] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("req_id", "object_ids")
@@ -179,18 +185,20 @@ class WaitRequest(_message.Message):
     def __init__(self, req_id: _Optional[int] = ..., object_ids: _Optional[_Iterable[bytes]] = ..., num_returns: _Optional[int] = ..., timeout_s: _Optional[float] = ...) -> None: ...
 
 class PutObject(_message.Message):
-    __slots__ = ("object_id", "inline_data", "shm_name", "size", "contained")
+    __slots__ = ("object_id", "inline_data", "shm_name", "size", "contained", "data")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     INLINE_DATA_FIELD_NUMBER: _ClassVar[int]
     SHM_NAME_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     CONTAINED_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
     object_id: bytes
     inline_data: bytes
     shm_name: str
     size: int
     contained: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, object_id: _Optional[bytes] = ..., inline_data: _Optional[bytes] = ..., shm_name: _Optional[str] = ..., size: _Optional[int] = ..., contained: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    data: bytes
+    def __init__(self, object_id: _Optional[bytes] = ..., inline_data: _Optional[bytes] = ..., shm_name: _Optional[str] = ..., size: _Optional[int] = ..., contained: _Optional[_Iterable[bytes]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class CreateRequest(_message.Message):
     __slots__ = ("req_id", "object_id", "size")
@@ -330,18 +338,20 @@ class CreateReply(_message.Message):
     def __init__(self, req_id: _Optional[int] = ..., shm_name: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
 
 class RegisterReply(_message.Message):
-    __slots__ = ("node_id", "session_dir", "node_ip", "job_id", "shm_prefix")
+    __slots__ = ("node_id", "session_dir", "node_ip", "job_id", "shm_prefix", "objects_over_connection")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_DIR_FIELD_NUMBER: _ClassVar[int]
     NODE_IP_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SHM_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_OVER_CONNECTION_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     session_dir: str
     node_ip: str
     job_id: int
     shm_prefix: str
-    def __init__(self, node_id: _Optional[bytes] = ..., session_dir: _Optional[str] = ..., node_ip: _Optional[str] = ..., job_id: _Optional[int] = ..., shm_prefix: _Optional[str] = ...) -> None: ...
+    objects_over_connection: bool
+    def __init__(self, node_id: _Optional[bytes] = ..., session_dir: _Optional[str] = ..., node_ip: _Optional[str] = ..., job_id: _Optional[int] = ..., shm_prefix: _Optional[str] = ..., objects_over_connection: _Optional[bool] = ...) -> None: ...
 
 class RayletBatch(_message.Message):
     __slots__ = ("register_reply", "assign", "get_replies", "wait_replies", "create_replies", "cancel_tasks", "logs")
