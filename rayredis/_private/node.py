@@ -43,7 +43,11 @@ class NodeHandle:
         """Record the exit of the handle's stopped processes in their Popen objects (which would
         otherwise warn, when collected, that they never saw their child exit)."""
         for p in self.popens:
-            p.poll()
+            try:
+                p.wait(timeout=5.0)  # stopped already: this only reaps it (a signal may still be in flight)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5.0)
 
     def bind_to_parent(self) -> bool:
         # PR_SET_PDEATHSIG fires when the spawning *thread* exits, so bind only from threads that

@@ -12,16 +12,17 @@ from rayredis.common.resources import ResourceSet
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.raylet import invariants
 from rayredis.raylet.actors import LocalActors
-from rayredis.raylet.cluster_view import LOCAL, ClusterView, InfeasibleError, UnschedulableError
+from rayredis.raylet.cluster_view import ClusterView
 from rayredis.raylet.connection import Connection
 from rayredis.raylet.connection_objects import received_put
 from rayredis.raylet.object_store import PENDING as OBJ_PENDING
 from rayredis.raylet.object_store import READY, REMOTE, ObjectStore
 from rayredis.raylet.object_waits import ObjectWaits, object_data
-from rayredis.raylet.peer_core import PeerCore, PeerLinks
+from rayredis.raylet.peer_core import NoLinks, PeerCore, PeerLinks
+from rayredis.raylet.placement import Placement
 from rayredis.raylet.ports import ActorDirectory, TableWriter, Timers, WorkerProcesses
 from rayredis.raylet.records import TaskRecord
-from rayredis.raylet.scheduler import LocalScheduler, QueuedTask
+from rayredis.raylet.scheduler import LocalScheduler
 from rayredis.store.tables import NodeLoad, TaskState
 
 logger = logging.getLogger(__name__)
@@ -50,10 +51,9 @@ class NodeManager:
         self.waiters = ObjectWaits(objects, timers, self._need_local)
         #: The other nodes (refreshed by the shell from their heartbeats) and the links to them.
         self.view = view if view is not None else ClusterView(node_id)
-        self.peers = PeerCore(self, links if links is not None else _NoLinks(), self.view)
-        #: Tasks waiting for arguments that are not sealed anywhere yet, before they are placed.
-        self.deps_index: dict[bytes, set[bytes]] = {}
-        self._warned: set[tuple[int, tuple[tuple[str, int], ...]]] = set()
+        self.peers = PeerCore(self, links if links is not None else NoLinks(), self.view)
+        self.placement = Placement(self)
+        self.deps_index = self.placement.deps_index
         #: References the store holds for return objects whose submitter was not connected (nobody
         #: will drop them): part of the refcount invariant that :meth:`validate` checks.
         self.unowned_refs: Counter[bytes] = Counter()
@@ -164,7 +164,7 @@ class NodeManager:
         self._object_ready(oid)
 
     def _object_ready(self, oid: bytes) -> None:
-        self._deps_ready(oid)
+        self.placement.deps_ready(oid)
         self.scheduler.object_ready(oid)
         self.actors.object_ready(oid)
         self.waiters.object_ready(oid)
@@ -174,7 +174,7 @@ class NodeManager:
     def object_available(self, oid: bytes) -> None:
         """``oid`` was sealed on other nodes (it is REMOTE here): place the tasks that waited for it,
         and pull it for the local readers that wait."""
-        self._deps_ready(oid)
+        self.placement.deps_ready(oid)
         self.actors.object_ready(oid)
         if oid in self.waiters.get_index or oid in self.waiters.wait_index:
             self.peers.need_local(oid)
@@ -236,7 +236,7 @@ class NodeManager:
         if spec.kind == ACTOR_TASK:
             self.actors.submit_call(rec)  # ordered delivery checks the arguments itself
         else:
-            self._enqueue(rec)
+            self.placement.enqueue(rec)
 
     def submit_creation(self, spec: pb.TaskSpec) -> TaskRecord:
         """Queue an actor's constructor (from the GCS, no submitting client); returns its record."""
@@ -254,105 +254,6 @@ class NodeManager:
             if self.objects.get(oid) is None:
                 self.objects.expect(oid, refs=0)
                 self.peers.resolve(oid, spec.submitter_node)
-
-    def _enqueue(self, rec: TaskRecord) -> None:
-        """Place the task once no argument is pending anywhere."""
-        pending = self.pending_args(rec.spec)
-        if pending:
-            rec.deps = pending
-            for oid in pending:
-                self.deps_index.setdefault(oid, set()).add(rec.spec.task_id)
-            return
-        self._place(rec)
-
-    def _deps_ready(self, oid: bytes) -> None:
-        tids = self.deps_index.pop(oid, None)
-        if not tids:
-            return
-        for tid in tids:
-            rec = self.tasks.get(tid)
-            if rec is None or oid not in rec.deps:
-                continue
-            rec.deps.discard(oid)
-            if not rec.deps and rec.state is PENDING and not rec.forwarded_to:
-                self._place(rec)
-
-    def _place(self, rec: TaskRecord) -> None:
-        """Run the task here or forward it to another node (docs/scheduling.md)."""
-        spec = rec.spec
-        demand = ResourceSet.from_floats(dict(spec.resources))
-        target = LOCAL
-        if not rec.owner_node and spec.kind == NORMAL and self.view.nodes:
-            try:
-                target = self.view.place(demand, spec.strategy, self.scheduler.total, self._arg_bytes(spec))
-            except UnschedulableError as e:
-                self.fail_task(rec, exceptions.TaskUnschedulableError(str(e)))
-                return
-            except InfeasibleError:
-                self._warn_infeasible(spec, demand)
-        elif not demand.fits_in(self.scheduler.total) and not rec.owner_node and spec.kind == NORMAL:
-            self._warn_infeasible(spec, demand)
-        if target != LOCAL:
-            self.peers.forward(rec, target, demand)
-            return
-        self.scheduler.submit(QueuedTask(spec.task_id, demand, rec, self.missing_args(spec),
-                                         dedicated=spec.kind == ACTOR_CREATION))
-
-    def _warn_infeasible(self, spec: pb.TaskSpec, demand: ResourceSet) -> None:
-        if spec.strategy.kind == pb.STRATEGY_PLACEMENT_GROUP:
-            return  # waits for its group's bundles
-        key = (spec.job_id, demand.key())
-        if key in self._warned:
-            return
-        self._warned.add(key)
-        self._warn_job(spec.job_id, (
-            f"Warning: {spec.name!r} needs {demand.to_floats()}, more than any node of the cluster has "
-            f"in total (this node: {self.scheduler.total.to_floats()}); it waits until resources are added "
-            "(a node that fits joins the cluster). Cancel it with rayredis.cancel."))
-
-    def _arg_bytes(self, spec: pb.TaskSpec) -> dict[bytes, int] | None:
-        out: dict[bytes, int] = {}
-        for a in spec.args:
-            if a.object_id:
-                e = self.objects.get(a.object_id)
-                if e is None:
-                    continue
-                if e.state == READY and e.inline is None:
-                    out[self.node_id] = out.get(self.node_id, 0) + e.size
-                elif e.state == REMOTE and e.locations:
-                    out[e.locations[0]] = out.get(e.locations[0], 0) + e.size
-        return out or None
-
-    def replace_infeasible(self) -> None:
-        """Nodes joined or changed: tasks that fit nowhere before may fit somewhere now."""
-        for t in self.scheduler.infeasible():
-            rec: TaskRecord = t.payload
-            if rec.owner_node or rec.spec.kind != NORMAL:
-                continue
-            demand = t.demand
-            try:
-                target = self.view.place(demand, rec.spec.strategy, self.scheduler.total)
-            except (InfeasibleError, UnschedulableError):
-                continue
-            if target != LOCAL and self.scheduler.cancel(t.task_id) is not None:
-                self.peers.forward(rec, target, demand)
-
-    def _spill(self) -> None:
-        """Tasks that wait here for resources go to nodes with room (the spillback of the paper)."""
-        s = self.scheduler
-        for key, demand in s.spill_candidates():
-            while True:
-                t = s.head(key)
-                if t is None:
-                    break
-                rec: TaskRecord = t.payload
-                if rec.owner_node or rec.spec.kind != NORMAL or rec.spec.strategy.kind != pb.STRATEGY_DEFAULT:
-                    break
-                target = self.view.spill_target(demand)
-                if target is None:
-                    return
-                s.pop_head(key)
-                self.peers.forward(rec, target, demand)
 
     def request_schedule(self) -> None:
         if not self._schedule_pending:
@@ -387,7 +288,7 @@ class NodeManager:
         if dispatches and self.scheduler.idle and self.scheduler.ready_ids:
             self.request_schedule()
         if self.view.nodes and self.scheduler.ready_ids:
-            self._spill()
+            self.placement.spill()
 
     def _error_dep(self, rec: TaskRecord) -> bytes | None:
         for a in rec.spec.args:
@@ -502,6 +403,12 @@ class NodeManager:
         self.writer.task_state(rec.spec.task_id, PENDING, rec.attempt)
         self._requeue(rec)
 
+    def pending_args(self, spec: pb.TaskSpec) -> set[bytes]:
+        return self.placement.pending_args(spec)
+
+    def replace_infeasible(self) -> None:
+        self.placement.replace_infeasible()
+
     def missing_args(self, spec: pb.TaskSpec) -> set[bytes]:
         """Ref arguments known here but not here yet (unknown ones are reported lost at run time);
         those sealed elsewhere are pulled."""
@@ -515,18 +422,8 @@ class NodeManager:
                         self.peers.need_local(a.object_id)
         return out
 
-    def pending_args(self, spec: pb.TaskSpec) -> set[bytes]:
-        """Ref arguments sealed nowhere yet (as far as this node knows)."""
-        out: set[bytes] = set()
-        for a in spec.args:
-            if a.object_id:
-                e = self.objects.get(a.object_id)
-                if e is not None and e.state == OBJ_PENDING:
-                    out.add(a.object_id)
-        return out
-
     def _requeue(self, rec: TaskRecord) -> None:
-        self._enqueue(rec)
+        self.placement.enqueue(rec)
         self.request_schedule()
 
     def _task_worker_died(self, tid: bytes, why: str) -> None:
@@ -557,7 +454,7 @@ class NodeManager:
             self.peers.cancel(rec, oid, force)
             return
         if self.scheduler.cancel(tid) is not None or rec.deps:
-            self._drop_deps(rec)
+            self.placement.drop_deps(rec)
             self.fail_task(rec, exceptions.TaskCancelledError(tid.hex()), CANCELLED)
             return
         conn = self.conns.get(rec.worker)
@@ -576,7 +473,7 @@ class NodeManager:
             if rec.spec.job_id == job_id and rec.state is PENDING and rec.spec.kind == NORMAL \
                     and not rec.forwarded_to:
                 if self.scheduler.cancel(tid) is not None or rec.deps:
-                    self._drop_deps(rec)
+                    self.placement.drop_deps(rec)
                     rec.cancelled = True
                     self.fail_task(rec, exceptions.TaskCancelledError(tid.hex()), CANCELLED)
 
@@ -588,16 +485,7 @@ class NodeManager:
     def kill_remote_actor(self, node: bytes, actor_id: bytes, no_restart: bool, when_idle: bool) -> None:
         self.peers.kill_actor(node, actor_id, no_restart, when_idle)
 
-    def _drop_deps(self, rec: TaskRecord) -> None:
-        for oid in rec.deps:
-            tids = self.deps_index.get(oid)
-            if tids is not None:
-                tids.discard(rec.spec.task_id)
-                if not tids:
-                    del self.deps_index[oid]
-        rec.deps.clear()
-
-    def _warn_job(self, job_id: int, text: str) -> None:
+    def warn_job(self, job_id: int, text: str) -> None:
         """Show ``text`` on the job's drivers (as Ray prints scheduling warnings there)."""
         for driver in self.conns.values():
             if driver.is_driver and driver.job_id == job_id:
@@ -631,15 +519,3 @@ class NodeManager:
         """Violations of the core's invariants (empty when consistent); see :mod:`.invariants`."""
         return invariants.check(self)
 
-
-class _NoLinks:
-    """The links of a node that has never seen another node (unit tests)."""
-
-    def out(self, node: bytes) -> pb.PeerBatch:
-        raise RuntimeError(f"no link to node {node.hex()}: this NodeManager was built without links")
-
-    def flush(self, node: bytes) -> None:
-        raise RuntimeError("no links")
-
-    def pull(self, oid: bytes, locations: list[bytes], size: int) -> None:
-        raise RuntimeError("no links")

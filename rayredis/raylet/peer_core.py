@@ -34,6 +34,19 @@ class PeerLinks(Protocol):
         ...
 
 
+class NoLinks:
+    """The links of a node that has never seen another node (unit tests)."""
+
+    def out(self, node: bytes) -> pb.PeerBatch:
+        raise RuntimeError(f"no link to node {node.hex()}: this NodeManager was built without links")
+
+    def flush(self, node: bytes) -> None:
+        raise RuntimeError("no links")
+
+    def pull(self, oid: bytes, locations: list[bytes], size: int) -> None:
+        raise RuntimeError("no links")
+
+
 class PeerCore:
     """What one raylet tells others and applies from them (docs/scheduling.md, "Objects between nodes").
 
