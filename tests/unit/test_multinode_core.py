@@ -1,0 +1,294 @@
+"""Several NodeManagers wired by an in-memory fabric (no sockets): forwarding, spillback, holds, pulls,
+and the ClusterView's placement decisions."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from rayredis import ids
+from rayredis.common.resources import ResourceSet
+from rayredis.protocol._generated import rayredis_pb2 as pb
+from rayredis.raylet.cluster_view import LOCAL, ClusterView, InfeasibleError, UnschedulableError
+from rayredis.raylet.connection import Connection
+from rayredis.raylet.node_manager import NodeManager
+from rayredis.raylet.object_store import READY, REMOTE, ObjectStore
+from rayredis.raylet.scheduler import LocalScheduler
+from tests.unit.test_node_manager import (
+    FakeDirectory,
+    FakeTimers,
+    FakeWorkers,
+    RecordingWriter,
+    assignments,
+    blob,
+    task_spec,
+    value_of,
+)
+
+A, B, C = b"A" * 16, b"B" * 16, b"C" * 16
+
+
+class SpillRecordingWriter(RecordingWriter):
+    def task_spilled(self, task_id: bytes, node: bytes, attempt: int) -> None:
+        self.ops.append(("spilled", task_id, node, attempt))
+
+
+class Fabric:
+    """The links between the nodes: batches and pulls are delivered when :meth:`run` is called."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[bytes, FabricNode] = {}
+        self.queue: list[tuple[bytes, bytes, pb.PeerBatch]] = []
+        self.pulls: list[tuple[bytes, bytes, list[bytes]]] = []
+
+    def run(self) -> None:
+        for _ in range(100):
+            for n in self.nodes.values():
+                n.timers.run()
+            if not self.queue and not self.pulls:
+                return
+            queue, self.queue = self.queue, []
+            for src, dst, batch in queue:
+                batch.from_node = src
+                self.nodes[dst].nm.peers.apply(batch)
+            pulls, self.pulls = self.pulls, []
+            for dst, oid, locations in pulls:
+                self._serve_pull(dst, oid, locations)
+        raise AssertionError("the fabric did not settle")
+
+    def _serve_pull(self, dst: bytes, oid: bytes, locations: list[bytes]) -> None:
+        target = self.nodes[dst].nm
+        for loc in locations:
+            src = self.nodes[loc].nm
+            e = src.objects.get(oid)
+            if e is None or e.state != READY:
+                continue
+            contained = src.peers.contained_infos(oid, dst)
+            if e.inline is not None:
+                target.peers.pulled(oid, loc, e.inline, "", len(e.inline), contained)
+            else:
+                name = target.objects.reserve(oid, e.size)
+                target.peers.pulled(oid, loc, None, name, e.size, contained)
+            return
+        target.peers.pull_failed(oid, "gone")
+
+
+class Links:
+    def __init__(self, fabric: Fabric, me: bytes):
+        self.fabric = fabric
+        self.me = me
+        self.batches: dict[bytes, pb.PeerBatch] = {}
+
+    def out(self, node: bytes) -> pb.PeerBatch:
+        return self.batches.setdefault(node, pb.PeerBatch())
+
+    def flush(self, node: bytes) -> None:
+        batch = self.batches.pop(node, None)
+        if batch is not None:
+            self.fabric.queue.append((self.me, node, batch))
+
+    def pull(self, oid: bytes, locations: list[bytes], size: int) -> None:
+        self.fabric.pulls.append((self.me, oid, locations))
+
+
+class FabricNode:
+    def __init__(self, fabric: Fabric, node_id: bytes, cpus: float, resources: dict[str, float] | None = None):
+        self.fabric = fabric
+        self.timers = FakeTimers()
+        self.writer = SpillRecordingWriter()
+        totals = {"CPU": cpus, **(resources or {})}
+        self.totals = totals
+        self.nm = NodeManager(node_id, "127.0.0.1", LocalScheduler(ResourceSet.from_floats(totals), 4),
+                              ObjectStore(1 << 30, f"rr_unit_{node_id[:1].decode()}_"), self.writer, FakeWorkers(),
+                              self.timers, FakeDirectory(), links=Links(fabric, node_id), view=ClusterView(node_id))
+        fabric.nodes[node_id] = self
+
+    def connect(self, is_driver: bool) -> Connection:
+        conn = Connection(os.urandom(16), 1, is_driver, 1 if is_driver else 0, "")
+        self.nm.connect(conn)
+        self.fabric.run()
+        return conn
+
+    def send(self, conn: Connection, **fields: Any) -> None:
+        self.nm.handle(conn, pb.ClientBatch(**fields))
+        self.fabric.run()
+
+
+def cluster(*specs: tuple[bytes, float, dict[str, float]]) -> tuple[Fabric, list[FabricNode]]:
+    fabric = Fabric()
+    nodes = [FabricNode(fabric, nid, cpus, res) for nid, cpus, res in specs]
+    for n in nodes:
+        n.nm.view.update({m.nm.node_id: ("addr", m.totals, m.totals, 0) for m in nodes})
+    return fabric, nodes
+
+
+def check(*nodes: FabricNode) -> None:
+    for n in nodes:
+        assert n.nm.validate() == []
+
+
+def result(node: FabricNode, worker: Connection, spec: pb.TaskSpec, value: Any = None, shm: int = 0) -> None:
+    oid = ids.object_id_for_return(spec.task_id, 1)
+    if shm:
+        name = node.nm.objects.reserve(oid, shm)
+        ret = pb.PutObject(object_id=oid, shm_name=name, size=shm)
+    else:
+        ret = pb.PutObject(object_id=oid, inline_data=blob(value))
+    node.send(worker, results=[pb.TaskResult(task_id=spec.task_id, returns=[ret], attempt=spec.attempt)])
+
+
+def test_task_for_a_resource_elsewhere_is_forwarded_recorded_and_answered() -> None:
+    _, (a, b) = cluster((A, 1, {}), (B, 1, {"gpuish": 1}))
+    driver, wb = a.connect(True), b.connect(False)
+    spec = task_spec("f")
+    spec.resources["gpuish"] = 1
+    a.send(driver, submit=[spec])
+    (oid,) = [ids.object_id_for_return(spec.task_id, 1)]
+    assert ("spilled", spec.task_id, B, 0) in a.writer.ops
+    (assign,) = assignments(wb)
+    assert assign.spec.task_id == spec.task_id and assign.spec.submitter_node == A
+    result(b, wb, spec, "hello")
+    a.send(driver, gets=[pb.GetRequest(req_id=1, object_ids=[oid])])
+    (reply,) = driver.take().get_replies
+    assert value_of(reply.objects[0]) == "hello"
+    assert b.nm.objects.get(oid) is None  # the inline return was handed over, nothing kept on B
+    a.send(driver, remove_refs=[oid])
+    assert not a.nm.objects.entries and not b.nm.objects.entries
+    check(a, b)
+
+
+def test_large_return_stays_remote_until_pulled_and_is_freed_on_both_nodes() -> None:
+    _, (a, b) = cluster((A, 1, {}), (B, 1, {"x": 1}))
+    driver, wb = a.connect(True), b.connect(False)
+    spec = task_spec("big")
+    spec.resources["x"] = 1
+    a.send(driver, submit=[spec])
+    oid = ids.object_id_for_return(spec.task_id, 1)
+    assignments(wb)
+    # Before the driver asks, the return stays on B: A only knows where it is.
+    nm_a = a.nm
+    oid_entry = nm_a.objects.get(oid)
+    result(b, wb, spec, shm=1000)
+    assert oid_entry is not None and oid_entry.state == REMOTE and oid_entry.locations == [B]
+    assert b.nm.objects.get(oid).holders[A] == 1  # type: ignore[union-attr]
+    a.send(driver, gets=[pb.GetRequest(req_id=7, object_ids=[oid])])
+    (reply,) = driver.take().get_replies
+    assert reply.objects[0].shm_name and reply.objects[0].size == 1000
+    assert nm_a.objects.get(oid).state == READY  # type: ignore[union-attr]
+    check(a, b)
+    a.send(driver, remove_refs=[oid])
+    assert not a.nm.objects.entries and not b.nm.objects.entries
+    check(a, b)
+
+
+def test_busy_node_spills_ready_tasks_to_a_node_with_room() -> None:
+    _, (a, b) = cluster((A, 1, {}), (B, 2, {}))
+    driver, wa, wb1, wb2 = a.connect(True), a.connect(False), b.connect(False), b.connect(False)
+    specs = [task_spec(f"t{i}") for i in range(3)]
+    a.send(driver, submit=specs)
+    ran_a = [x.spec.task_id for x in assignments(wa)]
+    ran_b = [x.spec.task_id for x in assignments(wb1) + assignments(wb2)]
+    assert len(ran_a) == 1 and len(ran_b) == 2 and set(ran_a + ran_b) == {s.task_id for s in specs}
+    check(a, b)
+
+
+def test_forwarded_argument_is_held_by_its_node_until_the_task_ends() -> None:
+    _, (a, b) = cluster((A, 1, {}), (B, 1, {"x": 1}))
+    driver, wb = a.connect(True), b.connect(False)
+    arg = ids.object_id_for_put(0)
+    name = a.nm.objects.reserve(arg, 5000)
+    a.send(driver, puts=[pb.PutObject(object_id=arg, shm_name=name, size=5000)])
+    spec = task_spec("use", args=[arg])
+    spec.resources["x"] = 1
+    a.send(driver, submit=[spec], remove_refs=[arg])  # the driver lets go of the arg right away
+    assert a.nm.objects.get(arg).holders[B] == 1  # type: ignore[union-attr]
+    (assign,) = assignments(wb)  # B pulled the argument before running the task
+    assert assign.resolved[0].shm_name
+    result(b, wb, spec, 1)
+    assert a.nm.objects.get(arg) is None and b.nm.objects.get(arg) is None
+    check(a, b)
+
+
+def test_refs_inside_a_returned_value_are_held_for_the_owner() -> None:
+    _, (a, b) = cluster((A, 1, {}), (B, 1, {"x": 1}))
+    driver, wb = a.connect(True), b.connect(False)
+    spec = task_spec("produce")
+    spec.resources["x"] = 1
+    a.send(driver, submit=[spec])
+    assignments(wb)
+    inner = ids.object_id_for_put(0)
+    name = b.nm.objects.reserve(inner, 3000)
+    b.send(wb, puts=[pb.PutObject(object_id=inner, shm_name=name, size=3000)])
+    oid = ids.object_id_for_return(spec.task_id, 1)
+    ret = pb.PutObject(object_id=oid, inline_data=blob("list with a ref"), contained=[inner])
+    b.send(wb, results=[pb.TaskResult(task_id=spec.task_id, returns=[ret])], remove_refs=[inner])
+    assert b.nm.objects.get(inner).holders[A] == 1  # type: ignore[union-attr]
+    assert a.nm.objects.get(inner).state == REMOTE  # type: ignore[union-attr]
+    a.send(driver, add_refs=[inner])  # the driver deserialized the list
+    a.send(driver, remove_refs=[oid])
+    assert b.nm.objects.get(inner) is not None  # still referenced by the driver
+    a.send(driver, remove_refs=[inner])
+    assert not a.nm.objects.entries and not b.nm.objects.entries
+    check(a, b)
+
+
+def test_cancel_reaches_a_forwarded_task() -> None:
+    _, (a, b) = cluster((A, 1, {}), (B, 1, {"x": 1}))
+    driver = a.connect(True)
+    spec = task_spec("queued")
+    spec.resources["x"] = 1
+    a.send(driver, submit=[spec])  # B has no worker connected: the task waits in its queue
+    oid = ids.object_id_for_return(spec.task_id, 1)
+    a.send(driver, cancels=[pb.CancelRequest(object_id=oid)])
+    a.send(driver, gets=[pb.GetRequest(req_id=3, object_ids=[oid])])
+    (reply,) = driver.take().get_replies
+    assert "TaskCancelledError" in type(value_of(reply.objects[0])).__name__
+    check(a, b)
+
+
+# ---- ClusterView ------------------------------------------------------------------------------------
+
+
+def view(**nodes: dict[str, float]) -> ClusterView:
+    v = ClusterView(A)
+    v.update({k.encode() * 16: ("addr", t, t, 0) for k, t in nodes.items()})
+    return v
+
+
+def _cpu(n: float, **extra: float) -> ResourceSet:
+    return ResourceSet.from_floats({"CPU": n, **extra})
+
+
+def test_view_places_by_strategy() -> None:
+    v = view(B={"CPU": 2, "x": 1}, C={"CPU": 1})
+    local = _cpu(1)
+    default = pb.SchedulingStrategy()
+    assert v.place(_cpu(1), default, local) == LOCAL
+    assert v.place(_cpu(1, x=1), default, local) == B
+    with pytest.raises(InfeasibleError):
+        v.place(_cpu(1, y=1), default, local)
+    aff = pb.SchedulingStrategy(kind=pb.STRATEGY_NODE_AFFINITY, node_id=C)
+    assert v.place(_cpu(1), aff, local) == C
+    gone = pb.SchedulingStrategy(kind=pb.STRATEGY_NODE_AFFINITY, node_id=b"Z" * 16)
+    with pytest.raises(UnschedulableError):
+        v.place(_cpu(1), gone, local)
+    gone.soft = True
+    assert v.place(_cpu(1), gone, local) == LOCAL
+    spread = pb.SchedulingStrategy(kind=pb.STRATEGY_SPREAD)
+    assert {v.place(_cpu(1), spread, local) for _ in range(3)} == {LOCAL, B, C}
+    assert v.place(_cpu(1), default, local, arg_bytes={C: 8 << 20, A: 10}) == C
+
+
+def test_view_spill_target_counts_what_was_sent() -> None:
+    v = view(B={"CPU": 1})
+    demand = _cpu(1)
+    sent = 0
+    while v.spill_target(demand) == B:
+        v.forwarded(B, demand)
+        sent += 1
+    assert sent == 3  # its CPU plus SPILL_QUEUE_PER_CPU (2) queued
+    v.returned(B, demand)
+    assert v.spill_target(demand) == B
+    assert v.update({B: ("addr", {"CPU": 1}, {"CPU": 1}, 0), C: ("addr", {"CPU": 1}, {"CPU": 1}, 0)})
