@@ -377,6 +377,23 @@ class NodeManager:
             self.actors.remote_call_done(rec)
         self.drain_freed()
 
+    def forwarded_lost(self, rec: TaskRecord, why: str) -> None:
+        """The node a task was forwarded to is gone: place it again, or fail it."""
+        self.view.returned(rec.forwarded_to, rec.demand)
+        rec.forwarded_to = b""
+        if rec.spec.kind == ACTOR_TASK:
+            self.actors.remote_call_done(rec)
+            self.fail_task(rec, exceptions.ActorDiedError(
+                f"The actor {rec.spec.actor_id.hex()} was on a node that died ({why}); method "
+                f"{rec.spec.method_name!r} may or may not have run.", rec.spec.actor_id.hex()))
+        elif not rec.cancelled and self._can_retry(rec):
+            logger.info("retrying task %s (%s): %s", rec.spec.name, rec.spec.task_id.hex(), why)
+            self._retry(rec)
+        else:
+            self.fail_task(rec, exceptions.NodeDiedError(
+                f"Task {rec.spec.name!r} failed: the {why}, and it has no retries left "
+                f"(max_retries={rec.spec.max_retries})."))
+
     def release(self, rec: TaskRecord, state: TaskState | None = None) -> None:
         """An actor's constructor ran, was cancelled or lost its worker: drop its record and pins
         once, and record ``state`` (if given) as its terminal state."""

@@ -272,8 +272,13 @@ class PeerCore:
         return list(batch.objects)
 
     def node_gone(self, node: bytes) -> None:
-        """A node died or left: its holds here are void."""
-        self.nm.objects.drop_holder(node)
+        """A node died or left: its holds here are void, and the tasks forwarded to it are retried
+        elsewhere (if they may) or fail with ``NodeDiedError``."""
+        nm = self.nm
+        nm.objects.drop_holder(node)
         for nodes in self.watchers.values():
             nodes.discard(node)
-        self.nm.drain_freed()
+        for rec in [r for r in nm.tasks.values() if r.forwarded_to == node]:
+            nm.forwarded_lost(rec, f"node {node.hex()[:8]} running it died")
+        nm.drain_freed()
+        nm.request_schedule()

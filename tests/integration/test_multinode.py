@@ -246,3 +246,32 @@ def test_objects_are_freed_on_every_node(cluster: Cluster) -> None:
         assert time.monotonic() < deadline, f"objects left in the stores: {used}"
         time.sleep(0.25)
     assert not any(debug.validate_cluster(cw.store).values())
+
+
+def test_tasks_on_a_node_that_dies_are_retried_elsewhere_or_fail(cluster: Cluster) -> None:
+    doomed = cluster.add_node(num_cpus=2)
+    _wait_view(4)
+    near = NodeAffinitySchedulingStrategy(node_id=doomed.node_id, soft=True)
+    retried = slow_where.options(scheduling_strategy=near, max_retries=2).remote(4.0)
+    lost = slow_where.options(scheduling_strategy=near, max_retries=0).remote(4.0)
+    time.sleep(1.5)  # both are running there
+    cluster.remove_node(doomed, allow_graceful=False)
+    assert ray.get(retried, timeout=90) != doomed.node_id
+    with pytest.raises(ray.exceptions.NodeDiedError):
+        ray.get(lost, timeout=90)
+
+
+def test_actors_in_a_spread_placement_group_live_on_distinct_nodes(cluster: Cluster) -> None:
+    @ray.remote(num_cpus=1)
+    class Member:
+        def node(self) -> str:
+            return ray.get_runtime_context().get_node_id()
+
+    pg = placement_group([{"CPU": 1}] * 3, strategy="STRICT_SPREAD")
+    assert pg.wait(30)
+    members = [Member.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, i)).remote()
+               for i in range(3)]
+    assert len(set(ray.get([m.node.remote() for m in members], timeout=60))) == 3
+    for m in members:
+        ray.kill(m)
+    remove_placement_group(pg)
