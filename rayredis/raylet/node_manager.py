@@ -371,6 +371,9 @@ class NodeManager:
                 blob = serialization.serialize_error(exceptions.ObjectLostError(
                     f"Task {rec.spec.name!r} ended on node {sender.hex()[:8]} without return {oid.hex()}."))
                 self.seal(oid, blob.to_bytes(), "", 0)
+        if rec.owner_node:
+            # An actor call another node sent here, relayed to where the actor lives now.
+            self.peers.task_done(rec, d.failed)
         for oid in rec.pinned:
             self.objects.unpin(oid)
         if rec.spec.kind == ACTOR_TASK:

@@ -82,6 +82,8 @@ class ObjectStore:
                 f"memory), or split the object."
             )
         if self.used + size > self.capacity:
+            self.evict_secondary(self.used + size - self.capacity)
+        if self.used + size > self.capacity:
             raise ObjectStoreFullError(
                 f"The object store is full: {self.used} of {self.capacity} bytes are held by objects "
                 f"that are still referenced, and {size} more were requested. Drop references to "
@@ -119,7 +121,8 @@ class ObjectStore:
         if shm_name and e.reserved == 0:
             self.used += size
         e.reserved = 0
-        e.locations = []
+        if not e.held_at:
+            e.locations = []  # (a copy of another node's object keeps its sources, for eviction)
         for c in contained or ():
             ce = self.entries.get(c)
             if ce is not None:
@@ -128,6 +131,26 @@ class ObjectStore:
         if e.unused():
             self._free(oid, e)
         return True
+
+    def evict_secondary(self, need: int) -> int:
+        """Drop local copies of objects that other nodes hold (pulled here, no task pinning them)
+        until ``need`` bytes are free; they turn REMOTE again (pulled anew if read). Primary copies
+        are never evicted. Returns the bytes freed; their locations go to ``freed``."""
+        got = 0
+        for oid, e in list(self.entries.items()):
+            if got >= need:
+                break
+            if e.state != READY or not e.shm_name or not e.held_at or not e.locations or e.pins > 0:
+                continue
+            _unlink(e.shm_name)
+            self.used -= e.size
+            got += e.size
+            e.state, e.shm_name = REMOTE, ""
+            contained, e.contained = e.contained, []
+            for c in contained:
+                self.unpin(c)
+            self.freed.append(oid)
+        return got
 
     def mark_remote(self, oid: bytes, locations: list[bytes], size: int) -> bool:
         """A pending entry's object was sealed on other nodes: it is REMOTE now. False if not pending."""

@@ -275,3 +275,32 @@ def test_actors_in_a_spread_placement_group_live_on_distinct_nodes(cluster: Clus
     for m in members:
         ray.kill(m)
     remove_placement_group(pg)
+
+
+def test_actor_handles_passed_to_other_nodes_and_restarts(cluster: Cluster) -> None:
+    @ray.remote(resources={"n2": 0.01}, max_restarts=1)
+    class Phoenix:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def call(self) -> int:
+            self.calls += 1
+            return self.calls
+
+        def die(self) -> None:
+            import os
+
+            os._exit(1)
+
+    @ray.remote(resources={"n3": 0.01})
+    def use(handle: Any, n: int) -> list[int]:
+        return [int(ray.get(handle.call.remote())) for _ in range(n)]
+
+    p = Phoenix.remote()
+    assert ray.get(p.call.remote(), timeout=30) == 1
+    assert ray.get(use.remote(p, 3), timeout=60) == [2, 3, 4]
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(p.die.remote(), timeout=60)
+    assert ray.get(p.call.remote(), timeout=60) == 1  # a fresh instance answers
+    assert ray.get(use.remote(p, 2), timeout=60) == [2, 3]
+    ray.kill(p)

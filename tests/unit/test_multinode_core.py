@@ -94,14 +94,15 @@ class Links:
 
 
 class FabricNode:
-    def __init__(self, fabric: Fabric, node_id: bytes, cpus: float, resources: dict[str, float] | None = None):
+    def __init__(self, fabric: Fabric, node_id: bytes, cpus: float, resources: dict[str, float] | None = None,
+                 capacity: int = 1 << 30):
         self.fabric = fabric
         self.timers = FakeTimers()
         self.writer = SpillRecordingWriter()
         totals = {"CPU": cpus, **(resources or {})}
         self.totals = totals
         self.nm = NodeManager(node_id, "127.0.0.1", LocalScheduler(ResourceSet.from_floats(totals), 4),
-                              ObjectStore(1 << 30, f"rr_unit_{node_id[:1].decode()}_"), self.writer, FakeWorkers(),
+                              ObjectStore(capacity, f"rr_unit_{node_id[:1].decode()}_"), self.writer, FakeWorkers(),
                               self.timers, FakeDirectory(), links=Links(fabric, node_id), view=ClusterView(node_id))
         fabric.nodes[node_id] = self
 
@@ -292,3 +293,32 @@ def test_view_spill_target_counts_what_was_sent() -> None:
     v.returned(B, demand)
     assert v.spill_target(demand) == B
     assert v.update({B: ("addr", {"CPU": 1}, {"CPU": 1}, 0), C: ("addr", {"CPU": 1}, {"CPU": 1}, 0)})
+
+
+def test_pulled_copies_are_evicted_under_pressure_and_pulled_again() -> None:
+    fabric, (a,) = cluster((A, 1, {}))
+    b = FabricNode(fabric, B, 1, {"x": 1}, capacity=10_000)
+    for n in (a, b):
+        n.nm.view.update({m.nm.node_id: ("addr", m.totals, m.totals, 0) for m in (a, b)})
+    driver, wb = a.connect(True), b.connect(False)
+    big = ids.object_id_for_put(0)
+    a.send(driver, puts=[pb.PutObject(object_id=big, shm_name=a.nm.objects.reserve(big, 6000), size=6000)])
+    spec = task_spec("hold", args=[big])
+    spec.resources["x"] = 1
+    a.send(driver, submit=[spec])
+    (assign,) = assignments(wb)
+    b.send(wb, add_refs=[big])  # the worker keeps a ref to its argument
+    result(b, wb, spec, 0)
+    copy = b.nm.objects.get(big)
+    assert copy is not None and copy.state == READY and copy.held_at == A
+    other = ids.object_id_for_put(0)
+    b.nm.objects.reserve(other, 8000)  # only fits if the copy goes
+    assert copy.state == REMOTE and copy.locations == [A]
+    b.nm.objects.abort(other, b.nm.objects.shm_prefix + other.hex())
+    b.send(wb, gets=[pb.GetRequest(req_id=2, object_ids=[big])])
+    (reply,) = wb.take().get_replies
+    assert reply.objects[0].shm_name and copy.state == READY
+    b.send(wb, remove_refs=[big])
+    a.send(driver, remove_refs=[big, ids.object_id_for_return(spec.task_id, 1)])
+    assert not a.nm.objects.entries and not b.nm.objects.entries
+    check(a, b)
