@@ -27,6 +27,9 @@ class Config:
     default_port: int = 6379
     #: Values at most this large travel inline in messages instead of through shared memory.
     inline_object_max_bytes: int = 100 * 1024
+    #: A raylet pulling an object from another raylet on its own host (same IP address) copies the
+    #: shared-memory segment in the kernel instead of streaming it over gRPC (docs/scheduling.md).
+    pull_same_host_copy: bool = True
     #: Default object store capacity per node (bytes); 0 means 30% of /dev/shm.
     object_store_memory: int = 0
     #: Interval between raylet heartbeats written to Redis.

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from rayredis._private import auth
+from rayredis.config import get_config
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
 from rayredis.raylet.object_store import READY, shm_path
@@ -47,8 +48,10 @@ class Peers:
     records) reached Redis."""
 
     def __init__(self, node_id: bytes, token: str, address_of: Callable[[bytes], Awaitable[str | None]],
-                 flush_tables: Callable[[], Awaitable[None]]):
+                 flush_tables: Callable[[], Awaitable[None]], node_ip: str = ""):
         self.node_id = node_id
+        self.node_ip = node_ip
+        self.same_host_copy = get_config().pull_same_host_copy
         self.metadata = auth.metadata(token)
         self.address_of = address_of
         self.flush_tables = flush_tables
@@ -162,7 +165,7 @@ class Peers:
         self._seen[b.from_node] = (b.epoch, b.seq)
         return True
 
-    async def serve_pull(self, oid: bytes, to: bytes) -> AsyncIterator[pb.ObjectChunk]:
+    async def serve_pull(self, oid: bytes, to: bytes, same_host: bool = False) -> AsyncIterator[pb.ObjectChunk]:
         nm = self.nm
         e = nm.objects.get(oid)
         if e is None or e.state != READY:
@@ -170,6 +173,11 @@ class Peers:
             return
         if e.inline is not None:
             yield pb.ObjectChunk(total_size=len(e.inline), data=e.inline, inline=True, last=True,
+                                 contained=nm.peers.contained_infos(oid, to))
+            return
+        if same_host:
+            nm.objects.hold(oid, to)  # until the puller has copied the segment (it sends it back)
+            yield pb.ObjectChunk(total_size=e.size, shm_name=e.shm_name, last=True,
                                  contained=nm.peers.contained_infos(oid, to))
             return
         try:
@@ -206,13 +214,46 @@ class Peers:
                 logger.warning("pull of %s from %s failed: %s", oid.hex(), node.hex()[:8], why)
         self.nm.peers.pull_failed(oid, why)
 
-    async def _pull_from(self, node: bytes, oid: bytes) -> bool:
+    async def _copy_segment(self, node: bytes, oid: bytes, chunk: pb.ObjectChunk) -> bool:
+        """A same-host answer: copy the server's segment into one of ours in the kernel
+        (``copy_file_range``, off the event loop), then return the hold it granted for the copy. A
+        segment we cannot open (another /dev/shm after all) falls back to streaming."""
+        objects = self.nm.objects
+        size = chunk.total_size
+        shm_name = ""
+        try:
+            try:
+                src = os.open(shm_path(chunk.shm_name), os.O_RDONLY)
+            except OSError:
+                return await self._pull_from(node, oid, allow_shm=False)
+            try:
+                shm_name = objects.reserve(oid, size)
+                dst = os.open(shm_path(shm_name), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+                try:
+                    await asyncio.to_thread(_copy_fd, src, dst, size)
+                finally:
+                    os.close(dst)
+            finally:
+                os.close(src)
+            name, shm_name = shm_name, ""
+            self.nm.peers.pulled(oid, node, None, name, size, list(chunk.contained))
+            return True
+        finally:
+            if shm_name:
+                objects.abort(oid, shm_name)
+            self.out(node).free.append(oid)
+            self.flush(node)
+
+    async def _pull_from(self, node: bytes, oid: bytes, allow_shm: bool = True) -> bool:
         stub = await self._stub(node)
         if stub is None:
             return False
         objects = self.nm.objects
-        call = stub.PullObject(pb.PullRequest(object_id=oid, from_node=self.node_id), metadata=self.metadata,
-                               timeout=600.0)
+        address = await self.address_of(node) or ""
+        same_host = allow_shm and self.same_host_copy and bool(self.node_ip) and \
+            address.rsplit(":", 1)[0] == self.node_ip
+        call = stub.PullObject(pb.PullRequest(object_id=oid, from_node=self.node_id, same_host=same_host),
+                               metadata=self.metadata, timeout=600.0)
         fd, shm_name, off = -1, "", 0
         try:
             async for chunk in call:
@@ -221,6 +262,8 @@ class Peers:
                 if chunk.inline:
                     self.nm.peers.pulled(oid, node, bytes(chunk.data), "", len(chunk.data), list(chunk.contained))
                     return True
+                if chunk.shm_name:
+                    return await self._copy_segment(node, oid, chunk)
                 if fd < 0:
                     shm_name = objects.reserve(oid, chunk.total_size)
                     fd = os.open(shm_path(shm_name), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -239,3 +282,13 @@ class Peers:
                 os.close(fd)
             if shm_name:
                 objects.abort(oid, shm_name)
+
+
+def _copy_fd(src: int, dst: int, size: int) -> None:
+    os.ftruncate(dst, size)
+    off = 0
+    while off < size:
+        n = os.copy_file_range(src, dst, size - off, off, off)
+        if n <= 0:
+            raise OSError(f"copy_file_range copied nothing at offset {off} of {size}")
+        off += n

@@ -92,7 +92,7 @@ class RayletServicer(pb_grpc.RayletServicer):
         return pb.PeerReply()
 
     async def PullObject(self, request: pb.PullRequest, context: Any) -> AsyncIterator[pb.ObjectChunk]:  # noqa: N802
-        async for chunk in self.r.peers.serve_pull(request.object_id, request.from_node):
+        async for chunk in self.r.peers.serve_pull(request.object_id, request.from_node, request.same_host):
             yield chunk
 
 
@@ -163,7 +163,7 @@ class Raylet:
         totals["object_store_memory"] = float(capacity)
         whole_cpus = max(1, int(self.args.num_cpus + 0.9999))
         loop = asyncio.get_running_loop()
-        self.peers = Peers(self.node_id, token, self._address_of, self._flush_tables)
+        self.peers = Peers(self.node_id, token, self._address_of, self._flush_tables, node_ip=self.node_ip)
         self.node = node = build_node(
             node_id=self.node_id, node_ip=self.node_ip, totals=totals, capacity=capacity,
             # Resources bound how many tasks run; the cap only matters for fractional and zero-CPU tasks.

@@ -304,3 +304,4 @@ def test_actor_handles_passed_to_other_nodes_and_restarts(cluster: Cluster) -> N
     assert ray.get(p.call.remote(), timeout=60) == 1  # a fresh instance answers
     assert ray.get(use.remote(p, 2), timeout=60) == [2, 3]
     ray.kill(p)
+

@@ -510,28 +510,32 @@ class PeerReply(_message.Message):
     def __init__(self) -> None: ...
 
 class PullRequest(_message.Message):
-    __slots__ = ("object_id", "from_node")
+    __slots__ = ("object_id", "from_node", "same_host")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_NODE_FIELD_NUMBER: _ClassVar[int]
+    SAME_HOST_FIELD_NUMBER: _ClassVar[int]
     object_id: bytes
     from_node: bytes
-    def __init__(self, object_id: _Optional[bytes] = ..., from_node: _Optional[bytes] = ...) -> None: ...
+    same_host: bool
+    def __init__(self, object_id: _Optional[bytes] = ..., from_node: _Optional[bytes] = ..., same_host: _Optional[bool] = ...) -> None: ...
 
 class ObjectChunk(_message.Message):
-    __slots__ = ("total_size", "data", "inline", "missing", "last", "contained")
+    __slots__ = ("total_size", "data", "inline", "missing", "last", "contained", "shm_name")
     TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     INLINE_FIELD_NUMBER: _ClassVar[int]
     MISSING_FIELD_NUMBER: _ClassVar[int]
     LAST_FIELD_NUMBER: _ClassVar[int]
     CONTAINED_FIELD_NUMBER: _ClassVar[int]
+    SHM_NAME_FIELD_NUMBER: _ClassVar[int]
     total_size: int
     data: bytes
     inline: bool
     missing: bool
     last: bool
     contained: _containers.RepeatedCompositeFieldContainer[ObjectInfo]
-    def __init__(self, total_size: _Optional[int] = ..., data: _Optional[bytes] = ..., inline: _Optional[bool] = ..., missing: _Optional[bool] = ..., last: _Optional[bool] = ..., contained: _Optional[_Iterable[_Union[ObjectInfo, _Mapping]]] = ...) -> None: ...
+    shm_name: str
+    def __init__(self, total_size: _Optional[int] = ..., data: _Optional[bytes] = ..., inline: _Optional[bool] = ..., missing: _Optional[bool] = ..., last: _Optional[bool] = ..., contained: _Optional[_Iterable[_Union[ObjectInfo, _Mapping]]] = ..., shm_name: _Optional[str] = ...) -> None: ...
 
 class RegisterJobRequest(_message.Message):
     __slots__ = ("driver_pid", "node_id", "namespace", "entrypoint")
