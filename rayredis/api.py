@@ -284,7 +284,7 @@ def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: flo
         raise ValueError(f"num_returns={num_returns} must be between 1 and the number of refs ({len(refs)}).")
     if timeout is not None and timeout < 0:
         raise ValueError("timeout must be >= 0 or None.")
-    return get_worker().wait(refs, oids, num_returns, timeout)
+    return get_worker().wait(refs, oids, num_returns, timeout, fetch_local=fetch_local)
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:

@@ -176,8 +176,7 @@ class NodeManager:
         and pull it for the local readers that wait."""
         self.placement.deps_ready(oid)
         self.actors.object_ready(oid)
-        if oid in self.waiters.get_index or oid in self.waiters.wait_index:
-            self.peers.need_local(oid)
+        self.waiters.object_available(oid)
         if self.peers.watchers:
             self.peers.object_ready(oid)
 

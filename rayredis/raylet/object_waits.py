@@ -105,26 +105,51 @@ class ObjectWaits:
         if w.timeout_s >= 0:
             timer = self.timers.call_later(w.timeout_s, self._wait_timeout, key)
         oids = list(w.object_ids)
-        pending = [o for o in oids if not self._ready_for_wait(o)]
+        fetch = not w.no_fetch
+        pending = [o for o in oids if not self._ready_for_wait(o, fetch)]
         need = w.num_returns - (len(oids) - len(pending))
-        self.waits[key] = WaitRequest(conn, oids, w.num_returns, timer, need)
+        self.waits[key] = WaitRequest(conn, oids, w.num_returns, timer, need, fetch)
         if need <= 0 or w.timeout_s == 0:
             self._check_wait(key, force=True)
             return
         for o in pending:
             self.wait_index.setdefault(o, set()).add(key)
-        self._pull(pending)
+        if fetch:
+            self._pull(pending)
 
-    def _ready_for_wait(self, oid: bytes) -> bool:
+    def object_available(self, oid: bytes) -> None:
+        """``oid`` was sealed on another node: it satisfies waits that do not fetch; the gets and
+        fetching waits that want it make the node pull it."""
+        pull = oid in self.get_index
+        keys_of = self.wait_index.get(oid)
+        if keys_of:
+            for key in list(keys_of):
+                w = self.waits.get(key)
+                if w is None:
+                    continue
+                if w.fetch:
+                    pull = True
+                    continue
+                keys_of.discard(key)
+                w.need -= 1
+                if w.need <= 0:
+                    self._check_wait(key, force=True)
+            if not keys_of:
+                self.wait_index.pop(oid, None)
+        if pull and self.need is not None:
+            self.need(oid)
+
+    def _ready_for_wait(self, oid: bytes, fetch: bool = True) -> bool:
         e = self.objects.get(oid)
-        return e is None or e.state == READY  # unknown objects are reported (get will raise)
+        # Unknown objects are reported (get will raise).
+        return e is None or e.state == READY or (not fetch and e.state == REMOTE)
 
     def _check_wait(self, key: WaitKey, force: bool = False) -> None:
         w = self.waits.get(key)
         if w is None:
             return
         conn, oids, num, timer = w.conn, w.oids, w.num_returns, w.timer
-        ready = [o for o in oids if self._ready_for_wait(o)]
+        ready = [o for o in oids if self._ready_for_wait(o, w.fetch)]
         if len(ready) < num and not force:
             return
         del self.waits[key]

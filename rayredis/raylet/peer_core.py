@@ -117,7 +117,8 @@ class PeerCore:
         batch.tasks.add(spec=spec, attempt=rec.attempt)
         rec.forwarded_to = to
         rec.demand = demand
-        self.nm.writer.task_spilled(spec.task_id, to, rec.attempt)
+        if spec.kind != pb.ACTOR_TASK:  # an actor call goes where its actor is: no decision to record
+            self.nm.writer.task_spilled(spec.task_id, to, rec.attempt)
         self.view.forwarded(to, demand)
         self.links.flush(to)
 

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -16,6 +15,7 @@ from rayredis.config import get_config
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
 from rayredis.raylet.object_store import READY, shm_path
+from rayredis.raylet.peer_transport import Link, LinkSender
 
 if TYPE_CHECKING:
     from rayredis.raylet.node_manager import NodeManager
@@ -24,41 +24,28 @@ logger = logging.getLogger(__name__)
 
 #: Bytes per chunk of a pulled object (each one gRPC message).
 CHUNK_BYTES = 4 * 1024 * 1024
-#: How long a link retries one batch to an unreachable node before dropping it.
-LINK_RETRY_S = 30.0
 _raylet_stub: Callable[[Any], Any] = pb_grpc.RayletStub
-
-
-@dataclass
-class _Link:
-    batch: pb.PeerBatch = field(default_factory=pb.PeerBatch)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-
-
-def _empty(b: pb.PeerBatch) -> bool:
-    return not (b.objects or b.tasks or b.done or b.free or b.resolve or b.cancels or b.kills)
 
 
 class Peers:
     """Implements :class:`~rayredis.raylet.peer_core.PeerLinks` for the core, and serves the other
-    raylets' batches and pulls. One sender task per destination sends its batches one at a time, in
-    order, retrying a failed send (the receiver drops repeats by ``(epoch, seq)``); a batch that
+    raylets' pulls. One sender task per destination sends its batches in order over a framed TCP
+    link (:mod:`.peer_transport`; the receiver drops repeats by ``(epoch, seq)``); a batch that
     carries forwarded tasks is sent only after the table writes queued before it (their spill
     records) reached Redis."""
 
     def __init__(self, node_id: bytes, token: str, address_of: Callable[[bytes], Awaitable[str | None]],
-                 flush_tables: Callable[[], Awaitable[None]], node_ip: str = ""):
+                 flush_tables: Callable[[], Awaitable[None]], node_ip: str = "",
+                 link_address_of: Callable[[bytes], Awaitable[str | None]] | None = None):
         self.node_id = node_id
         self.node_ip = node_ip
         self.same_host_copy = get_config().pull_same_host_copy
         self.metadata = auth.metadata(token)
         self.address_of = address_of
         self.flush_tables = flush_tables
-        self.epoch = int.from_bytes(os.urandom(7), "big")
-        self.seq = 0
+        self.sender = LinkSender(node_id, token, link_address_of or address_of, self._before_send)
         self.nm: NodeManager
-        self._links: dict[bytes, _Link] = {}
+        self._links: dict[bytes, Link] = {}
         self._stubs: dict[bytes, tuple[str, Any, Any]] = {}
         self._seen: dict[bytes, tuple[int, int]] = {}  # sender -> (epoch, last seq applied)
         self._bg: set[asyncio.Task[Any]] = set()
@@ -68,7 +55,7 @@ class Peers:
     def out(self, node: bytes) -> pb.PeerBatch:
         link = self._links.get(node)
         if link is None:
-            link = self._links[node] = _Link()
+            link = self._links[node] = Link()
         return link.batch
 
     def flush(self, node: bytes) -> None:
@@ -76,7 +63,7 @@ class Peers:
         if link is None:
             return
         if link.task is None:
-            link.task = asyncio.get_running_loop().create_task(self._send_loop(node, link))
+            link.task = asyncio.get_running_loop().create_task(self.sender.run(node, link))
         link.wake.set()
 
     def pull(self, oid: bytes, locations: list[bytes], size: int) -> None:
@@ -121,39 +108,9 @@ class Peers:
             await ch.close()
         self._stubs.clear()
 
-    # ---- sending -------------------------------------------------------------------------------
-
-    async def _send_loop(self, node: bytes, link: _Link) -> None:
-        while True:
-            await link.wake.wait()
-            link.wake.clear()
-            batch, link.batch = link.batch, pb.PeerBatch()
-            if _empty(batch):
-                continue
-            self.seq += 1
-            batch.from_node, batch.epoch, batch.seq = self.node_id, self.epoch, self.seq
-            if batch.tasks:
-                await self.flush_tables()
-            await self._deliver(node, batch)
-
-    async def _deliver(self, node: bytes, batch: pb.PeerBatch) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + LINK_RETRY_S
-        delay = 0.05
-        while True:
-            try:
-                stub = await self._stub(node)
-                if stub is None:
-                    logger.warning("dropping a batch for node %s: it is not registered", node.hex()[:8])
-                    return
-                await stub.Peer(batch, metadata=self.metadata, timeout=10.0)
-                return
-            except grpc.aio.AioRpcError as e:
-                if loop.time() > deadline or e.code() == grpc.StatusCode.UNAUTHENTICATED:
-                    logger.error("dropping a batch for node %s after retrying: %s", node.hex()[:8], e.details())
-                    return
-                await asyncio.sleep(delay)
-                delay = min(1.0, delay * 2)
+    async def _before_send(self, batch: pb.PeerBatch) -> None:
+        if any(t.spec.kind != pb.ACTOR_TASK for t in batch.tasks):
+            await self.flush_tables()  # their spill records first (actor calls have none)
 
     # ---- receiving -----------------------------------------------------------------------------
 

@@ -58,3 +58,5 @@ class WaitRequest:
     num_returns: int
     timer: TimerHandle | None
     need: int
+    #: ``wait(fetch_local=True)``: objects count once they are here (those elsewhere are pulled).
+    fetch: bool = True

@@ -29,6 +29,7 @@ from rayredis.raylet.cluster_view import ClusterView
 from rayredis.raylet.local_transport import serve_stream, start_unix_server
 from rayredis.raylet.node_manager import NodeManager
 from rayredis.raylet.object_store import ObjectStore
+from rayredis.raylet.peer_transport import start_link_server
 from rayredis.raylet.peers import Peers
 from rayredis.raylet.ports import ActorDirectory, Timers
 from rayredis.raylet.redis_writer import RedisWriter
@@ -86,11 +87,6 @@ class RayletServicer(pb_grpc.RayletServicer):
     async def Validate(self, request: pb.ValidateRequest, context: Any) -> pb.ValidateReply:  # noqa: N802
         return pb.ValidateReply(violations=self.r.nm.validate())
 
-    async def Peer(self, request: pb.PeerBatch, context: Any) -> pb.PeerReply:  # noqa: N802
-        if self.r.peers.accept(request):
-            self.r.nm.peers.apply(request)
-        return pb.PeerReply()
-
     async def PullObject(self, request: pb.PullRequest, context: Any) -> AsyncIterator[pb.ObjectChunk]:  # noqa: N802
         async for chunk in self.r.peers.serve_pull(request.object_id, request.from_node, request.same_host):
             yield chunk
@@ -140,6 +136,8 @@ class Raylet:
         self.node: Node
         self.nm: NodeManager
         self._bg: set[asyncio.Task[Any]] = set()
+        self._infos: dict[bytes, tables.NodeInfo] = {}
+        self.link_address = ""
 
     async def run(self) -> None:
         cfg = self.cfg
@@ -163,7 +161,8 @@ class Raylet:
         totals["object_store_memory"] = float(capacity)
         whole_cpus = max(1, int(self.args.num_cpus + 0.9999))
         loop = asyncio.get_running_loop()
-        self.peers = Peers(self.node_id, token, self._address_of, self._flush_tables, node_ip=self.node_ip)
+        self.peers = Peers(self.node_id, token, self._address_of, self._flush_tables, node_ip=self.node_ip,
+                           link_address_of=self._link_address_of)
         self.node = node = build_node(
             node_id=self.node_id, node_ip=self.node_ip, totals=totals, capacity=capacity,
             # Resources bound how many tasks run; the cap only matters for fractional and zero-CPU tasks.
@@ -177,6 +176,8 @@ class Raylet:
         self.nm = node.nm
         await server.start()
         unix_server = await start_unix_server(self, self.socket_name, token)
+        link_server = await start_link_server(self.args.bind_host or cfg.bind_host, token, self._on_link_batch)
+        self.link_address = f"{self.node_ip}:{link_server.sockets[0].getsockname()[1]}"
         node.writer.start()
         await self._register(totals, capacity)
         prestart = cfg.prestart_workers or min(whole_cpus, 4)
@@ -197,6 +198,7 @@ class Raylet:
         await node.writer.close()
         node.objects.close()
         unix_server.close()
+        link_server.close()
         await server.stop(0.5)
         await self.redis.close()
 
@@ -205,7 +207,7 @@ class Raylet:
         info = tables.NodeInfo(
             node_id=hexid, address=self.address, node_ip=self.node_ip, resources=totals,
             object_store_memory=capacity, session_dir=self.session_dir, pid=os.getpid(), start_time=time.time(),
-            is_head=bool(self.args.head), socket=self.socket_name)
+            is_head=bool(self.args.head), socket=self.socket_name, link_address=self.link_address)
         p = self.redis.primary
         await p.hset(keys.nodes_key(), hexid, info.to_json())
         await p.hset(keys.node_load_key(), hexid, self.nm.load().to_json())
@@ -238,6 +240,7 @@ class Raylet:
         reports: dict[bytes, tuple[str, dict[str, float], dict[str, float], int]] = {}
         for rec in records:
             if rec.alive and rec.info is not None:
+                self._infos[bytes.fromhex(rec.node_id)] = rec.info
                 load = rec.load
                 total = load.total if load else rec.info.resources
                 reports[bytes.fromhex(rec.node_id)] = (
@@ -250,6 +253,18 @@ class Raylet:
                 nm.peers.node_gone(n)
             nm.replace_infeasible()
             nm.request_schedule()
+
+    def _on_link_batch(self, batch: pb.PeerBatch) -> None:
+        if self.peers.accept(batch):
+            self.nm.peers.apply(batch)
+
+    async def _link_address_of(self, node: bytes) -> str | None:
+        info = self._infos.get(node)
+        if info is None:
+            info = await tables.anode_info(self.redis.primary, node.hex())
+            if info is not None:
+                self._infos[node] = info
+        return info.link_address if info is not None else None
 
     async def write_load(self) -> None:
         await self.redis.primary.hset(keys.node_load_key(), self.node_id.hex(), self.nm.load().to_json())

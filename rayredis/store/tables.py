@@ -86,6 +86,8 @@ class NodeInfo:
     start_time: float = 0.0
     is_head: bool = False
     socket: str = ""
+    #: ``host:port`` of the raylet's link server (other raylets' ordered links, docs/scheduling.md).
+    link_address: str = ""
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> NodeInfo:
@@ -95,14 +97,14 @@ class NodeInfo:
                    object_store_memory=int(d.get("object_store_memory", 0)),
                    session_dir=d.get("session_dir", ""), pid=int(d.get("pid", 0)),
                    start_time=float(d.get("start_time", 0.0)), is_head=bool(d.get("is_head", False)),
-                   socket=d.get("socket", ""))
+                   socket=d.get("socket", ""), link_address=d.get("link_address", ""))
 
     def to_json(self) -> str:
         return json.dumps({
             "node_id": self.node_id, "address": self.address, "node_ip": self.node_ip,
             "resources": self.resources, "object_store_memory": self.object_store_memory,
             "session_dir": self.session_dir, "pid": self.pid, "start_time": self.start_time,
-            "is_head": self.is_head, "socket": self.socket,
+            "is_head": self.is_head, "socket": self.socket, "link_address": self.link_address,
         })
 
     @property

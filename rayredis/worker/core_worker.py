@@ -240,8 +240,8 @@ class CoreWorker:
             result.append(value)
         return result
 
-    def wait(self, refs: Sequence[ObjectRef], oids: Sequence[bytes], num_returns: int, timeout: float | None
-             ) -> tuple[list[ObjectRef], list[ObjectRef]]:
+    def wait(self, refs: Sequence[ObjectRef], oids: Sequence[bytes], num_returns: int, timeout: float | None,
+             fetch_local: bool = True) -> tuple[list[ObjectRef], list[ObjectRef]]:
         """Split ``refs`` (whose IDs are ``oids``) into ready and not ready, in their original order."""
         known = self.refs.ready
         values = self.refs.values
@@ -251,7 +251,7 @@ class CoreWorker:
             reply = self.raylet.request("waits", pb.WaitRequest(
                 req_id=req, object_ids=[o for o in oids if o not in ready_set],
                 num_returns=num_returns - len(ready_set),
-                timeout_s=-1.0 if timeout is None else float(timeout)), req)
+                timeout_s=-1.0 if timeout is None else float(timeout), no_fetch=not fetch_local), req)
             ctx = self.ctx
             blocked = timeout != 0 and ctx.is_normal_task and not reply.wait(0.001)
             if blocked:

@@ -322,3 +322,23 @@ def test_pulled_copies_are_evicted_under_pressure_and_pulled_again() -> None:
     a.send(driver, remove_refs=[big, ids.object_id_for_return(spec.task_id, 1)])
     assert not a.nm.objects.entries and not b.nm.objects.entries
     check(a, b)
+
+
+def test_wait_fetch_local_false_does_not_pull() -> None:
+    _, (a, b) = cluster((A, 1, {}), (B, 1, {"x": 1}))
+    driver, wb = a.connect(True), b.connect(False)
+    spec = task_spec("big")
+    spec.resources["x"] = 1
+    a.send(driver, submit=[spec])
+    oid = ids.object_id_for_return(spec.task_id, 1)
+    assignments(wb)
+    a.send(driver, waits=[pb.WaitRequest(req_id=1, object_ids=[oid], num_returns=1, timeout_s=-1, no_fetch=True)])
+    assert not driver.take().wait_replies
+    result(b, wb, spec, shm=2000)
+    (reply,) = driver.take().wait_replies
+    assert list(reply.ready) == [oid] and a.nm.objects.get(oid).state == REMOTE  # type: ignore[union-attr]
+    a.send(driver, waits=[pb.WaitRequest(req_id=2, object_ids=[oid], num_returns=1, timeout_s=-1)])
+    (reply,) = driver.take().wait_replies
+    assert list(reply.ready) == [oid] and a.nm.objects.get(oid).state == READY  # type: ignore[union-attr]
+    a.send(driver, remove_refs=[oid])
+    check(a, b)

@@ -173,16 +173,18 @@ class GetRequest(_message.Message):
     def __init__(self, req_id: _Optional[int] = ..., object_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class WaitRequest(_message.Message):
-    __slots__ = ("req_id", "object_ids", "num_returns", "timeout_s")
+    __slots__ = ("req_id", "object_ids", "num_returns", "timeout_s", "no_fetch")
     REQ_ID_FIELD_NUMBER: _ClassVar[int]
     OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
     NUM_RETURNS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    NO_FETCH_FIELD_NUMBER: _ClassVar[int]
     req_id: int
     object_ids: _containers.RepeatedScalarFieldContainer[bytes]
     num_returns: int
     timeout_s: float
-    def __init__(self, req_id: _Optional[int] = ..., object_ids: _Optional[_Iterable[bytes]] = ..., num_returns: _Optional[int] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+    no_fetch: bool
+    def __init__(self, req_id: _Optional[int] = ..., object_ids: _Optional[_Iterable[bytes]] = ..., num_returns: _Optional[int] = ..., timeout_s: _Optional[float] = ..., no_fetch: _Optional[bool] = ...) -> None: ...
 
 class PutObject(_message.Message):
     __slots__ = ("object_id", "inline_data", "shm_name", "size", "contained", "data")
@@ -504,10 +506,6 @@ class PeerBatch(_message.Message):
     cancels: _containers.RepeatedCompositeFieldContainer[CancelRequest]
     kills: _containers.RepeatedCompositeFieldContainer[KillActorRequest]
     def __init__(self, from_node: _Optional[bytes] = ..., epoch: _Optional[int] = ..., seq: _Optional[int] = ..., objects: _Optional[_Iterable[_Union[ObjectInfo, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[ForwardTask, _Mapping]]] = ..., done: _Optional[_Iterable[_Union[TaskDone, _Mapping]]] = ..., free: _Optional[_Iterable[bytes]] = ..., resolve: _Optional[_Iterable[bytes]] = ..., cancels: _Optional[_Iterable[_Union[CancelRequest, _Mapping]]] = ..., kills: _Optional[_Iterable[_Union[KillActorRequest, _Mapping]]] = ...) -> None: ...
-
-class PeerReply(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
 
 class PullRequest(_message.Message):
     __slots__ = ("object_id", "from_node", "same_host")

@@ -69,11 +69,6 @@ class RayletStub:
                 request_serializer=rayredis__pb2.ValidateRequest.SerializeToString,
                 response_deserializer=rayredis__pb2.ValidateReply.FromString,
                 _registered_method=True)
-        self.Peer = channel.unary_unary(
-                '/rayredis.Raylet/Peer',
-                request_serializer=rayredis__pb2.PeerBatch.SerializeToString,
-                response_deserializer=rayredis__pb2.PeerReply.FromString,
-                _registered_method=True)
         self.PullObject = channel.unary_stream(
                 '/rayredis.Raylet/PullObject',
                 request_serializer=rayredis__pb2.PullRequest.SerializeToString,
@@ -126,12 +121,6 @@ class RayletServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Peer(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def PullObject(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -175,11 +164,6 @@ def add_RayletServicer_to_server(servicer, server):
                     servicer.Validate,
                     request_deserializer=rayredis__pb2.ValidateRequest.FromString,
                     response_serializer=rayredis__pb2.ValidateReply.SerializeToString,
-            ),
-            'Peer': grpc.unary_unary_rpc_method_handler(
-                    servicer.Peer,
-                    request_deserializer=rayredis__pb2.PeerBatch.FromString,
-                    response_serializer=rayredis__pb2.PeerReply.SerializeToString,
             ),
             'PullObject': grpc.unary_stream_rpc_method_handler(
                     servicer.PullObject,
@@ -376,33 +360,6 @@ class Raylet:
             '/rayredis.Raylet/Validate',
             rayredis__pb2.ValidateRequest.SerializeToString,
             rayredis__pb2.ValidateReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Peer(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/rayredis.Raylet/Peer',
-            rayredis__pb2.PeerBatch.SerializeToString,
-            rayredis__pb2.PeerReply.FromString,
             options,
             channel_credentials,
             insecure,
