@@ -6,7 +6,8 @@
 * a "switch" namespace ``rayredis-net-10.213.X`` holding a bridge ``br0`` without an address: the
   hosts reach each other and nothing else, and nothing else reaches them;
 * per host a network namespace ``rayredis-<tag>-<name>`` with ``lo`` up and ``eth0`` carrying
-  ``10.213.X.<i+1>/24``, one end of a veth pair whose other end (``h<i>``) is on the bridge.
+  ``10.213.X.<i+1>/24``, one end of a veth pair whose other end (``h<i>``) is on the bridge. A
+  host has no default route: it can send to its subnet and nowhere else.
 
 Creating a namespace name is atomic (the file under /run/netns), so the switch's name is the run's
 lock on its subnet: parallel runs on one machine never share a subnet, and ``<tag>`` (X in hex plus
