@@ -8,7 +8,9 @@ Each host is a network namespace with its own address on a private bridge and it
 * driver (``.3``): no rayredis process but the driver script, which connects with
   ``init(address=<head>)`` and checks, through Ray's public API, that the two nodes act as one
   cluster: tasks and an actor placed by custom resources, a STRICT_SPREAD placement group, and
-  100 MB objects moving worker -> head, worker -> driver and driver -> worker.
+  100 MB objects moving worker -> head, worker -> driver and driver -> worker (and, to tell a
+  remote driver's own object I/O apart from transfers between raylets, head -> driver and
+  driver -> head).
 
 The driver runs every check once (module fixture) and prints one JSON result per check, so each
 test below asserts one of them and a failing check does not hide the others. Every wait has a
@@ -46,8 +48,8 @@ STORE_BYTES = 768 * 1024**2
 CLI_TIMEOUT_S = 90.0
 #: Seconds the driver gives each ``ray.get`` (a check that should take a second or two).
 GET_TIMEOUT_S = 30.0
-#: Seconds for the whole remote-driver script (7 checks, each bounded by GET_TIMEOUT_S waits).
-DRIVER_TIMEOUT_S = 420.0
+#: Seconds for the whole remote-driver script (10 checks, each bounded by GET_TIMEOUT_S waits).
+DRIVER_TIMEOUT_S = 600.0
 RESULT_MARK = "NETNS-RESULT "
 
 
@@ -349,6 +351,22 @@ DRIVER = textwrap.dedent('''
                 "bundles_to_node_id": placement_group_table(pgs[0]).get("bundles_to_node_id")}
     report("placement_group", strict_spread, lambda: (cancel_pending(), [remove_placement_group(p) for p in pgs]))
 
+    # A remote driver's own object traffic, without a second raylet involved: the head's raylet is
+    # the one the driver is connected to, so both objects cross only the driver's connection.
+    def head_to_driver():
+        arr_ref, meta_ref = produce.options(resources={"head": 0.01}).remote(3)
+        submit(meta_ref)
+        meta, arr = get(meta_ref), get(arr_ref)
+        return {"producer": meta, "driver": here(), "sha256": digest(arr), "nbytes": int(arr.nbytes)}
+    report("head_to_driver", head_to_driver, cancel_pending)
+
+    def driver_put_to_head():
+        arr = make_array(4)
+        ref = ray.put(arr)
+        return {"sha256": digest(arr),
+                "consumer": get(submit(consume.options(resources={"head": 0.01}).remote(ref)))}
+    report("driver_put_to_head", driver_put_to_head, cancel_pending)
+
     produced = []  # the producer's array ref, shared by the next two checks
     def worker_to_head():
         arr, meta = produce.options(resources={"worker": 0.01}).remote(1)
@@ -496,6 +514,24 @@ def test_strict_spread_placement_group_uses_both_nodes(cluster: NetnsCluster, re
            f"the two bundles' tasks did not run one on each host (ran on {hosts})")
 
 
+def test_large_object_from_head_reaches_remote_driver(cluster: NetnsCluster, remote: DriverRun) -> None:
+    got = check(cluster, remote, "head_to_driver")
+    expect(cluster, remote, "head_to_driver", placed(cluster, got["producer"], "head"),
+           "the producer did not run on the head node")
+    expect(cluster, remote, "head_to_driver", got["driver"]["ip"] == cluster.ip("driver"),
+           "the driver did not run on the driver host")
+    expect(cluster, remote, "head_to_driver", got["nbytes"] == 100 * 1024 * 1024
+           and got["sha256"] == got["producer"]["sha256"], "the driver read other bytes than the head task wrote")
+
+
+def test_remote_driver_put_is_read_on_head(cluster: NetnsCluster, remote: DriverRun) -> None:
+    got = check(cluster, remote, "driver_put_to_head")
+    expect(cluster, remote, "driver_put_to_head", placed(cluster, got["consumer"], "head"),
+           "the consumer did not run on the head node")
+    expect(cluster, remote, "driver_put_to_head", got["consumer"]["nbytes"] == 100 * 1024 * 1024
+           and got["consumer"]["sha256"] == got["sha256"], "the head task read other bytes than the driver put")
+
+
 def test_large_object_from_worker_reaches_head_task(cluster: NetnsCluster, remote: DriverRun) -> None:
     got = check(cluster, remote, "worker_to_head")
     expect(cluster, remote, "worker_to_head", placed(cluster, got["producer"], "worker"),
@@ -531,7 +567,7 @@ def test_remote_driver_shuts_down_cleanly(cluster: NetnsCluster, remote: DriverR
 def test_remote_driver_leaves_no_segments_on_its_host(cluster: NetnsCluster, remote: DriverRun) -> None:
     # No raylet runs on the driver host, so nothing may create object segments in its /dev/shm:
     # a remote driver's objects travel over its connection to the head's raylet.
-    expect(cluster, remote, "driver_put", not remote.shm_left,
+    expect(cluster, remote, "driver_put_to_head", not remote.shm_left,
            f"after the driver exited, its host's /dev/shm held {remote.shm_left}: the driver wrote objects "
            "into its own host's shared memory, where no raylet can read or free them")
 
