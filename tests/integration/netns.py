@@ -103,6 +103,9 @@ def unavailable_reason() -> str | None:
         return "needs root to create network namespaces, veths and a bridge"
     if shutil.which("ip") is None:
         return "the `ip` command (iproute2) is not installed"
+    missing = [c for c in ("nsenter", "unshare") if shutil.which(c) is None]
+    if missing:
+        return f"{' and '.join(missing)} (util-linux) not installed: needed for the hosts' private /dev/shm"
     probe = f"rayredis-probe-{secrets.token_hex(3)}"
     try:
         res = _ip("netns", "add", probe, check=False)
