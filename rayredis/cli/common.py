@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
@@ -84,6 +85,29 @@ def parse_resources(text: str | None) -> dict[str, float]:
             flag = {"CPU": "--num-cpus", "GPU": "--num-gpus"}.get(reserved, "--object-store-memory")
             raise CliError(f"Use {flag} instead of putting {reserved!r} in --resources.")
     return {k: float(v) for k, v in value.items()}
+
+
+def default_bind_host(node_ip: str | None, configured: str) -> str:
+    """Where the servers listen when ``--bind-host`` is not given.
+
+    ``--node-ip-address`` when it is an IP address of this machine: it is what other machines are
+    told to connect to, so listening on ``configured`` (127.0.0.1 by default) instead would make
+    the node unreachable (a head failed to start; a joining raylet registered an address nothing
+    listened on). Otherwise ``configured`` (``Config.bind_host``): no node IP, a hostname, an
+    address of another machine (behind NAT), or ``RAYREDIS_BIND_HOST`` set explicitly.
+    """
+    if not node_ip or "RAYREDIS_BIND_HOST" in os.environ:
+        return configured
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(node_ip).version == 6 else socket.AF_INET
+    except ValueError:
+        return configured
+    try:
+        with socket.socket(family) as s:
+            s.bind((node_ip, 0))  # binding sends nothing; it fails unless the address is ours
+    except OSError:
+        return configured
+    return node_ip
 
 
 def local_ip(bind_host: str, node_ip: str | None) -> str:

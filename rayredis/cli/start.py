@@ -15,6 +15,7 @@ from rayredis.cli import sessions
 from rayredis.cli.common import (
     CliError,
     connect,
+    default_bind_host,
     local_ip,
     normalize_address,
     parse_resources,
@@ -50,8 +51,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--node-ip-address", default=None,
                    help="the IP or hostname other machines use to reach this node")
     p.add_argument("--bind-host", default=None,
-                   help=f"interface the servers listen on (default {get_config().bind_host}; "
-                        "0.0.0.0 in containers)")
+                   help="interface the servers listen on (default: --node-ip-address when it is an "
+                        f"address of this machine, else {get_config().bind_host}; 0.0.0.0 in containers)")
     p.add_argument("--redis-password", default=None,
                    help="password of the cluster's Redis shards (head: default random; node: default "
                         "RAYREDIS_REDIS_PASSWORD or the local current-cluster file)")
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     resources = parse_resources(args.resources)
     # A SIGTERM while starting unwinds like Ctrl-C, so start_head/_join stop what they had spawned.
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    bind_host = args.bind_host or get_config().bind_host
+    bind_host = args.bind_host or default_bind_host(args.node_ip_address, get_config().bind_host)
     ip = local_ip(bind_host, args.node_ip_address)
     if args.head:
         entry = _start_head(args, resources, bind_host, ip)
