@@ -41,7 +41,8 @@ USAGE: dict[str, tuple[str, str, str]] = {
         "`tables.read_nodes` / `aread_nodes` (all four node tables in one round trip): GCS "
         "`RedisGcsStore.nodes` (monitor) and `cluster_view` (placement); `api.py` `_local_node`, `nodes()`, "
         "`cluster_resources`, `available_resources`; `_private/debug.validate_cluster`; CLI `status`, "
-        "`state dump`. GCS `GrpcRayletClients` (`tables.anode_info`: a raylet's address)",
+        "`state dump`; raylet `Raylet._refresh_view` (cluster view, link addresses). GCS "
+        "`GrpcRayletClients` and raylet `_address_of`/`_link_address_of` (`tables.anode_info`)",
         "never deleted (dead nodes stay)"),
     "node_state_key": (
         "raylet `Raylet.run`: `''`->ALIVE at registration, ALIVE->DEAD on clean exit; GCS `_monitor` "
@@ -56,7 +57,8 @@ USAGE: dict[str, tuple[str, str, str]] = {
     "node_load_key": (
         "raylet `Raylet._register` and `_heartbeat` (`NodeManager.load()`, a `NodeLoad`)",
         "GCS `RedisGcsStore.cluster_view` (`NodeRecord.view`: actor and bundle placement); "
-        "`api.available_resources`; CLI `status`, `state dump`",
+        "raylet `Raylet._refresh_view` (`ClusterView`: spillback); `api.available_resources`; CLI `status`, "
+        "`state dump`",
         "never deleted"),
     "job_counter_key": ("GCS `RedisGcsStore.next_job_id` (INCR)", "GCS (INCR)", "cluster"),
     "jobs_key": ("GCS `register_job` (`RedisGcsStore.add_job`)", "CLI `state dump`", "never deleted"),
@@ -97,7 +99,7 @@ USAGE: dict[str, tuple[str, str, str]] = {
         "(`get_placement_group`, `placement_group_table`)",
         "never shrinks"),
     "task_key": (
-        "raylet `RedisWriter` (batched `TaskWrite` ops: `task_transition`)",
+        "raylet `RedisWriter` (batched `TaskWrite` ops: `task_transition`; `task_spilled` before a forward)",
         "nothing in the runtime yet (CLI `state dump` only)",
         "EXPIRE `task_table_ttl_s` after a terminal state; entries that never get one (tasks of a raylet "
         "that died) never expire"),

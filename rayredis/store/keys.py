@@ -33,8 +33,9 @@ def cluster_key() -> str:
 
 def nodes_key() -> str:
     """HASH on the primary, field node-id hex -> node JSON (``node_id``, ``address``, ``node_ip``,
-    ``resources``, ``object_store_memory``, ``session_dir``, ``pid``, ``start_time``, ``is_head``).
-    Written once by the raylet at registration; liveness is in ``node_state_key``."""
+    ``resources``, ``object_store_memory``, ``session_dir``, ``pid``, ``start_time``, ``is_head``,
+    ``socket``, ``link_address``). Written once by the raylet at registration; liveness is in
+    ``node_state_key``."""
     return PREFIX + "nodes"
 
 
@@ -55,8 +56,8 @@ def node_load_key() -> str:
     """HASH on the primary, field node-id hex -> JSON of the raylet's whole load report
     (``available``, ``total``, ``queued``, ``running``, ``object_store_used``,
     ``object_store_capacity``, ``num_objects``, ``workers``, ``time``), written at registration and
-    with each heartbeat. Read by ``available_resources`` and by the GCS when it places actors and
-    bundles; each raylet schedules its own tasks from memory."""
+    with each heartbeat (and after each bundle reservation). Read by ``available_resources``, by the
+    GCS when it places actors and bundles, and by every raylet into its cluster view (spillback)."""
     return PREFIX + "node_load"
 
 
@@ -129,9 +130,10 @@ def placement_groups_index_key() -> str:
 def task_key(task_id_hex: str) -> str:
     """HASH on the data shard of the task ID: ``spec`` (serialized TaskSpec, the lineage needed to
     re-run it), ``state`` (PENDING/FINISHED/FAILED/CANCELLED; RUNNING is not written, to keep one
-    write per transition off the hot path), ``node``, ``attempt``, ``job``. Written by the raylet
-    that received the task, batched per flush; state changes by CAS script ``task_transition``;
-    expires ``task_table_ttl_s`` after a terminal state."""
+    write per transition off the hot path), ``node``, ``attempt``, ``job``, and ``spilled_from``
+    when the submitter's raylet forwarded it (its spill written, ``node`` = the target, before the
+    forward is sent). Written by the raylets that receive the task, batched per flush; state changes
+    by CAS script ``task_transition``; expires ``task_table_ttl_s`` after a terminal state."""
     return PREFIX + "task:" + task_id_hex
 
 
