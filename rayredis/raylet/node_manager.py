@@ -231,7 +231,8 @@ class NodeManager:
             self.objects.pin(oid)
             rec.pinned.append(oid)
         self.tasks[tid] = rec
-        self.writer.task_submitted(tid, spec.SerializeToString(), spec.job_id, rec.attempt)
+        if not owner_node:  # (a forwarded task's entry, spec included, was written by its owner)
+            self.writer.task_submitted(tid, spec.SerializeToString(), spec.job_id, rec.attempt)
         if spec.kind == ACTOR_TASK:
             self.actors.submit_call(rec)  # ordered delivery checks the arguments itself
         else:
