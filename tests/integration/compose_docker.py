@@ -36,13 +36,20 @@ def docker_unavailable() -> str | None:
     return None
 
 
-def compose_command() -> list[str]:
-    """``docker-compose`` (v1) if installed, else the ``docker compose`` plugin (v2)."""
+def find_compose() -> list[str] | None:
+    """``docker-compose`` (v1) if installed, else the ``docker compose`` plugin (v2), else None."""
     if shutil.which("docker-compose"):
         return ["docker-compose"]
-    res = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, timeout=60)
-    if res.returncode == 0:
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True,
+                                                 timeout=60).returncode == 0:
         return ["docker", "compose"]
+    return None
+
+
+def compose_command() -> list[str]:
+    found = find_compose()
+    if found:
+        return found
     raise AssertionError("a Docker engine runs but neither `docker-compose` nor `docker compose` is installed "
                          "(deploy/docker-setup.sh installs Debian's docker-compose)")
 

@@ -22,12 +22,13 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 
 from rayredis._private import process
 from rayredis._private.redis_server import free_port
 from rayredis.store import keys
 from tests.integration import compose_emulated as emu
-from tests.integration.compose_docker import Project, docker_unavailable
+from tests.integration.compose_docker import ROOT, Project, docker_unavailable, find_compose
 
 # ---- the file ---------------------------------------------------------------------------------------
 
@@ -55,6 +56,20 @@ def test_compose_file_shape() -> None:
     assert not any("ports" in svc for svc in services.values())  # nothing published to the host
     with pytest.raises(AssertionError, match="RAYREDIS_REDIS_PASSWORD"):
         emu.load_compose({})
+
+
+def test_compose_config_validates() -> None:
+    """Compose itself accepts the file (``config`` needs no engine)."""
+    compose = find_compose()
+    if compose is None:
+        pytest.skip("neither docker-compose nor the docker compose plugin is installed")
+    env = {**Project().env, "RAYREDIS_IMAGE": "rayredis:local"}
+    res = subprocess.run([*compose, "-f", str(ROOT / "docker-compose.yml"), "--profile", "driver", "config"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    resolved = yaml.safe_load(res.stdout)["services"]
+    assert set(resolved) == {"head", "worker", "driver"}
+    assert resolved["driver"]["network_mode"] == "service:head"
 
 
 # ---- without an engine: the services' commands as local processes ----------------------------------
