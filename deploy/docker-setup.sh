@@ -65,6 +65,19 @@ start_dockerd() {
   done
 }
 
+prune_stale_tests() {
+  # Compose projects of tests/integration/test_docker_compose.py (rrtest*) that an interrupted run
+  # left behind: removed only when none of their containers is running.
+  local p
+  for p in $(docker ps -a --format '{{.Label "com.docker.compose.project"}}' | grep '^rrtest' | sort -u); do
+    [ -z "$(docker ps -q --filter "label=com.docker.compose.project=$p" --filter status=running)" ] || continue
+    log "removing the stale test project $p"
+    docker ps -aq --filter "label=com.docker.compose.project=$p" | xargs -r docker rm -f -v >/dev/null
+    docker network ls -q --filter "label=com.docker.compose.project=$p" | xargs -r docker network rm >/dev/null
+    docker rmi "rayredis:test-$p" >/dev/null 2>&1 || true
+  done
+}
+
 build_images() {
   if [ "${BASE%%:*}" = rayredis-base ]; then  # built here; any other base is pulled by the build
     nice -n 10 deploy/base-image.sh "$BASE"
@@ -85,6 +98,7 @@ build_images() {
 if ! $only_images; then
   step install install_packages
   step dockerd start_dockerd
+  prune_stale_tests
 fi
 step images build_images
 log "ready: $(docker version --format 'engine {{.Server.Version}}'), $IMAGE"
