@@ -1,4 +1,4 @@
-"""The ``rayredis`` command: ``start``, ``stop``, ``status`` and ``state dump`` (Ray's CLI conventions)."""
+"""The ``rayredis`` command: ``start``, ``stop``, ``status``, ``health-check``, ``state dump`` (Ray's CLI style)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import redis
 
-from rayredis.cli import start, state, status, stop
+from rayredis.cli import health, start, state, status, stop
 from rayredis.cli.common import CliError
 from rayredis.version import __version__
 
@@ -17,11 +17,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rayredis", description="Start, stop and inspect rayredis clusters (Ray's API on sharded Redis).")
     parser.add_argument("--version", action="version", version=f"rayredis, version {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{start,stop,status,state}")
+    sub = parser.add_subparsers(dest="command", metavar="{start,stop,status,health-check,state}")
     sub.required = True
     start.add_parser(sub)
     stop.add_parser(sub)
     status.add_parser(sub)
+    health.add_parser(sub)
     state.add_parser(sub)
     return parser
 

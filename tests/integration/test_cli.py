@@ -330,3 +330,28 @@ def test_block_restarts_a_dead_gcs(env: dict[str, str], tmp_path: Path) -> None:
             proc.kill()
             proc.communicate()
         cli(env, "stop", "--force", ok=False)
+
+
+def test_health_check(env: dict[str, str]) -> None:
+    """Healthy once the cluster answers and the nodes started on this machine are ALIVE (a container's
+    healthcheck: each container has a temp dir, so a registry, of its own)."""
+    none = cli(env, "health-check", ok=False)
+    assert none.returncode == 1 and "Could not find any running rayredis cluster" in none.stderr
+    node_env = dict(env, RAYREDIS_TEMP_DIR=env["RAYREDIS_TEMP_DIR"] + "-node")
+    try:
+        start_head(env)
+        cli(env, "health-check")
+        info = current_cluster(env)
+        node_env.update(RAYREDIS_ADDRESS=info["address"], RAYREDIS_REDIS_PASSWORD=info["password"])  # as in compose
+        cli(node_env, "start", "--address", info["address"], "--num-cpus", "1")
+        cli(node_env, "health-check")
+        cli(env, "health-check")  # a node of this cluster started elsewhere is not checked here
+        (session,) = cli_session_dirs(node_env)
+        (raylet,) = [r for r in process.recorded(session) if r.role == "raylet"]
+        os.kill(raylet.pid, signal.SIGKILL)
+        sick = cli(node_env, "health-check", ok=False)
+        assert sick.returncode == 1 and sick.stderr.startswith("unhealthy: "), sick.stderr
+        assert "is not running" in sick.stderr or "is DEAD" in sick.stderr, sick.stderr
+    finally:
+        cli(node_env, "stop", "--force", ok=False)
+        cli(env, "stop", "--force", ok=False)
