@@ -163,7 +163,10 @@ class PeerCore:
             nm.objects.unhold(oid, sender)
         for oid in b.resolve:
             e = nm.objects.get(oid)
-            if e is not None and e.state == PENDING:
+            if e is not None and e.state == REMOTE and not any(self.view.alive(n) for n in e.locations):
+                self.watchers.setdefault(oid, set()).add(sender)
+                nm.lineage.recover(oid, "the nodes that had it are gone")
+            elif e is not None and e.state == PENDING:
                 self.watchers.setdefault(oid, set()).add(sender)
             else:
                 self.describe(oid, sender, self.links.out(sender))
@@ -248,16 +251,14 @@ class PeerCore:
         nm.request_schedule()
 
     def pull_failed(self, oid: bytes, why: str) -> None:
+        """No location could serve ``oid``: rebuild it from lineage, ask its holder, or fail it."""
         self.pulling.discard(oid)
         nm = self.nm
         e = nm.objects.get(oid)
         if e is not None and e.state == REMOTE:
             logger.warning("object %s could not be fetched: %s", oid.hex(), why)
-            blob = serialization.serialize_error(exceptions.ObjectLostError(
-                f"Object {oid.hex()} could not be fetched from node(s) "
-                f"{', '.join(n.hex()[:8] for n in e.locations)}: {why}")).to_bytes()
-            e.state = PENDING
-            nm.seal(oid, blob, "", len(blob))
+            nm.lineage.recover(oid, f"it could not be fetched from node(s) "
+                                    f"{', '.join(n.hex()[:8] for n in e.locations)}: {why}")
             nm.drain_freed()
             nm.request_schedule()
 
