@@ -1,4 +1,5 @@
-"""Objects lost with their node are rebuilt from lineage when needed, recursively; puts fail with a reason."""
+"""Losing a node for good: objects lost with it are rebuilt from lineage when needed, recursively (puts
+fail with a reason), and the placement-group bundles it held move to other nodes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 
 import rayredis as ray
 from rayredis.cluster_utils import Cluster, Node
+from rayredis.util.placement_group import placement_group, placement_group_table
+from rayredis.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from tests.integration.test_multinode import MB, _wait_view
 
 
@@ -67,3 +70,30 @@ def test_a_lost_put_fails_with_a_reason(cluster: Cluster) -> None:
     _kill_node_of(cluster, str(node_id))
     with pytest.raises(ray.exceptions.ObjectLostError, match="put"):
         ray.get(ref, timeout=60)
+
+
+def test_bundles_of_a_dead_node_are_placed_again(cluster: Cluster) -> None:
+    b = cluster.add_node(num_cpus=1, resources={"x": 1})
+    cluster.add_node(num_cpus=1, resources={"x": 1})
+    ray.init(address=cluster.address)
+    _wait_view(3)
+
+    @ray.remote(num_cpus=0, resources={"x": 0.01})
+    def node_of_bundle() -> str:
+        return ray.get_runtime_context().get_node_id()
+
+    pg = placement_group([{"x": 0.5}, {"x": 0.5}], strategy="STRICT_SPREAD")
+    assert pg.wait(30)
+    before = [ray.get(node_of_bundle.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, i)).remote(),
+                      timeout=60) for i in range(2)]
+    assert b.node_id in before and len(set(before)) == 2
+    lost = before.index(b.node_id)
+    d = cluster.add_node(num_cpus=1, resources={"x": 1})
+    _kill_node_of(cluster, b.node_id)
+    deadline = time.monotonic() + 60
+    while placement_group_table(pg)["bundles_to_node_id"][lost] != d.node_id:
+        assert time.monotonic() < deadline, f"bundle {lost} was not placed again: {placement_group_table(pg)}"
+        time.sleep(0.2)
+    again = ray.get(node_of_bundle.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, lost)).remote(),
+                    timeout=60)
+    assert again == d.node_id
