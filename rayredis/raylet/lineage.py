@@ -77,7 +77,7 @@ class Lineage:
         kind = "a put object, which has no lineage" if ids.is_put_object(oid) else \
             "no node that is alive keeps the lineage of the task that made it (its owner died?)"
         blob = serialization.serialize_error(exceptions.ObjectLostError(
-            f"Object {oid.hex()} is lost: {why}; it cannot be rebuilt: {kind}.")).to_bytes()
+            oid.hex(), f"Cause: {why}; it cannot be rebuilt: {kind}.")).to_bytes()
         nm.seal(oid, blob, "", len(blob))
 
     def _rerun(self, rec: TaskRecord, why: str) -> None:

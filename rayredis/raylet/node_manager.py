@@ -373,7 +373,7 @@ class NodeManager:
             e = self.objects.get(oid)
             if e is not None and e.state == OBJ_PENDING:
                 blob = serialization.serialize_error(exceptions.ObjectLostError(
-                    f"Task {rec.spec.name!r} ended on node {sender.hex()[:8]} without return {oid.hex()}."))
+                    oid.hex(), f"Task {rec.spec.name!r} ended on node {sender.hex()[:8]} without returning it."))
                 self.seal(oid, blob.to_bytes(), "", 0)
         if rec.owner_node:
             # An actor call another node sent here, relayed to where the actor lives now.

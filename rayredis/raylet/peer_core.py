@@ -201,8 +201,7 @@ class PeerCore:
             if info.lost:
                 if e.state == PENDING:
                     blob = serialization.serialize_error(exceptions.ObjectLostError(
-                        f"Object {oid.hex()} is lost: node {sender.hex()[:8]} that was asked for it "
-                        "no longer knows it.")).to_bytes()
+                        oid.hex(), f"Node {sender.hex()[:8]}, which was asked for it, no longer knows it.")).to_bytes()
                     to_seal.append(pb.ObjectInfo(object_id=oid, has_inline=True, inline_data=blob))
                 continue
             if info.has_inline:
@@ -257,8 +256,14 @@ class PeerCore:
         e = nm.objects.get(oid)
         if e is not None and e.state == REMOTE:
             logger.warning("object %s could not be fetched: %s", oid.hex(), why)
-            nm.lineage.recover(oid, f"it could not be fetched from node(s) "
-                                    f"{', '.join(n.hex()[:8] for n in e.locations)}: {why}")
+            where = ", ".join(n.hex()[:8] for n in e.locations)
+            if any(self.view.alive(n) and n != self.node_id for n in e.locations):
+                # Its nodes are alive (the view says so): not lost, this copy failed (e.g. no room).
+                blob = serialization.serialize_error(exceptions.ObjectFetchError(
+                    oid.hex(), f"It could not be fetched from node(s) {where}: {why}")).to_bytes()
+                nm.seal(oid, blob, "", len(blob))
+            else:
+                nm.lineage.recover(oid, f"it could not be fetched from node(s) {where}: {why}")
             nm.drain_freed()
             nm.request_schedule()
 
