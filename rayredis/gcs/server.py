@@ -71,6 +71,17 @@ class GcsServicer(pb_grpc.GcsServicer):
         return pb.PingReply(version=__version__)
 
 
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended, cancelling again those that go on: a
+    cancellation that coincides with a timeout inside an await can be turned into that timeout
+    (Python 3.11), which a loop that retries on timeouts then swallows."""
+    pending = set(tasks)
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+
+
 async def _first(*events: asyncio.Event) -> None:
     """Wait until one of ``events`` is set."""
     waiters = [asyncio.ensure_future(e.wait()) for e in events]
@@ -101,6 +112,8 @@ class Term:
         self.pgs = PlacementGroupManager(self.store, self.raylets)
         self.monitor = NodeMonitor(gcs.cfg.node_death_timeout_s)
         self.tasks: set[asyncio.Task[None]] = set()
+        #: Set by :meth:`close`: the loops end at their next turn even if a cancellation got lost.
+        self.closed = False
 
     def start(self) -> None:
         for coro in (self._subscribe(), self._monitor(), self._periodic()):
@@ -124,24 +137,22 @@ class Term:
             logger.error("GCS task failed", exc_info=e)
 
     async def close(self) -> None:
+        self.closed = True
         while self.tasks:
-            tasks = list(self.tasks)
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancel(list(self.tasks))
         await self.raylets.close()
 
     # ---- nodes -----------------------------------------------------------------------------------
 
     async def _monitor(self) -> None:
         cfg = self.gcs.cfg
-        while True:
+        while not self.closed:
             started = time.monotonic()
             try:
                 records = await self.store.nodes()
                 for node in self.monitor.observe_records(records, time.monotonic(), started):
-                    logger.warning("node %s: heartbeat counter unchanged for %.1f s while the GCS watched: "
-                                   "marking it dead", node, cfg.node_death_timeout_s)
+                    logger.warning("node %s missed heartbeats for %.1f s (its counter did not move while the GCS "
+                                   "watched): marking it dead", node, cfg.node_death_timeout_s)
                     await self.store.node_dead_cas(node)
                     await self.actors.on_node_dead(node)
             except _UNREACHABLE as e:
@@ -176,7 +187,7 @@ class Term:
 
     async def _periodic(self) -> None:
         """A slow safety net: re-derive pending work in case a message or an RPC was lost."""
-        while True:
+        while not self.closed:
             await asyncio.sleep(2.0)
             try:
                 await self.actors.rescan()
@@ -227,9 +238,8 @@ class Gcs:
             try:
                 await self._terms()
             finally:
-                keeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await keeper
+                self.stopping.set()
+                await _cancel([keeper])
                 await self._end_term()
                 await self._release()
                 await server.stop(0.5)
@@ -358,6 +368,7 @@ class Gcs:
             self.term.start()
             await self._until(functools.partial(self._term_over, holder))
             await self._end_term()
+            logger.info("GCS (pid %d): term ended; every task of it is stopped", os.getpid())
 
     def _term_over(self, holder: str) -> bool:
         return not (self.lease.active and self.lease.holder == holder)
