@@ -25,10 +25,11 @@ class Outage:
         self._last_warn = -math.inf
         self._held_back = 0
 
-    def failed(self, what: str, error: object, now: float) -> str | None:
-        """Record a failed Redis call; returns the warning to log, or None while rate-limited."""
+    def failed(self, what: str, error: object, now: float, since: float | None = None) -> str | None:
+        """Record a failed Redis call (made at ``since``, by default ``now``); returns the warning to
+        log, or None while rate-limited."""
         if self.down_since is None:
-            self.down_since = now
+            self.down_since = now if since is None else min(since, now)
         self.last_error = f"{what}: {error}"
         if now - self._last_warn < self.warn_every_s:
             self._held_back += 1

@@ -259,9 +259,10 @@ class Gcs:
 
     # ---- Redis reachability ----------------------------------------------------------------------
 
-    def redis_failed(self, what: str, error: object) -> None:
-        """Count a failed Redis call towards the outage; log at most one warning every few seconds."""
-        line = self.outage.failed(what, error, time.monotonic())
+    def redis_failed(self, what: str, error: object, since: float | None = None) -> None:
+        """Count a failed Redis call (made at ``since``) towards the outage; log at most one warning
+        every few seconds."""
+        line = self.outage.failed(what, error, time.monotonic(), since)
         if line is not None:
             logger.warning("%s", line)
 
@@ -303,14 +304,15 @@ class Gcs:
 
     async def _lease_call(self, op: str, holder: str, timeout: float) -> int | None:
         """One ``gcs_lease`` call: its result, or None when Redis did not answer in ``timeout``."""
+        sent = time.monotonic()
         try:
             result = await asyncio.wait_for(
                 self.base_store.lease(op, holder, self.lease.lease_s, self.address), timeout)
         except _UNREACHABLE as e:  # TimeoutError (wait_for) is an OSError too
-            self.redis_failed(f"GCS lease {op}", str(e) or f"no answer within {timeout:.2f} s")
+            self.redis_failed(f"GCS lease {op}", str(e) or f"no answer within {timeout:.2f} s", sent)
             return None
         if result < 0:
-            self.redis_failed(f"GCS lease {op}", "the Redis primary has no shard map (restarted empty?)")
+            self.redis_failed(f"GCS lease {op}", "the Redis primary has no shard map (restarted empty?)", sent)
         else:
             self._redis_answered()
         return result

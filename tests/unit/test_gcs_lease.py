@@ -153,3 +153,9 @@ def test_outage_is_gone_after_the_bound_without_success() -> None:
     o.failed("lease", "refused", 200.0)  # a new outage counts from its own start
     assert not o.gone(229.0) and o.gone(230.0)
     assert o.last_error == "lease: refused"
+
+
+def test_an_outage_counts_from_when_the_failed_call_was_made() -> None:
+    o = Outage(gone_after_s=30.0)
+    o.failed("lease renew", "no answer", now=12.0, since=10.0)  # the call hung for 2 s
+    assert o.down_since == 10.0 and o.gone(40.0)
