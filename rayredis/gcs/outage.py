@@ -52,5 +52,9 @@ class Outage:
         self._held_back = 0
         return line
 
+    def left(self, now: float) -> float:
+        """Seconds until :meth:`gone` (infinite while Redis answers)."""
+        return math.inf if self.down_since is None else self.down_since + self.gone_after_s - now
+
     def gone(self, now: float) -> bool:
         return self.down_since is not None and now - self.down_since >= self.gone_after_s

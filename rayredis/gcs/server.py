@@ -336,7 +336,9 @@ class Gcs:
             for old in lease.take_released():
                 await self._lease_call("release", old, timeout=lease.poll_every_s)
             attempt = lease.attempt(time.monotonic())
-            result = await self._lease_call(attempt.op.value, attempt.holder, lease.timeout(attempt.sent_at))
+            # Wait no longer than the lease is trusted, nor past the "cluster is gone" bound.
+            timeout = max(0.05, min(lease.timeout(attempt.sent_at), self.outage.left(attempt.sent_at)))
+            result = await self._lease_call(attempt.op.value, attempt.holder, timeout)
             self._note(lease.settle(attempt, None if result is None else result == 1, time.monotonic()))
             if self._cluster_gone():
                 return

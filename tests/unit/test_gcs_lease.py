@@ -159,3 +159,6 @@ def test_an_outage_counts_from_when_the_failed_call_was_made() -> None:
     o = Outage(gone_after_s=30.0)
     o.failed("lease renew", "no answer", now=12.0, since=10.0)  # the call hung for 2 s
     assert o.down_since == 10.0 and o.gone(40.0)
+    assert o.left(25.0) == 15.0
+    o.recovered(26.0)
+    assert o.left(26.0) == float("inf")
