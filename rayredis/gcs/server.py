@@ -269,7 +269,7 @@ class Gcs:
     def _redis_answered(self) -> None:
         line = self.outage.recovered(time.monotonic())
         if line is not None:
-            logger.warning("%s", line)
+            logger.info("%s", line)
 
     def _cluster_gone(self) -> bool:
         """When the outage has lasted ``cluster_gone_timeout_s``: log why, and stop with EXIT_CLUSTER_GONE."""
