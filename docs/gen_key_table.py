@@ -31,11 +31,17 @@ SECTION = "## Redis key schema"
 USAGE: dict[str, tuple[str, str, str]] = {
     "cluster_key": (
         "`_private/node.py` start_head (shards, token, session_dir, version, created); "
-        "GCS `RedisGcsStore.set_gcs_address` (gcs_address, on every GCS start)",
+        "GCS script `gcs_lease` (gcs_address, when a GCS acquires the lease: only the holder writes it)",
         "`store/client.py` connect (shards); GCS `RedisGcsStore.cluster_token`, raylet `Raylet.run`, `api.py` "
         "`_connect`, `_private/debug.validate_cluster` (token); `api.py` RegisterJob retry loop and "
         "`_private/node.py` start_gcs (gcs_address); CLI `start --address` (version), `state dump` (token redacted)",
         "cluster; never deleted"),
+    "gcs_lease_key": (
+        "GCS `Gcs._keep_lease` through script `gcs_lease` (`RedisGcsStore.lease`): SET NX PX to acquire, PEXPIRE to "
+        "renew every `gcs_lease_s`/3, DEL on a clean exit or after losing a term, each only if it holds the id",
+        "the same script (the holder check); GCS fenced writes (`store/scripts.py` `FencedScripts`, from "
+        "`RedisGcsStore` with a `Fence`): node death, job registration, actor and placement-group writes",
+        "expires `gcs_lease_s` after the last renewal (PX)"),
     "nodes_key": (
         "raylet `Raylet._register` (`raylet/server.py`), once per node",
         "`tables.read_nodes` / `aread_nodes` (all four node tables in one round trip): GCS "

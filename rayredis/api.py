@@ -170,10 +170,15 @@ def _connect(cfg: Any, address: str, password: str | None, namespace: str | None
     token = info.get("token", "")
     node = _local_node(store)
 
+    tried: list[str] = []
+
     def register() -> pb.RegisterJobReply:
-        # Re-read the address each attempt: a restarted GCS may listen on another port.
+        # Re-read the address each attempt: a restarted GCS, or a standby that took over the lease,
+        # listens on another port (only the lease holder writes gcs_address).
         gcs_address = (store.primary.hget(keys.cluster_key(), "gcs_address") or b"").decode()
-        channel = grpc.insecure_channel(gcs_address, options=auth.GRPC_OPTIONS)
+        if gcs_address not in tried:
+            tried.append(gcs_address)
+        channel = grpc.insecure_channel(gcs_address or "unix:no-gcs-address", options=auth.GRPC_OPTIONS)
         stub_class: Any = pb_grpc.GcsStub  # the generated stubs are untyped
         try:
             registered: pb.RegisterJobReply = stub_class(channel).RegisterJob(
@@ -184,7 +189,22 @@ def _connect(cfg: Any, address: str, password: str | None, namespace: str | None
             channel.close()
         return registered
 
-    reply = retry.call(retry.gcs_rpc(cfg.connect_timeout_s), register)
+    try:
+        reply = retry.call(retry.gcs_rpc(cfg.connect_timeout_s), register)
+    except grpc.RpcError as e:
+        if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise
+        session = info.get("session_dir", "")
+        where = session or "<the head's session dir>"
+        raise ConnectionError(
+            f"No GCS of the cluster at {address} answered within connect_timeout_s={cfg.connect_timeout_s:g} s "
+            f"(gcs_address tried: {', '.join(a or '<none published>' for a in tried)}; last error "
+            f"{e.code().name}: {e.details()}). The cluster's GCS is not running, or no GCS holds its lease. To fix "
+            f"it, start a GCS on the head: `RAYREDIS_REDIS_PASSWORD=... python -m rayredis.gcs --redis-address "
+            f"{address} --session-dir {where}` (a head started by init() or `rayredis start --head --block` "
+            "restarts its GCS by itself), or restart the cluster (`rayredis stop`, then `rayredis start --head`). "
+            f"See {where}/logs/gcs_server.log for why the GCS stopped."
+        ) from None
     worker_context.global_worker = core_worker.CoreWorker(
         cfg, store, node.address, token, is_driver=True, job_id=reply.job_id, namespace=reply.namespace,
         on_logs=log_forward.print_lines if log_to_driver else None, raylet_socket=node.socket)

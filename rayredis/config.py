@@ -34,8 +34,17 @@ class Config:
     object_store_memory: int = 0
     #: Interval between raylet heartbeats written to Redis.
     heartbeat_interval_s: float = 0.5
-    #: A node whose heartbeat counter has not moved for this long is declared dead by the GCS.
-    node_death_timeout_s: float = 5.0
+    #: A node whose heartbeat counter has not moved for this long is declared dead by the GCS. The
+    #: time counts only while the GCS itself runs without a gap: after a pause or starvation of the
+    #: GCS longer than half of it, every node gets a full timeout again (``gcs/node_monitor.py``).
+    node_death_timeout_s: float = 3.0
+    #: The lease of the active GCS in Redis (``keys.gcs_lease_key``): the holder renews it every
+    #: third of this and trusts it for 80 % of this after each renewal; a standby GCS takes over
+    #: once it lapses. Exactly one GCS of a cluster acts at a time.
+    gcs_lease_s: float = 3.0
+    #: The GCS exits (exit status 3) once it has failed to reach the Redis primary, or found it
+    #: empty, for this long without a success in between: the cluster is gone.
+    cluster_gone_timeout_s: float = 30.0
     #: How often the raylet's batched Redis writer flushes (upper bound on added latency).
     redis_flush_interval_ms: float = 2.0
     #: Finished task entries expire from the task table after this long (lineage window).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import subprocess
@@ -19,8 +20,11 @@ from rayredis._private.redis_server import free_port, start_redis
 from rayredis._private.session import new_session_dir
 from rayredis.config import get_config
 from rayredis.exceptions import RaySystemError
+from rayredis.gcs.outage import EXIT_CLUSTER_GONE
 from rayredis.store import keys, tables
 from rayredis.version import __version__
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -107,7 +111,10 @@ def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: 
 def start_gcs(handle: NodeHandle, bind_host: str | None = None, node_ip: str = "") -> int:
     """Start (or restart) the GCS service for ``handle``'s cluster; returns its PID.
 
-    The GCS keeps no state of its own, so a replacement simply rereads Redis.
+    The GCS keeps no state of its own, so a replacement simply rereads Redis. Only the GCS holding
+    the lease in Redis acts: one started while another is alive waits as a standby and takes over
+    once the other's lease lapses (``gcs_lease_s`` after its last renewal). Its PID is recorded in
+    the session like every process, so ``rayredis stop`` and ``shutdown()`` stop a standby too.
     """
     env = {"RAYREDIS_REDIS_PASSWORD": handle.password, "PYTHONUNBUFFERED": "1"}
     gcs = process.spawn(process.python_module_args("rayredis.gcs", "--redis-address", handle.address,
@@ -229,12 +236,19 @@ class GcsSupervisor(threading.Thread):
                 continue
             if self.stopping.is_set():
                 return
+            gone = False
             for r in gcs:
                 process.forget_pid(self.handle.session_dir, r.pid)
                 try:
-                    os.waitpid(r.pid, os.WNOHANG)  # reap our dead child (never anyone else's)
+                    pid, status = os.waitpid(r.pid, os.WNOHANG)  # reap our dead child (never anyone else's)
                 except ChildProcessError:
-                    pass
+                    continue
+                gone = gone or (pid != 0 and os.waitstatus_to_exitcode(status) == EXIT_CLUSTER_GONE)
+            if gone:
+                # The GCS found the cluster's Redis primary gone for good: a replacement would too.
+                logger.error("the GCS of %s exited because the cluster's Redis is gone; not restarting it",
+                             self.handle.address)
+                return
             host = self.handle.address.rpartition(":")[0]
             start_gcs(self.handle, bind_host=host, node_ip=host)
             self.restarts += 1

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from rayredis.actor_state import ActorState
 from rayredis.gcs import decisions
 from rayredis.gcs.decisions import ActorAction, ClusterView, Deliver, Forget, NoFeasibleNode, Transition
+from rayredis.gcs.lease import LeaseLostError
 from rayredis.gcs.raylet_clients import RayletClients
 from rayredis.gcs.store import ActorStore
 from rayredis.protocol._generated import rayredis_pb2 as pb
@@ -59,6 +60,8 @@ class ActorManager:
         async with lock:
             try:
                 await self._handle(aid)
+            except LeaseLostError:
+                logger.debug("actor %s: left to the next lease holder", aid)
             except Exception:
                 logger.exception("handling actor %s failed", aid)
 

@@ -18,6 +18,7 @@ from rayredis.gcs.decisions import (
     Reserve,
     ReturnBundles,
 )
+from rayredis.gcs.lease import LeaseLostError
 from rayredis.gcs.raylet_clients import RayletClients
 from rayredis.gcs.store import PlacementGroupStore
 from rayredis.store.tables import PlacementGroupEntry, PlacementGroupState
@@ -63,6 +64,8 @@ class PlacementGroupManager:
         async with self.locks.setdefault(pg, asyncio.Lock()):
             try:
                 await self._handle(pg)
+            except LeaseLostError:
+                logger.debug("placement group %s: left to the next lease holder", pg)
             except Exception:
                 logger.exception("placement group %s", pg)
 

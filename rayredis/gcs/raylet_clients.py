@@ -34,11 +34,16 @@ class RayletClients(Protocol):
 
 class GrpcRayletClients:
     """One channel per raylet, found through its registration in ``rr:nodes`` and cached until the
-    node's state changes (:meth:`forget`). Every call carries the cluster token as metadata."""
+    node's state changes (:meth:`forget`). Every call carries the cluster token as metadata.
 
-    def __init__(self, primary: Any, token: str):
+    ``guard`` runs before every call: it raises ``lease.LeaseLostError`` when this GCS may no longer
+    act, so a standby or a GCS that lost its lease creates no actor and reserves no bundle.
+    """
+
+    def __init__(self, primary: Any, token: str, guard: Callable[[], None] | None = None):
         self.primary = primary
         self.metadata = auth.metadata(token)
+        self.guard = guard or (lambda: None)
         self._channels: dict[str, tuple[str, Any, Any]] = {}
 
     async def _stub(self, node: str) -> Any:
@@ -65,6 +70,7 @@ class GrpcRayletClients:
         stub = await self._stub(node)
         if stub is None:
             return False
+        self.guard()
         try:
             reply = await stub.CreateActor(pb.CreateActorRequest(
                 actor_id=bytes.fromhex(actor_id), attempt=attempt, creation_spec=spec),
@@ -79,6 +85,7 @@ class GrpcRayletClients:
         stub = await self._stub(node)
         if stub is None:
             return False
+        self.guard()
         try:
             r = await stub.ReserveBundles(pb.ReserveBundlesRequest(
                 pg_id=bytes.fromhex(pg_id), bundle_indexes=list(indexes), bundles_json=list(bundles_json)),
@@ -92,6 +99,7 @@ class GrpcRayletClients:
         stub = await self._stub(node)
         if stub is None:
             return True
+        self.guard()
         try:
             await stub.ReturnBundles(pb.ReturnBundlesRequest(pg_id=bytes.fromhex(pg_id)), timeout=10,
                                      metadata=self.metadata)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from rayredis.actor_state import ActorState
 from rayredis.gcs.decisions import ClusterView, FieldValue
+from rayredis.gcs.lease import LeaseLostError
 from rayredis.store import keys, tables
-from rayredis.store.scripts import Scripts
+from rayredis.store.scripts import FENCED_OUT, FencedScripts, Scripts
 from rayredis.store.tables import ActorEntry, JobInfo, JobState, NodeRecord, PlacementGroupEntry, PlacementGroupState
 
 
@@ -50,12 +52,51 @@ class PlacementGroupStore(ClusterReader, Protocol):
     async def mark_pg_returned(self, pg_id: str) -> None: ...
 
 
-class RedisGcsStore:
-    """Both stores over the primary shard (an asyncio client) and its registered scripts."""
+@dataclass(frozen=True)
+class Fence:
+    """The lease a GCS term writes under: its holder id, checked by Redis in every fenced script,
+    and ``check``, which raises :class:`LeaseLostError` when this process may no longer act."""
 
-    def __init__(self, primary: Any):
+    holder: str
+    check: Callable[[], None]
+
+
+def _applied(result: Any) -> bool:
+    if result == FENCED_OUT:
+        raise LeaseLostError("Redis refused a write: the GCS lease has another holder")
+    return bool(result)
+
+
+class RedisGcsStore:
+    """Both stores over the primary shard (an asyncio client) and its registered scripts.
+
+    With a ``fence`` every write first checks the lease locally, and the table writes go through
+    the fenced scripts, which Redis applies only while the lease holds ``fence.holder``; either
+    failing raises :class:`LeaseLostError`.
+    """
+
+    def __init__(self, primary: Any, fence: Fence | None = None):
         self.primary = primary
         self.scripts = Scripts(primary)
+        self.fence = fence
+        self.fenced = FencedScripts(primary) if fence is not None else None
+
+    async def _hfield_cas(self, k: list[str], a: list[str], client: Any = None) -> Any:
+        """``hfield_cas`` (fenced when the store is); returns the script's result (a pipeline's call when
+        ``client`` is one)."""
+        if self.fence is None or self.fenced is None:
+            return await self.scripts.hfield_cas(keys=k, args=a, client=client)
+        self.fence.check()
+        return await self.fenced.hfield_cas(keys=[*k, keys.gcs_lease_key()], args=[*a, self.fence.holder],
+                                            client=client)
+
+    async def _hset(self, key: str, mapping: Mapping[str, str], client: Any = None) -> Any:
+        if self.fence is None or self.fenced is None:
+            return await (client or self.primary).hset(key, mapping=dict(mapping))
+        self.fence.check()
+        args = [x for kv in mapping.items() for x in kv]
+        return await self.fenced.hset(keys=[key, keys.gcs_lease_key()], args=[*args, self.fence.holder],
+                                      client=client)
 
     # ---- cluster ---------------------------------------------------------------------------------
 
@@ -69,20 +110,23 @@ class RedisGcsStore:
     async def node_dead_cas(self, node_id: str) -> bool:
         """CAS the node ALIVE -> DEAD (announced on the node channel)."""
         k, a = tables.node_state_cas_args(node_id, tables.NodeState.ALIVE.value, tables.NodeState.DEAD)
-        return bool(await self.scripts.hfield_cas(keys=k, args=a))
+        return _applied(await self._hfield_cas(k, a))
 
     # ---- jobs ------------------------------------------------------------------------------------
 
     async def next_job_id(self) -> int:
+        if self.fence is not None:
+            self.fence.check()
         return int(await self.primary.incr(keys.job_counter_key()))
 
     async def add_job(self, info: JobInfo) -> None:
         """Record the job's registration, then move it to RUNNING (announced on the job channel): one pipeline."""
         pipe = self.primary.pipeline(transaction=False)
-        pipe.hset(keys.jobs_key(), str(info.job_id), info.to_json())
+        await self._hset(keys.jobs_key(), {str(info.job_id): info.to_json()}, client=pipe)
         k, a = tables.job_state_cas_args(info.job_id, "", JobState.RUNNING)
-        await self.scripts.hfield_cas(keys=k, args=a, client=pipe)
-        await pipe.execute()
+        await self._hfield_cas(k, a, client=pipe)
+        for result in await pipe.execute():
+            _applied(result)
 
     async def job_finished(self, job: str) -> bool:
         return await tables.ajob_finished(self.primary, job)
@@ -90,8 +134,11 @@ class RedisGcsStore:
     async def cluster_token(self) -> str:
         return (await self.primary.hget(keys.cluster_key(), "token") or b"").decode()
 
-    async def set_gcs_address(self, address: str) -> None:
-        await self.primary.hset(keys.cluster_key(), "gcs_address", address)
+    async def lease(self, op: str, holder: str, lease_s: float, address: str = "") -> int:
+        """Run the ``gcs_lease`` script (``op``: acquire, renew, release): 1 done, 0 another holder,
+        -1 the primary is not a cluster's (no shard map). Acquiring also publishes ``address``."""
+        return int(await self.scripts.gcs_lease(keys=[keys.gcs_lease_key(), keys.cluster_key()],
+                                                args=[op, holder, max(1, int(lease_s * 1000)), address]))
 
     # ---- actors ----------------------------------------------------------------------------------
 
@@ -107,7 +154,11 @@ class RedisGcsStore:
     async def actor_transition(self, actor_id: str, from_state: ActorState, from_attempt: int,
                                fields: Mapping[str, FieldValue]) -> bool:
         k, a = tables.actor_transition_call(actor_id, from_state.value, str(from_attempt), fields)
-        return bool(await self.scripts.actor_transition(keys=k, args=a))
+        if self.fence is None or self.fenced is None:
+            return bool(await self.scripts.actor_transition(keys=k, args=a))
+        self.fence.check()
+        return _applied(await self.fenced.actor_transition(keys=[*k, keys.gcs_lease_key()],
+                                                           args=[*a, self.fence.holder]))
 
     # ---- placement groups ------------------------------------------------------------------------
 
@@ -122,10 +173,10 @@ class RedisGcsStore:
 
     async def pg_state_cas(self, pg_id: str, old: PlacementGroupState, new: PlacementGroupState) -> bool:
         k, a = tables.pg_state_cas_args(pg_id, old, new)
-        return bool(await self.scripts.hfield_cas(keys=k, args=a))
+        return _applied(await self._hfield_cas(k, a))
 
     async def set_pg_nodes(self, pg_id: str, placement: Sequence[str]) -> None:
-        await self.primary.hset(keys.placement_group_key(pg_id), "nodes", json.dumps(list(placement)))
+        _applied(await self._hset(keys.placement_group_key(pg_id), {"nodes": json.dumps(list(placement))}))
 
     async def mark_pg_returned(self, pg_id: str) -> None:
-        await self.primary.hset(keys.placement_group_key(pg_id), "returned", "1")
+        _applied(await self._hset(keys.placement_group_key(pg_id), {"returned": "1"}))

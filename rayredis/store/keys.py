@@ -31,6 +31,14 @@ def cluster_key() -> str:
     return PREFIX + "cluster"
 
 
+def gcs_lease_key() -> str:
+    """STRING on the primary: the random holder id of the one active GCS, with a PX expiry of
+    ``gcs_lease_s``. Owned by the GCS: SET NX PX to acquire (which also writes ``gcs_address`` to
+    ``cluster_key``), PEXPIRE to renew and DEL to release, each only if it still holds the id (script
+    ``gcs_lease``); the GCS's decision writes check it too (the fenced scripts of ``store/scripts.py``)."""
+    return PREFIX + "gcs_lease"
+
+
 def nodes_key() -> str:
     """HASH on the primary, field node-id hex -> node JSON (``node_id``, ``address``, ``node_ip``,
     ``resources``, ``object_store_memory``, ``session_dir``, ``pid``, ``start_time``, ``is_head``,

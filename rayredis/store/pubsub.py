@@ -16,8 +16,12 @@ LOST = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError
 
 
 async def follow(client: Any, channels: Sequence[str], rescan: Callable[[], Awaitable[None]],
-                 on_message: Callable[[str, str], Awaitable[None]], retry_delay_s: float = 0.5) -> None:
+                 on_message: Callable[[str, str], Awaitable[None]], retry_delay_s: float = 0.5,
+                 on_lost: Callable[[BaseException], None] | None = None) -> None:
     """Run forever: subscribe to ``channels``, call ``rescan()``, then ``on_message(channel, data)``.
+
+    ``on_lost(error)`` replaces the warning logged each time the subscription is lost (a caller
+    that rate-limits its warnings while Redis is away).
 
     Rescanning *after* the subscription is acknowledged means an announcement published while
     this process was down, or between two subscriptions, is never missed: the table it
@@ -32,7 +36,10 @@ async def follow(client: Any, channels: Sequence[str], rescan: Callable[[], Awai
                 if msg.get("type") == "message":
                     await on_message(msg["channel"].decode(), msg["data"].decode())
         except LOST as e:
-            logger.warning("pub/sub on %s lost (%s); resubscribing", ",".join(channels), e)
+            if on_lost is not None:
+                on_lost(e)
+            else:
+                logger.warning("pub/sub on %s lost (%s); resubscribing", ",".join(channels), e)
             await asyncio.sleep(retry_delay_s)
         finally:
             try:

@@ -20,7 +20,7 @@ from rayredis.cluster_utils import Cluster, Node
 from rayredis.store import tables
 from rayredis.store.client import parse_address
 
-#: The GCS's node_death_timeout_s for the shared cluster (default 5 s), so a killed node is seen sooner.
+#: The GCS's node_death_timeout_s for the shared cluster (the default, 3 s, set explicitly).
 DEATH_TIMEOUT_S = 3.0
 STORE = 150 * 1024 * 1024  # Ray's default object_store_memory per node in Cluster.add_node
 

@@ -19,7 +19,9 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_defaults() -> None:
     cfg = Config.from_env()
-    assert cfg.node_death_timeout_s == 5.0
+    assert cfg.node_death_timeout_s == 3.0
+    assert cfg.gcs_lease_s == 3.0
+    assert cfg.cluster_gone_timeout_s == 30.0
     assert cfg.num_redis_shards == 2
     assert cfg.log_level == "INFO"
 
@@ -31,6 +33,13 @@ def test_env_override_float(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(cfg.node_death_timeout_s, float)
     monkeypatch.setenv("RAYREDIS_NODE_DEATH_TIMEOUT_S", "0.25")
     assert Config.from_env().node_death_timeout_s == 0.25
+
+
+def test_gcs_lease_and_cluster_gone_timeout_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAYREDIS_GCS_LEASE_S", "1.5")
+    monkeypatch.setenv("RAYREDIS_CLUSTER_GONE_TIMEOUT_S", "4")
+    cfg = Config.from_env()
+    assert (cfg.gcs_lease_s, cfg.cluster_gone_timeout_s) == (1.5, 4.0)
 
 
 def test_env_override_int_and_str(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,7 +80,7 @@ def test_frozen_and_replace() -> None:
         cfg.node_death_timeout_s = 1.0  # type: ignore[misc]
     other = cfg.replace(node_death_timeout_s=1.0)
     assert other.node_death_timeout_s == 1.0
-    assert cfg.node_death_timeout_s == 5.0
+    assert cfg.node_death_timeout_s == 3.0
 
 
 def test_get_config_reads_env_once(monkeypatch: pytest.MonkeyPatch) -> None:
