@@ -37,7 +37,8 @@ def exit_actor() -> None:
     """End the current actor from inside one of its methods; it will not be restarted."""
     cw = worker_context.global_worker
     if cw is None or not cw.ctx.actor_id:
-        raise TypeError("exit_actor() may only be called from inside an actor method.")
+        raise TypeError("exit_actor API is called on a non-actor worker. Call this API inside an actor "
+                        "method if you'd like to exit the actor gracefully.")
     raise ActorExit()
 
 

@@ -6,7 +6,15 @@ from typing import Any
 
 
 class RayError(Exception):
-    """Root of every rayredis error (named as in Ray so ``except ray.exceptions.RayError`` works)."""
+    """Root of every rayredis error (named as in Ray so ``except ray.exceptions.RayError`` works).
+
+    Every error has ``cause`` (the user's exception behind it, or None) and
+    ``as_instanceof_cause()`` (itself, except for :class:`RayTaskError`)."""
+
+    cause: BaseException | None = None
+
+    def as_instanceof_cause(self) -> RayError:
+        return self
 
 
 RayredisError = RayError
@@ -41,14 +49,13 @@ class RayTaskError(RayError):
         super().__init__(self._message())
 
     def _message(self) -> str:
-        head = f"{type(self.cause).__name__ if self.cause else 'Error'}"
-        text = (
-            f"{head}: task {self.function_name!r} failed (pid={self.pid}, ip={self.ip}).\n"
-            f"Remote traceback:\n{self.traceback_str}"
-        )
-        extra = str(self.cause) if self.cause is not None else ""
-        if extra and extra not in self.traceback_str:  # e.g. a stand-in for an unpicklable error
-            text += f"{'' if text.endswith(chr(10)) else chr(10)}{type(self.cause).__name__}: {extra}"
+        """Ray's shape: ``ray::f() (pid=N, ip=IP)``, then the user's frames and the error line."""
+        text = f"ray::{self.function_name}() (pid={self.pid}, ip={self.ip})\n{_user_frames(self.traceback_str)}"
+        cause = self.cause
+        if cause is not None and f"{type(cause).__name__}:" not in self.traceback_str and \
+                type(cause).__name__ not in self.traceback_str.splitlines()[-1:]:
+            # e.g. a stand-in for an error that could not be pickled
+            text += f"{'' if text.endswith(chr(10)) else chr(10)}{type(cause).__name__}: {cause}"
         return text
 
     def __str__(self) -> str:
@@ -73,6 +80,7 @@ class RayTaskError(RayError):
             if cls is None:
 
                 def __init__(inner: Any, outer: RayTaskError) -> None:  # noqa: N807
+                    inner.__dict__.update(getattr(outer.cause, "__dict__", {}))  # e.field, as in Ray
                     inner.__dict__.update(outer.__dict__)
                     inner.args = (outer._message(),)
 
@@ -94,6 +102,23 @@ class RayTaskError(RayError):
 
 
 _DUAL_CACHE: dict[type, type] = {}
+
+
+def _user_frames(tb: str) -> str:
+    """A remote traceback without its first line and without rayredis's own worker frames."""
+    lines = tb.splitlines(keepends=True)
+    if lines and lines[0].startswith("Traceback (most recent call last):"):
+        lines = lines[1:]
+    out: list[str] = []
+    skip = False
+    for line in lines:
+        if line.startswith("  File "):
+            skip = "/rayredis/worker/" in line
+        elif not line.startswith("    "):
+            skip = False
+        if not skip:
+            out.append(line)
+    return "".join(out)
 
 
 class RayActorError(RayError):

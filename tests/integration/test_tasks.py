@@ -86,7 +86,9 @@ def test_error_keeps_type_and_remote_traceback(ray_shared):
     err = info.value
     assert isinstance(err, exceptions.RayTaskError)
     assert "boom" in str(err)
-    assert "Traceback" in str(err) and "fail" in str(err)
+    text = str(err)
+    assert text.startswith("ray::") and "(pid=" in text  # Ray's header
+    assert 'in fail' in text and "rayredis/worker" not in text  # the user's frames only
 
 
 def test_error_propagates_through_dependent_tasks(ray_shared):
