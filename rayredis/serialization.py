@@ -11,11 +11,13 @@ PickleBuffers) are 64-byte aligned so a reader maps them straight out of shared 
 
 from __future__ import annotations
 
+import collections
 import io
 import pickle
 import struct
 import threading
 import traceback
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -186,10 +188,23 @@ def make_task_error(function_name: str, exc: BaseException, pid: int, ip: str) -
     return exceptions.RayTaskError(function_name, tb, exc, "", pid, ip)
 
 
+def _code_reduce_keeping_filename(code: types.CodeType) -> Any:
+    """cloudpickle's code reducer, but the code keeps its file name: tracebacks from tasks then name
+    the user's file, as in Ray (cloudpickle 3.1.3 writes ``<dynamic-code>``)."""
+    fn, args = cloudpickle.cloudpickle._code_reduce(code)
+    return fn, tuple(code.co_filename if a == "<dynamic-code>" else a for a in args)
+
+
+class _FunctionPickler(cloudpickle.Pickler):  # type: ignore[misc]  # untyped base
+    dispatch_table = collections.ChainMap({types.CodeType: _code_reduce_keeping_filename},
+                                          cloudpickle.Pickler.dispatch_table)
+
+
 def dumps_function(fn: Any) -> bytes:
     """Cloudpickle a function or class by value for the function table."""
-    data: bytes = cloudpickle.dumps(fn, protocol=5)
-    return data
+    buf = io.BytesIO()
+    _FunctionPickler(buf, protocol=5).dump(fn)
+    return buf.getvalue()
 
 
 def loads_function(data: bytes) -> Callable[..., Any]:

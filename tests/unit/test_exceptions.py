@@ -150,3 +150,13 @@ def test_dual_keeps_the_causes_attributes_and_drops_worker_frames() -> None:
     text = str(dual)
     assert "executor.py" not in text and 'File "job.py", line 3, in f' in text
     assert text.count("NeedsArgs:") == 1
+
+
+def test_functions_keep_their_file_name_for_tracebacks() -> None:
+    from rayredis.serialization import dumps_function, loads_function
+
+    def local() -> None:
+        raise KeyError("x")
+
+    again = loads_function(dumps_function(local))
+    assert again.__code__.co_filename == __file__  # (cloudpickle alone writes "<dynamic-code>")
