@@ -56,6 +56,11 @@ class Config:
     #: connection's messages), ``"always"`` sends them over the connection, ``"never"`` uses shared
     #: memory. Workers always use shared memory.
     objects_over_connection: str = "auto"
+    #: ``appendfsync`` of every Redis shard's append-only file (AOF persistence is always on):
+    #: ``everysec`` (a machine crash loses up to about the last second of writes, a killed
+    #: redis-server loses nothing), ``always`` (fsync before each reply: nothing lost, much slower)
+    #: or ``no`` (the kernel flushes when it likes, typically within 30 s).
+    redis_appendfsync: str = "everysec"
     #: Seconds a stopping process is given after SIGTERM before SIGKILL.
     stop_grace_period_s: float = 5.0
     #: Log level for component log files.
