@@ -14,7 +14,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from rayredis._private.logs import Throttle
-from rayredis.store.client import parse_address
+from rayredis.exceptions import ControlStoreUnavailable
+from rayredis.store.client import ShardedRedis, parse_address
 
 logger = logging.getLogger(__name__)
 
@@ -41,15 +42,15 @@ class Lifeline:
     """Ends the worker process when its cluster is gone, instead of letting it run on without one.
 
     - **Redis.** A thread PINGs the primary (its own connection, no retries) every
-      ``interval_s``. When no PING has been answered for ``timeout_s``
-      (``Config.cluster_gone_timeout_s``), the worker exits. Until then it warns at most once per
-      ``warn_every_s``. At startup, :meth:`wait_for_redis` waits up to ``timeout_s`` for a first
-      answer, so a worker started during a shard restart does not die and count as a startup
-      failure of its raylet.
+      ``interval_s``. When none has been answered for ``timeout_s``
+      (``Config.cluster_gone_timeout_s``) since the first that was not, the worker exits. Until
+      then it warns at most once per ``warn_every_s``. At startup, :meth:`connect` waits up to
+      ``timeout_s`` for Redis, so a worker started during a shard restart does not die and count
+      as a startup failure of its raylet.
     - **The raylet.** :meth:`raylet_lost` (the stream's ``on_disconnect``) stops the executor and,
       if a task still runs after ``RAYLET_LOST_GRACE_S``, exits: nothing reconnects the stream.
 
-    ``on_gone(reason)`` does the exiting (tests pass their own).
+    ``on_gone(reason)`` does the exiting.
     """
 
     def __init__(self, address: str, password: str | None, timeout_s: float, *,
@@ -78,15 +79,22 @@ class Lifeline:
             return True
         return True
 
-    def wait_for_redis(self) -> None:
-        """Wait up to ``timeout_s`` for the primary to answer; give up (``on_gone``) after that."""
+    def connect(self, password: str | None) -> ShardedRedis:
+        """Connect to the shards, waiting up to ``timeout_s`` for the primary to answer (a shard
+        may be restarting); give up (``on_gone``) after that. Other errors (a wrong password) raise."""
         start = time.monotonic()
-        while not self.answers():
+        while True:
+            if self.answers():
+                try:
+                    return ShardedRedis(self.address, password).connect()
+                except ControlStoreUnavailable:
+                    if self.answers():
+                        raise  # it answers, so the problem is not that it is away
             down = time.monotonic() - start
             if down > self.timeout_s:
                 self.on_gone(f"Redis at {self.address} did not answer for {down:.0f} s since this worker "
                              f"started (cluster_gone_timeout_s={self.timeout_s:g})")
-                return
+                raise ControlStoreUnavailable(f"Redis at {self.address} did not answer")  # if on_gone returns
             self._warn(down)
             time.sleep(self.interval_s)
 
@@ -97,12 +105,14 @@ class Lifeline:
         self._stopping.set()
 
     def _watch(self) -> None:
-        last_answer = time.monotonic()
+        down_since: float | None = None  # the first PING that went unanswered, since the last answer
         while not self._stopping.wait(self.interval_s):
             if self.answers():
-                last_answer = time.monotonic()
+                down_since = None
                 continue
-            down = time.monotonic() - last_answer
+            now = time.monotonic()
+            down_since = now if down_since is None else down_since
+            down = now - down_since
             if down > self.timeout_s:
                 self.on_gone(f"Redis at {self.address} has not answered for {down:.0f} s "
                              f"(cluster_gone_timeout_s={self.timeout_s:g}); its cluster is gone")
@@ -110,6 +120,8 @@ class Lifeline:
             self._warn(down)
 
     def _warn(self, down: float) -> None:
+        if down < 1.0:
+            return  # a blip (a supervised shard restart takes well under a second)
         suppressed = self._throttle.allow("redis")
         if suppressed is not None:
             logger.warning("Redis at %s has not answered for %.1f s; this worker exits if it stays away for "

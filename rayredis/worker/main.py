@@ -12,7 +12,6 @@ from rayredis._private import worker_context
 from rayredis._private.logs import setup_process_logging
 from rayredis._private.process import set_parent_death_signal
 from rayredis.config import get_config, secret_from_env
-from rayredis.store.client import ShardedRedis
 from rayredis.worker import core_worker, log_forward
 from rayredis.worker.executor import executor
 from rayredis.worker.lifeline import Lifeline
@@ -34,9 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     address, password = secret_from_env("REDIS_ADDRESS") or "", secret_from_env("REDIS_PASSWORD")
     # Without its cluster (no raylet stream, or Redis gone for cluster_gone_timeout_s) it exits.
     lifeline = Lifeline(address, password, cfg.cluster_gone_timeout_s, on_raylet_lost=executor.on_disconnect)
-    lifeline.wait_for_redis()
     lifeline.start()  # from here on it watches Redis, also while connecting below
-    store = ShardedRedis(address, password).connect()
+    store = lifeline.connect(password)
     cw = core_worker.CoreWorker(
         cfg, store, args.raylet_address, secret_from_env("CLUSTER_TOKEN") or "",
         is_driver=False, job_id=0, namespace="", worker_id=bytes.fromhex(args.worker_id),
