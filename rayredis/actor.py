@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from rayredis import exceptions, ids, options, serialization
-from rayredis._private import worker_context
+from rayredis._private import signature, worker_context
 from rayredis._private.worker_context import get_worker
 from rayredis.actor_state import ActorState
 from rayredis.protocol._generated import rayredis_pb2 as pb
@@ -51,6 +51,21 @@ def _method_table(cls: type) -> dict[str, int]:
     return out
 
 
+def _signatures(cls: type, methods: dict[str, int]) -> dict[str, signature.ParamSpec]:
+    """The parameters of the constructor (key ``__init__``) and of each method, without ``self``."""
+    out: dict[str, signature.ParamSpec] = {}
+    for name in [*methods, "__init__"]:
+        fn = getattr(cls, name, None)
+        if fn is None or (name == "__init__" and fn is object.__init__):
+            out[name] = [] if name == "__init__" else out.get(name, [])
+            continue
+        bound = isinstance(inspect.getattr_static(cls, name, None), (staticmethod, classmethod))
+        params = signature.describe(fn, skip_first=not bound)
+        if params is not None:
+            out[name] = params
+    return out
+
+
 def _is_async(cls: type) -> bool:
     return any(inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
                for _, fn in inspect.getmembers(cls, predicate=inspect.isfunction))
@@ -66,6 +81,8 @@ class ActorClass:
                                                   f"actor class {self._name!r}")
         self._pickled: bytes | None = None
         self._methods = _method_table(cls)
+        self._sigs = _signatures(cls, self._methods)
+        self._init_sig = signature.rebuild(self._sigs["__init__"]) if "__init__" in self._sigs else None
         self._is_async = _is_async(cls)
         self.__doc__ = cls.__doc__
 
@@ -77,13 +94,21 @@ class ActorClass:
                         f"'{self._name}.remote()'.")
 
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
-        return self._remote(args, kwargs, self._default_options)
+        return self._submit(args, kwargs, self._default_options)
+
+    def _remote(self, args: Any = None, kwargs: Any = None, **actor_options: Any) -> ActorHandle:
+        """Ray's ``Actor._remote(args=[...], kwargs={...}, **options)``."""
+        options.validate(actor_options, options.ACTOR_OPTIONS, f"actor class {self._name!r}")
+        return self._submit(tuple(args or ()), dict(kwargs or {}), {**self._default_options, **actor_options})
 
     def options(self, **actor_options: Any) -> _ActorOptions:
         options.validate(actor_options, options.ACTOR_OPTIONS, f"actor class {self._name!r}")
         return _ActorOptions(self, {**self._default_options, **actor_options})
 
-    def _remote(self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: dict[str, Any]) -> ActorHandle:
+    def _submit(self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: dict[str, Any]) -> ActorHandle:
+        if opts.get("get_if_exists") and not opts.get("name"):
+            raise ValueError("The actor name must be specified to use `get_if_exists`.")
+        signature.check(self._init_sig, args, kwargs)
         cw = get_worker()
         if self._pickled is None:
             self._pickled = serialization.dumps_function(self._cls)
@@ -123,7 +148,7 @@ class ActorClass:
                              f"Pick another name, look it up with get_actor({name!r}), or pass "
                              f"get_if_exists=True.")
         return ActorHandle(aid, self._name, self._methods, ao.max_task_retries, owner=not detached and not name,
-                           keep=keep)
+                           keep=keep, sigs=self._sigs)
 
 
 class _ActorOptions:
@@ -132,7 +157,7 @@ class _ActorOptions:
         self._opts = opts
 
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
-        return self._ac._remote(args, kwargs, self._opts)
+        return self._ac._submit(args, kwargs, self._opts)
 
 
 class ActorMethod:
@@ -161,8 +186,12 @@ class ActorHandle:
     """A reference to an actor; pass it to tasks and other actors freely."""
 
     def __init__(self, actor_id: bytes, class_name: str, methods: dict[str, int], max_task_retries: int = 0,
-                 owner: bool = False, keep: list[Any] | None = None):
+                 owner: bool = False, keep: list[Any] | None = None,
+                 sigs: dict[str, signature.ParamSpec] | None = None):
         self._actor_id = actor_id
+        #: Parameters per method, for call-site checks (None: unknown, e.g. a handle from get_actor).
+        self._sigs = sigs
+        self._bound: dict[str, Any] = {}
         self._class_name = class_name
         self._methods = methods
         self._max_task_retries = max_task_retries
@@ -178,6 +207,11 @@ class ActorHandle:
         return ActorMethod(self, name, self._methods[name])
 
     def _call(self, method_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], num_returns: int) -> Any:
+        if self._sigs is not None and method_name in self._sigs:
+            sig = self._bound.get(method_name)
+            if sig is None:
+                sig = self._bound[method_name] = signature.rebuild(self._sigs[method_name])
+            signature.check(sig, args, kwargs)
         cw = get_worker()
         spec = pb.TaskSpec(task_id=ids.task_id(), kind=pb.ACTOR_TASK, actor_id=self._actor_id, method_name=method_name,
                            name=f"{self._class_name}.{method_name}", num_returns=num_returns,
@@ -205,7 +239,8 @@ class ActorHandle:
 
     def __reduce__(self) -> Any:
         self._shared = True
-        return (ActorHandle, (self._actor_id, self._class_name, self._methods, self._max_task_retries))
+        return (ActorHandle, (self._actor_id, self._class_name, self._methods, self._max_task_retries, False, None,
+                              self._sigs))
 
     def __del__(self) -> None:
         # Like Ray: an unnamed, non-detached actor dies when its creator drops the last handle,

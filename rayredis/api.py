@@ -72,6 +72,15 @@ def _resolve_address(address: str | None) -> str | None:
     if address == "local":
         return None
     if address and address != "auto":
+        scheme = address.split("://", 1)[0] if "://" in address else ""
+        if scheme in ("ray", "http", "https"):
+            raise ValueError(
+                f"init(address={address!r}): rayredis has no Ray Client ({scheme}://) or job-server "
+                "endpoint. Connect to the cluster's primary Redis shard instead: "
+                "init(address='HOST:PORT', _redis_password=...) with the address `rayredis start --head` printed.")
+        if scheme and scheme != "redis":
+            raise ValueError(f"init(address={address!r}): unknown scheme {scheme!r}; pass 'HOST:PORT', "
+                             "'auto' or 'local'.")
         return address.removeprefix("redis://")
     env = os.environ.get("RAYREDIS_ADDRESS") or os.environ.get("RAY_ADDRESS")
     if env and env != "auto":
@@ -272,19 +281,23 @@ def put(value: Any, **_: Any) -> ObjectRef:
 def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,
          fetch_local: bool = True) -> tuple[list[ObjectRef], list[ObjectRef]]:
     """Split ``object_refs`` into (ready, not ready) once ``num_returns`` are ready or ``timeout`` passes."""
-    if isinstance(object_refs, ObjectRef):
-        raise TypeError("wait() expects a list of ObjectRefs, not a single ObjectRef.")
+    if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
+        raise TypeError(f"wait() expected a list of ray.ObjectRef, got {type(object_refs)}")
     refs = list(object_refs)
-    try:
-        oids = [r._id for r in refs]
-    except AttributeError:
-        raise TypeError("wait() expects a list of ObjectRefs.") from None
+    for r in refs:
+        if not isinstance(r, ObjectRef):
+            raise TypeError(f"wait() expected a list of ray.ObjectRef, got list containing {type(r)}")
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"The 'timeout' argument must be nonnegative. Received {timeout}")
+    if not refs:
+        return [], []  # as Ray: nothing to wait for
+    oids = [r._id for r in refs]
     if len(set(oids)) != len(oids):
         raise ValueError("Wait requires a list of unique object refs.")
-    if num_returns <= 0 or num_returns > len(refs):
-        raise ValueError(f"num_returns={num_returns} must be between 1 and the number of refs ({len(refs)}).")
-    if timeout is not None and timeout < 0:
-        raise ValueError("timeout must be >= 0 or None.")
+    if num_returns <= 0:
+        raise ValueError(f"Invalid number of objects to return {num_returns}.")
+    if num_returns > len(refs):
+        raise ValueError("num_returns cannot be greater than the number of ray_waitables provided to ray.wait.")
     return get_worker().wait(refs, oids, num_returns, timeout, fetch_local=fetch_local)
 
 

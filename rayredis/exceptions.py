@@ -140,10 +140,15 @@ class ObjectLostError(RayError):
 
     def __init__(self, object_ref_hex: str = "", reason: str = "") -> None:
         self.object_ref_hex = object_ref_hex
+        self.reason = reason
         super().__init__(f"Object {object_ref_hex} is lost. {reason}".strip())
 
     def __reduce__(self) -> Any:
-        return (type(self), (self.object_ref_hex,))
+        return (type(self), (self.object_ref_hex, self.reason))
+
+
+class ObjectFetchError(ObjectLostError):
+    """The object exists on another node, but this node could not copy it (no room, transfer failed)."""
 
 
 class ObjectStoreFullError(RayError):

@@ -16,6 +16,12 @@ class ObjectRef:
 
     __slots__ = ("_id", "__weakref__")
 
+    def __class_getitem__(cls, item: object) -> object:
+        """``ObjectRef[int]`` in annotations, as Ray's ObjectRef is generic."""
+        import types
+
+        return types.GenericAlias(cls, item)
+
     def __init__(self, oid: bytes, _borrowed: bool = False):
         self._id = oid
         cw = worker_context.global_worker

@@ -7,17 +7,33 @@ from collections.abc import Callable
 from typing import Any
 
 
+def _type_error(name: str, v: Any, types: tuple[type, ...]) -> TypeError:
+    """Ray's wording for an option of the wrong type."""
+    return TypeError(f"The type of keyword '{name}' must be {types}, but received type {type(v)}")
+
+
 def _number(name: str, v: Any) -> None:
     if v is None:
         return
-    if not isinstance(v, numbers.Real) or isinstance(v, bool) or v < 0:
-        raise ValueError(f"The option {name}={v!r} must be a non-negative number.")
+    if not isinstance(v, numbers.Real) or isinstance(v, bool):
+        raise _type_error(name, v, (int, float, type(None)))
+    if v < 0:
+        raise ValueError(f"The quantity of resource {name} cannot be negative")
+
+
+#: What Ray says an integer option accepts, by its lowest allowed value.
+_ACCEPTS = {-1: "None, 0, -1 or a positive integer, where -1 represents infinity",
+            0: "None, 0 or a positive integer", 1: "None or a positive integer"}
 
 
 def _int(low: int) -> Callable[[str, Any], None]:
     def check(name: str, v: Any) -> None:
-        if not isinstance(v, int) or isinstance(v, bool) or v < low:
-            raise ValueError(f"The option {name}={v!r} must be an integer >= {low}.")
+        if v is None:
+            return
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise _type_error(name, v, (int, type(None)))
+        if v < low:
+            raise ValueError(f"The keyword '{name}' only accepts {_ACCEPTS[low]}.")
 
     return check
 
@@ -37,7 +53,7 @@ def _resources(name: str, v: Any) -> None:
 
 def _str(name: str, v: Any) -> None:
     if v is not None and not isinstance(v, str):
-        raise TypeError(f"The option {name}={v!r} must be a string.")
+        raise _type_error(name, v, (str, type(None)))
 
 
 def _retry_exceptions(name: str, v: Any) -> None:
@@ -81,7 +97,7 @@ _COMMON: dict[str, Callable[[str, Any], None]] = {
     "resources": _resources,
     "scheduling_strategy": _any,
     "placement_group": _any,
-    "placement_group_bundle_index": _int(-1),
+    "placement_group_bundle_index": _int(-1),  # (Ray: -1 = any bundle)
     "placement_group_capture_child_tasks": _any,
     "runtime_env": _runtime_env,
     "name": _str,
@@ -120,13 +136,16 @@ METHOD_OPTIONS: dict[str, Callable[[str, Any], None]] = {
 
 
 def validate(options: dict[str, Any], table: dict[str, Callable[[str, Any], None]], what: str) -> dict[str, Any]:
-    """Check every option against ``table``; unknown names raise with the list of valid ones."""
-    for k, v in options.items():
+    """Check every option against ``table`` (unknown names raise with the list of valid ones, type
+    and value errors use Ray's wording); options given as None are removed (they mean the default)."""
+    for k, v in list(options.items()):
         check = table.get(k)
         if check is None:
             raise ValueError(f"Invalid option keyword {k!r} for {what}. Valid ones are: "
                              f"{', '.join(sorted(n for n in table if not n.startswith('_')))}.")
         check(k, v)
+        if v is None:
+            del options[k]  # None means the default, as in Ray
     return options
 
 

@@ -7,6 +7,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from rayredis import ids, options, serialization
+from rayredis._private import signature
 from rayredis._private.worker_context import get_worker
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.util.scheduling_strategies import fill_strategy
@@ -24,6 +25,8 @@ class RemoteFunction:
         self._default_options = options.validate(dict(task_options), options.TASK_OPTIONS,
                                                   f"remote function {self._name!r}")
         self._pickled: bytes | None = None
+        params = signature.describe(fn)
+        self._signature = signature.rebuild(params) if params is not None else None
         self._template_cache: tuple[weakref.ref[CoreWorker], int, pb.TaskSpec] | None = None
         functools.update_wrapper(self, fn)
 
@@ -37,11 +40,16 @@ class RemoteFunction:
             f"try '{self._name}.remote()'.")
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        return self._remote(args, kwargs, self._default_options)
+        return self._submit(args, kwargs, self._default_options)
 
     def options(self, **task_options: Any) -> _Options:
         options.validate(task_options, options.TASK_OPTIONS, f"remote function {self._name!r}")
         return _Options(self, {**self._default_options, **task_options})
+
+    def _remote(self, args: Any = None, kwargs: Any = None, **task_options: Any) -> Any:
+        """Ray's ``f._remote(args=[...], kwargs={...}, **options)``."""
+        options.validate(task_options, options.TASK_OPTIONS, f"remote function {self._name!r}")
+        return self._submit(tuple(args or ()), dict(kwargs or {}), {**self._default_options, **task_options})
 
     def _template(self, cw: CoreWorker, opts: dict[str, Any]) -> pb.TaskSpec:
         """The spec fields fixed by the options, built once per (process runtime, job) for the
@@ -68,7 +76,8 @@ class RemoteFunction:
             self._template_cache = (weakref.ref(cw), job, spec)
         return spec
 
-    def _remote(self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: dict[str, Any]) -> Any:
+    def _submit(self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: dict[str, Any]) -> Any:
+        signature.check(self._signature, args, kwargs)
         cw = get_worker()
         spec = pb.TaskSpec()
         spec.CopyFrom(self._template(cw, opts))
@@ -93,7 +102,7 @@ class _Options:
         self._opts = opts
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        return self._rf._remote(args, kwargs, self._opts)
+        return self._rf._submit(args, kwargs, self._opts)
 
     def options(self, **more: Any) -> _Options:
         options.validate(more, options.TASK_OPTIONS, f"remote function {self._rf._name!r}")

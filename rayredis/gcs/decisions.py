@@ -189,7 +189,15 @@ class RemoveWithJob:
     from_state: PlacementGroupState
 
 
-PgAction = Reserve | MarkCreated | ReturnBundles | MarkReturned | RemoveWithJob
+@dataclass(frozen=True)
+class Replace:
+    """Bundles of a CREATED group whose node died: reserve each on its new node (one at a time,
+    recording each in the group's ``nodes`` as it succeeds, so a repeat only redoes the rest)."""
+
+    moves: tuple[NodeBundles, ...]  # one bundle each
+
+
+PgAction = Reserve | MarkCreated | ReturnBundles | MarkReturned | RemoveWithJob | Replace
 
 
 def reservation(bundles: Sequence[dict[str, float]], placement: Sequence[str]) -> Reserve:
@@ -215,9 +223,28 @@ def decide_pg(entry: PlacementGroupEntry, view: ClusterView) -> list[PgAction]:
         if placement is None:
             return []
         return [reservation(entry.bundles, placement), MarkCreated(tuple(placement))]
+    if entry.state == PlacementGroupState.CREATED and any(n not in view.alive for n in entry.nodes):
+        return _replace_lost(entry, view)
     if entry.state == PlacementGroupState.REMOVED and not entry.returned:
         return [ReturnBundles(tuple(sorted(set(entry.nodes)))), MarkReturned()]
     return []
+
+
+def _replace_lost(entry: PlacementGroupEntry, view: ClusterView) -> list[PgAction]:
+    """New nodes for the bundles of dead nodes, keeping the strategy with the surviving bundles
+    (STRICT_SPREAD avoids their nodes, STRICT_PACK joins them); empty while nothing fits."""
+    lost = [i for i, n in enumerate(entry.nodes) if n not in view.alive]
+    survivors = {n for n in entry.nodes if n in view.alive}
+    nodes = list(view.nodes)
+    if entry.strategy == "STRICT_SPREAD":
+        nodes = [n for n in nodes if n.node_id not in survivors]
+    elif entry.strategy == "STRICT_PACK" and survivors:
+        nodes = [n for n in nodes if n.node_id in survivors]
+    placement = place_bundles(nodes, [ResourceSet.from_floats(entry.bundles[i]) for i in lost], entry.strategy)
+    if placement is None:
+        return []
+    return [Replace(tuple(NodeBundles(node, (i,), (json.dumps(entry.bundles[i]),))
+                          for i, node in zip(lost, placement)))]
 
 
 def ends_with_job(entry: PlacementGroupEntry, job: str) -> bool:

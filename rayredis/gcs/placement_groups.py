@@ -14,6 +14,7 @@ from rayredis.gcs.decisions import (
     MarkReturned,
     PgAction,
     RemoveWithJob,
+    Replace,
     Reserve,
     ReturnBundles,
 )
@@ -94,6 +95,19 @@ class PlacementGroupManager:
             elif isinstance(action, RemoveWithJob):
                 await self.store.pg_state_cas(pg, action.from_state, PlacementGroupState.REMOVED)
                 return "rehandle"  # removed (by us or meanwhile): decide again to return its bundles
+            elif isinstance(action, Replace):
+                entry = await self.store.pg(pg)
+                if entry is None or entry.state != PlacementGroupState.CREATED:
+                    return "rehandle"
+                nodes = list(entry.nodes)
+                for move in action.moves:
+                    if not await self.raylets.reserve_bundles(move.node, pg, move.indexes, move.bundles_json):
+                        return "stopped"  # retried by the next rescan, from what was recorded
+                    for i in move.indexes:
+                        nodes[i] = move.node
+                    await self.store.set_pg_nodes(pg, nodes)
+                logger.info("placement group %s: bundles of dead nodes re-placed on %s", pg,
+                            sorted({m.node[:8] for m in action.moves}))
             elif isinstance(action, MarkReturned):
                 await self.store.mark_pg_returned(pg)
                 self.locks.pop(pg, None)

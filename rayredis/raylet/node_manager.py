@@ -15,6 +15,7 @@ from rayredis.raylet.actors import LocalActors
 from rayredis.raylet.cluster_view import ClusterView
 from rayredis.raylet.connection import Connection
 from rayredis.raylet.connection_objects import received_put
+from rayredis.raylet.lineage import Lineage
 from rayredis.raylet.object_store import PENDING as OBJ_PENDING
 from rayredis.raylet.object_store import READY, REMOTE, ObjectStore
 from rayredis.raylet.object_waits import ObjectWaits, object_data
@@ -53,6 +54,7 @@ class NodeManager:
         self.view = view if view is not None else ClusterView(node_id)
         self.peers = PeerCore(self, links if links is not None else NoLinks(), self.view)
         self.placement = Placement(self)
+        self.lineage = Lineage(self)
         self.deps_index = self.placement.deps_index
         #: References the store holds for return objects whose submitter was not connected (nobody
         #: will drop them): part of the refcount invariant that :meth:`validate` checks.
@@ -185,6 +187,8 @@ class NodeManager:
 
     def drain_freed(self) -> None:
         objects = self.objects
+        if self.lineage.records or self.lineage.asked:
+            self.lineage.gone(objects.freed + [o for o, _ in objects.released])
         if objects.freed:
             for oid in objects.freed:
                 self.writer.object_freed(oid)
@@ -369,13 +373,14 @@ class NodeManager:
             e = self.objects.get(oid)
             if e is not None and e.state == OBJ_PENDING:
                 blob = serialization.serialize_error(exceptions.ObjectLostError(
-                    f"Task {rec.spec.name!r} ended on node {sender.hex()[:8]} without return {oid.hex()}."))
+                    oid.hex(), f"Task {rec.spec.name!r} ended on node {sender.hex()[:8]} without returning it."))
                 self.seal(oid, blob.to_bytes(), "", 0)
         if rec.owner_node:
             # An actor call another node sent here, relayed to where the actor lives now.
             self.peers.task_done(rec, d.failed)
-        for oid in rec.pinned:
-            self.objects.unpin(oid)
+        if not self.lineage.keep(rec):  # (kept: its pins stay until its returns are gone)
+            for oid in rec.pinned:
+                self.objects.unpin(oid)
         if rec.spec.kind == ACTOR_TASK:
             self.actors.remote_call_done(rec)
         self.drain_freed()

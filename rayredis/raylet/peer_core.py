@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: A pull that fails while the view still lists a source as alive is retried this often, this far
+#: apart (long enough for the GCS to declare a node that died dead), before it fails for good.
+PULL_RETRIES = 10
+PULL_RETRY_S = 1.0
+
 
 class PeerLinks(Protocol):
     """The I/O side: one ordered outbox per other raylet, and object pulls."""
@@ -66,6 +71,8 @@ class PeerCore:
         #: Pending objects other nodes were told about (or asked for): described again once sealed.
         self.watchers: dict[bytes, set[bytes]] = {}
         self.pulling: set[bytes] = set()
+        #: Objects whose pulls failed while their sources still looked alive: retries so far.
+        self.failed_pulls: dict[bytes, int] = {}
 
     # ---- telling ------------------------------------------------------------------------------
 
@@ -163,7 +170,10 @@ class PeerCore:
             nm.objects.unhold(oid, sender)
         for oid in b.resolve:
             e = nm.objects.get(oid)
-            if e is not None and e.state == PENDING:
+            if e is not None and e.state == REMOTE and not any(self.view.alive(n) for n in e.locations):
+                self.watchers.setdefault(oid, set()).add(sender)
+                nm.lineage.recover(oid, "the nodes that had it are gone")
+            elif e is not None and e.state == PENDING:
                 self.watchers.setdefault(oid, set()).add(sender)
             else:
                 self.describe(oid, sender, self.links.out(sender))
@@ -198,8 +208,7 @@ class PeerCore:
             if info.lost:
                 if e.state == PENDING:
                     blob = serialization.serialize_error(exceptions.ObjectLostError(
-                        f"Object {oid.hex()} is lost: node {sender.hex()[:8]} that was asked for it "
-                        "no longer knows it.")).to_bytes()
+                        oid.hex(), f"Node {sender.hex()[:8]}, which was asked for it, no longer knows it.")).to_bytes()
                     to_seal.append(pb.ObjectInfo(object_id=oid, has_inline=True, inline_data=blob))
                 continue
             if info.has_inline:
@@ -235,6 +244,7 @@ class PeerCore:
                contained: list[pb.ObjectInfo]) -> None:
         """A pull finished: ``sender`` granted holds on the ``contained`` refs."""
         self.pulling.discard(oid)
+        self.failed_pulls.pop(oid, None)
         created = self.apply_infos(sender, contained)
         nm = self.nm
         e = nm.objects.get(oid)
@@ -248,18 +258,40 @@ class PeerCore:
         nm.request_schedule()
 
     def pull_failed(self, oid: bytes, why: str) -> None:
+        """No location could serve ``oid``: rebuild it from lineage, ask its holder, or fail it."""
         self.pulling.discard(oid)
         nm = self.nm
         e = nm.objects.get(oid)
         if e is not None and e.state == REMOTE:
             logger.warning("object %s could not be fetched: %s", oid.hex(), why)
-            blob = serialization.serialize_error(exceptions.ObjectLostError(
-                f"Object {oid.hex()} could not be fetched from node(s) "
-                f"{', '.join(n.hex()[:8] for n in e.locations)}: {why}")).to_bytes()
-            e.state = PENDING
-            nm.seal(oid, blob, "", len(blob))
+            where = ", ".join(n.hex()[:8] for n in e.locations)
+            if any(self.view.alive(n) and n != self.node_id for n in e.locations):
+                # Its nodes look alive: one may have just died (not declared yet) or this copy
+                # failed (no room). Try again shortly; the view decides by then.
+                tries = self.failed_pulls.get(oid, 0) + 1
+                if tries <= PULL_RETRIES:
+                    self.failed_pulls[oid] = tries
+                    nm.timers.call_later(PULL_RETRY_S, self._retry_pull, oid)
+                    return
+                self.failed_pulls.pop(oid, None)
+                blob = serialization.serialize_error(exceptions.ObjectFetchError(
+                    oid.hex(), f"It could not be fetched from node(s) {where}: {why}")).to_bytes()
+                nm.seal(oid, blob, "", len(blob))
+            else:
+                self.failed_pulls.pop(oid, None)
+                nm.lineage.recover(oid, f"it could not be fetched from node(s) {where}: {why}")
             nm.drain_freed()
             nm.request_schedule()
+
+    def _retry_pull(self, oid: bytes) -> None:
+        e = self.nm.objects.get(oid)
+        if e is None or e.state != REMOTE:
+            self.failed_pulls.pop(oid, None)
+            return
+        if not any(self.view.alive(n) for n in e.locations):
+            self.pull_failed(oid, "its nodes died")
+            return
+        self.need_local(oid)
 
     def contained_infos(self, oid: bytes, to: bytes) -> list[pb.ObjectInfo]:
         """For a pull by ``to``: infos (with holds) of the refs inside ``oid``."""

@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -137,6 +138,8 @@ class Raylet:
         self.nm: NodeManager
         self._bg: set[asyncio.Task[Any]] = set()
         self._infos: dict[bytes, tables.NodeInfo] = {}
+        #: Set when this node found itself declared DEAD: it stops and comes back as a new node.
+        self.fenced = False
         self.link_address = ""
 
     async def run(self) -> None:
@@ -201,6 +204,14 @@ class Raylet:
         link_server.close()
         await server.stop(0.5)
         await self.redis.close()
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in rest:
+            logger.info("cancelling at exit: %r", t.get_coro())
+            t.cancel()
+        if rest:
+            _, stuck = await asyncio.wait(rest, timeout=2.0)
+            for t in stuck:
+                logger.error("task ignores cancellation at exit: %r", t.get_coro())
 
     async def _register(self, totals: dict[str, float], capacity: int) -> None:
         hexid = self.node_id.hex()
@@ -237,6 +248,14 @@ class Raylet:
     async def _refresh_view(self) -> None:
         """Reread every node's registration, liveness and load into the core's cluster view."""
         records = await tables.aread_nodes(self.redis.primary)
+        me = self.node_id.hex()
+        if any(r.node_id == me and r.state == NodeState.DEAD.value for r in records) and not self.stopping.is_set():
+            # Declared dead (a long pause, a partition): its actors and tasks were already moved
+            # elsewhere, so nothing of this node may run on. Stop everything, then re-register.
+            logger.error("this node was declared dead: fencing (workers stopped), re-registering as a new node")
+            self.fenced = True
+            self.stopping.set()
+            return
         reports: dict[bytes, tuple[str, dict[str, float], dict[str, float], int]] = {}
         for rec in records:
             if rec.alive and rec.info is not None:
@@ -351,6 +370,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--resources", default="{}")
     ap.add_argument("--object-store-memory", type=int, default=0)
     ap.add_argument("--head", action="store_true")
+    argv = sys.argv[1:] if argv is None else argv
     args = ap.parse_args(argv)
     setup_process_logging(args.session_dir, "raylet")
-    asyncio.run(Raylet(args).run())
+    raylet = Raylet(args)
+    asyncio.run(raylet.run())
+    if raylet.fenced:
+        # The same process (its PID stays recorded) starts over under a new node ID.
+        fresh = [a for i, a in enumerate(argv) if a != "--node-id" and (i == 0 or argv[i - 1] != "--node-id")
+                 and not a.startswith("--node-id=")]
+        os.execv(sys.executable, [sys.executable, "-m", "rayredis.raylet", *fresh, "--node-id", ids.new_id(16).hex()])

@@ -104,7 +104,7 @@ def test_unserializable_argument_fails_at_call_site(ray_shared):
 def test_bad_option_names_the_valid_ones(ray_shared):
     with pytest.raises(ValueError, match="num_cpus"):
         add.options(num_cpu=1)
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(ValueError, match="The quantity of resource num_cpus cannot be negative"):
         add.options(num_cpus=-1)
 
 

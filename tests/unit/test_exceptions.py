@@ -121,7 +121,7 @@ def test_other_errors_pickle_with_their_fields() -> None:
     assert str(exceptions.TaskCancelledError()) == "Task was cancelled."
 
     lost = pickle.loads(pickle.dumps(exceptions.ObjectLostError("ff00", "node died")))
-    assert lost.object_ref_hex == "ff00"
+    assert lost.object_ref_hex == "ff00" and "node died" in str(lost)  # the reason survives pickling
     assert "ff00" in str(exceptions.ObjectLostError("ff00", "node died"))
 
 

@@ -235,3 +235,37 @@ def test_a_group_of_a_finished_job_is_removed(state: PlacementGroupState) -> Non
     # a detached group outlives its job; another job's group is untouched
     assert decide_pg(group(CREATED, nodes=[NODE_A], job=7, detached=True), finished) == []
     assert decide_pg(group(CREATED, nodes=[NODE_A], job=8), finished) == []
+
+
+NODE_C = "0c" * 28
+
+
+def test_bundles_of_a_dead_node_move_keeping_the_strategy() -> None:
+    from rayredis.gcs.decisions import Replace
+
+    two = [{"CPU": 1.0}, {"CPU": 1.0}]
+    spread = group(CREATED, two, "STRICT_SPREAD", nodes=(NODE_A, NODE_B))
+    # NODE_B died; NODE_A still hosts bundle 0, so STRICT_SPREAD may only use NODE_C.
+    assert decide_pg(spread, view(nv(NODE_A), nv(NODE_C))) == [
+        Replace((NodeBundles(NODE_C, (1,), (json.dumps({"CPU": 1.0}),)),))]
+    assert decide_pg(spread, view(nv(NODE_A))) == []  # nothing fits yet: wait for a node
+    pack = group(CREATED, two, "STRICT_PACK", nodes=(NODE_A, NODE_A))
+    assert decide_pg(pack, view(nv(NODE_B))) == [
+        Replace((NodeBundles(NODE_B, (0,), (json.dumps({"CPU": 1.0}),)),
+                 NodeBundles(NODE_B, (1,), (json.dumps({"CPU": 1.0}),))))]
+    assert decide_pg(group(CREATED, two, "SPREAD", nodes=(NODE_A, NODE_B)), view(nv(NODE_A), nv(NODE_B))) == []
+
+
+def test_bundle_reservations_are_per_bundle() -> None:
+    from rayredis.raylet.bundles import Bundles
+    from rayredis.raylet.scheduler import LocalScheduler
+
+    s = LocalScheduler(ResourceSet.from_floats({"CPU": 4}), 4)
+    b = Bundles(s)
+    pg = bytes.fromhex(PG)
+    assert b.reserve(pg, [0], [{"CPU": 1.0}]) == (True, "")
+    assert b.reserve(pg, [0], [{"CPU": 1.0}]) == (True, "")  # a retry reserves nothing more
+    assert b.reserve(pg, [1], [{"CPU": 2.0}]) == (True, "")  # another bundle of the group moves in
+    assert s.available.get("CPU") == ResourceSet.from_floats({"CPU": 1}).get("CPU")
+    b.release(pg)
+    assert s.available == s.total == ResourceSet.from_floats({"CPU": 4})

@@ -51,6 +51,8 @@ class Fabric:
                 return
             queue, self.queue = self.queue, []
             for src, dst, batch in queue:
+                if dst not in self.nodes:
+                    continue  # to a node that died
                 batch.from_node = src
                 self.nodes[dst].nm.peers.apply(batch)
             pulls, self.pulls = self.pulls, []
@@ -61,6 +63,8 @@ class Fabric:
     def _serve_pull(self, dst: bytes, oid: bytes, locations: list[bytes]) -> None:
         target = self.nodes[dst].nm
         for loc in locations:
+            if loc not in self.nodes:
+                continue  # that node died
             src = self.nodes[loc].nm
             e = src.objects.get(oid)
             if e is None or e.state != READY:
@@ -342,3 +346,56 @@ def test_wait_fetch_local_false_does_not_pull() -> None:
     assert list(reply.ready) == [oid] and a.nm.objects.get(oid).state == READY  # type: ignore[union-attr]
     a.send(driver, remove_refs=[oid])
     check(a, b)
+
+
+def test_a_return_lost_with_its_node_is_rebuilt_from_lineage() -> None:
+    fabric, (a, b, c) = cluster((A, 1, {}), (B, 1, {"x": 1}), (C, 1, {"x": 1}))
+    driver, wb, wc = a.connect(True), b.connect(False), c.connect(False)
+    arg = ids.object_id_for_put(0)
+    a.send(driver, puts=[pb.PutObject(object_id=arg, shm_name=a.nm.objects.reserve(arg, 4000), size=4000)])
+    spec = task_spec("make", args=[arg], max_retries=1)
+    spec.resources["x"] = 1
+    a.send(driver, submit=[spec], remove_refs=[arg])  # the driver keeps only the result
+    oid = ids.object_id_for_return(spec.task_id, 1)
+    on_b, on_c = assignments(wb), assignments(wc)
+    assert len(on_b) + len(on_c) == 1
+    runner, other = (b, c) if on_b else (c, b)
+    result(runner, wb if runner is b else wc, spec, shm=3000)
+    assert a.nm.objects.get(oid).state == REMOTE  # type: ignore[union-attr]
+    assert a.nm.objects.get(arg) is not None  # pinned by the lineage while its return may be lost
+    # The node holding the only copy dies.
+    del fabric.nodes[runner.nm.node_id]
+    for n in (a, other):
+        n.nm.view.update({m.nm.node_id: ("addr", m.totals, m.totals, 0) for m in (a, other)})
+        n.nm.peers.node_gone(runner.nm.node_id)
+    a.send(driver, gets=[pb.GetRequest(req_id=9, object_ids=[oid])])
+    (again,) = assignments(wc if other is c else wb)
+    assert again.spec.task_id == spec.task_id and again.spec.attempt == 1
+    result(other, wc if other is c else wb, again.spec, shm=3000)
+    (reply,) = driver.take().get_replies
+    assert reply.objects[0].shm_name and reply.objects[0].size == 3000
+    a.send(driver, remove_refs=[oid])
+    assert not a.nm.objects.entries and not other.nm.objects.entries
+    check(a, other)
+
+
+def test_a_lost_put_fails_with_a_reason() -> None:
+    fabric, (a, b) = cluster((A, 1, {}), (B, 1, {"x": 1}))
+    driver, wb = a.connect(True), b.connect(False)
+    spec = task_spec("produce")
+    spec.resources["x"] = 1
+    a.send(driver, submit=[spec])
+    assignments(wb)
+    inner = ids.object_id_for_put(0)
+    b.send(wb, puts=[pb.PutObject(object_id=inner, shm_name=b.nm.objects.reserve(inner, 3000), size=3000)])
+    ret = pb.PutObject(object_id=ids.object_id_for_return(spec.task_id, 1), inline_data=blob("ref"),
+                       contained=[inner])
+    b.send(wb, results=[pb.TaskResult(task_id=spec.task_id, returns=[ret])], remove_refs=[inner])
+    a.send(driver, add_refs=[inner])
+    del fabric.nodes[B]
+    a.nm.view.update({A: ("addr", a.totals, a.totals, 0)})
+    a.nm.peers.node_gone(B)
+    a.send(driver, gets=[pb.GetRequest(req_id=4, object_ids=[inner])])
+    (reply,) = driver.take().get_replies
+    err = value_of(reply.objects[0])
+    assert "ObjectLostError" in type(err).__name__ and "put object" in str(err)

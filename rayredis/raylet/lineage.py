@@ -1,0 +1,101 @@
+"""Rebuilding objects lost with a node: the owner re-runs the task that made them (sans-I/O)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from rayredis import exceptions, ids, serialization
+from rayredis.protocol._generated import rayredis_pb2 as pb
+from rayredis.raylet.object_store import PENDING, REMOTE
+from rayredis.store.tables import TaskState
+
+if TYPE_CHECKING:
+    from rayredis.raylet.node_manager import NodeManager
+    from rayredis.raylet.records import TaskRecord
+
+logger = logging.getLogger(__name__)
+
+
+class Lineage:
+    """The tasks this node owns whose return objects live only on other nodes.
+
+    When a forwarded task ends and some of its returns stay where they were made (large values),
+    its record is kept here, with the pins on its arguments, as long as any of those returns is
+    known here: if the node holding them dies, :meth:`recover` runs the task again (the same task
+    and object IDs, a new attempt), and its own lost arguments are rebuilt the same way when the
+    re-run needs them, recursively. Tasks with ``max_retries=0`` keep no lineage (as in Ray).
+    A node that is not the owner asks the node it holds the object at (``Entry.held_at``), which
+    recovers it or asks further; an object with no lineage anywhere (a ``put``, or an owner that
+    died) fails with ``ObjectLostError`` saying why.
+    """
+
+    def __init__(self, nm: NodeManager):
+        self.nm = nm
+        self.records: dict[bytes, TaskRecord] = {}
+        #: Objects whose rebuild this node asked another node for (answers arrive as ObjectInfo).
+        self.asked: set[bytes] = set()
+
+    def keep(self, rec: TaskRecord) -> bool:
+        """Keep ``rec`` (and its pins) if some of its returns live only elsewhere; True if kept."""
+        if rec.spec.kind != pb.NORMAL_TASK or rec.spec.max_retries == 0:
+            return False
+        objects = self.nm.objects
+        if any((e := objects.get(o)) is not None and e.state == REMOTE for o in rec.return_ids):
+            self.records[rec.spec.task_id] = rec
+            return True
+        return False
+
+    def gone(self, oids: list[bytes]) -> None:
+        """Entries were freed: drop the lineage of tasks none of whose returns is known any more."""
+        objects = self.nm.objects
+        for oid in oids:
+            self.asked.discard(oid)
+            tid = ids.task_of_object(oid)
+            rec = self.records.get(tid)
+            if rec is not None and all(objects.get(o) is None for o in rec.return_ids):
+                del self.records[tid]
+                for p in rec.pinned:
+                    objects.unpin(p)
+
+    def recover(self, oid: bytes, why: str) -> None:
+        """``oid`` is known here but no live node has a copy: rebuild it, ask for it, or fail it."""
+        nm = self.nm
+        e = nm.objects.get(oid)
+        if e is None or e.state not in (REMOTE, PENDING):
+            return
+        rec = self.records.get(ids.task_of_object(oid))
+        if rec is not None:
+            self._rerun(rec, why)
+            return
+        holder = e.held_at
+        if holder and nm.view.alive(holder) and holder not in e.locations and oid not in self.asked:
+            self.asked.add(oid)
+            e.state, e.locations = PENDING, []
+            nm.peers.resolve(oid, holder)  # it rebuilds it (or asks its own holder) and tells us
+            return
+        kind = "a put object, which has no lineage" if ids.is_put_object(oid) else \
+            "no node that is alive keeps the lineage of the task that made it (its owner died?)"
+        blob = serialization.serialize_error(exceptions.ObjectLostError(
+            oid.hex(), f"Cause: {why}; it cannot be rebuilt: {kind}.")).to_bytes()
+        nm.seal(oid, blob, "", len(blob))
+
+    def _rerun(self, rec: TaskRecord, why: str) -> None:
+        nm = self.nm
+        tid = rec.spec.task_id
+        del self.records[tid]
+        logger.info("rebuilding the returns of %s (%s): %s", rec.spec.name, tid.hex(), why)
+        for o in rec.return_ids:
+            e = nm.objects.get(o)
+            if e is not None and e.state == REMOTE:
+                e.state, e.locations = PENDING, []
+                if e.held_at and not nm.view.alive(e.held_at):
+                    e.held_at = b""  # its node is gone: nothing to give back
+        rec.forwarded_to = b""
+        rec.retries_used += 1
+        rec.attempt += 1
+        rec.state = TaskState.PENDING
+        nm.tasks[tid] = rec
+        nm.writer.task_state(tid, TaskState.PENDING, rec.attempt)
+        nm.placement.enqueue(rec)
+        nm.request_schedule()
