@@ -219,7 +219,7 @@ import json, os, sys, time
 import numpy as np
 import rayredis as ray
 
-stop_file, ready_file = sys.argv[1], sys.argv[2]
+stop_file, ready_file, progress_file = sys.argv[1], sys.argv[2], sys.argv[3]
 ray.init(address="auto", namespace="restarts")
 
 @ray.remote
@@ -253,6 +253,8 @@ while not os.path.exists(stop_file):
     assert ray.get(ray.get_actor("named-counter").add.remote(0), timeout=60) == 100 + rounds + 1
     assert ray.get(refs, timeout=60) == [(base + j) ** 2 for j in range(10)]
     rounds += 1
+    with open(progress_file, "a") as f:
+        print(time.monotonic(), file=f)
 # After the kills, both named actors still resolve through the (restarted) primary's name table.
 assert ray.get(ray.get_actor("named-counter").add.remote(0), timeout=60) == 100 + rounds
 assert ray.get(ray.get_actor("detached-counter").add.remote(0), timeout=60) == 1001
@@ -273,9 +275,22 @@ def test_block_restarts_killed_shards_with_their_data_mid_workload(head: Blockin
                                                                      tmp_path: Path) -> None:
     """SIGKILL the primary, then the data shard, while a driver runs tasks, actors and put/get: both
     come back with their data, the workload completes with the right answers, the tables are intact."""
-    stop_file, ready_file = tmp_path / "stop", tmp_path / "ready"
-    driver = subprocess.Popen([sys.executable, "-c", textwrap.dedent(WORKLOAD), str(stop_file), str(ready_file)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stop_file, ready_file, progress = tmp_path / "stop", tmp_path / "ready", tmp_path / "progress"
+    driver = subprocess.Popen([sys.executable, "-c", textwrap.dedent(WORKLOAD), str(stop_file), str(ready_file),
+                               str(progress)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def rounds_done() -> int:
+        return len(progress.read_text().splitlines()) if progress.exists() else 0
+
+    def more_rounds(n: int) -> None:
+        """Wait until the workload has completed ``n`` more rounds (it is running, not stuck)."""
+        target = rounds_done() + n
+        deadline = time.monotonic() + 90
+        while rounds_done() < target:
+            assert driver.poll() is None, driver.communicate()
+            assert time.monotonic() < deadline, f"the workload made no progress ({rounds_done()} rounds)"
+            time.sleep(0.05)
+
     try:
         deadline = time.monotonic() + 90
         while not ready_file.exists():
@@ -284,11 +299,11 @@ def test_block_restarts_killed_shards_with_their_data_mid_workload(head: Blockin
             time.sleep(0.05)
         actors_before = head.client.scard(keys.actors_index_key())
         jobs_before = head.client.hkeys(keys.jobs_key())
-        time.sleep(1.0)
+        more_rounds(2)
         primary_s = head.kill_shard(0)
-        time.sleep(1.5)
+        more_rounds(3)  # rounds that ran while and after the primary restarted
         data_s = head.kill_shard(1)
-        time.sleep(1.5)
+        more_rounds(3)
         stop_file.touch()
         out, err = driver.communicate(timeout=120)
     finally:
@@ -297,7 +312,8 @@ def test_block_restarts_killed_shards_with_their_data_mid_workload(head: Blockin
             driver.communicate()
     assert driver.returncode == 0, f"the workload failed:\n{out}\n{err}"
     result = json.loads(out.strip().splitlines()[-1])
-    assert result["rounds"] > 3
+    times = [float(t) for t in progress.read_text().split()]
+    print(f"{result['rounds']} rounds, longest {max(b - a for a, b in zip(times, times[1:])):.2f} s")
     print(f"restart (kill to PING): primary {primary_s:.2f} s, data shard {data_s:.2f} s")
     assert primary_s < 20 and data_s < 20
     # The tables survived: every actor entry and job written before the kill, and the named actors.
