@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import rayredis as ray
-from rayredis import api
+from rayredis import api, config
 from rayredis._private import process
 from rayredis._private.node import NodeHandle
 from rayredis._private.redis_server import free_port, start_redis
@@ -165,6 +165,14 @@ def test_shard_restarted_on_its_port_and_dir_keeps_its_data(tmp_path: Path) -> N
         proc.kill()
         proc.wait()
         process.forget_dead(str(session))
+
+
+def test_an_unknown_appendfsync_policy_is_refused_before_anything_starts(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config, "_config", config.Config.from_env(redis_appendfsync="sometimes"))
+    with pytest.raises(ValueError, match="redis_appendfsync must be one of always, everysec, no"):
+        start_redis(str(tmp_path), free_port(), "pw", "127.0.0.1", 0)
+    assert not (tmp_path / "redis-0").exists()
 
 
 # ---- the supervisor ------------------------------------------------------------------------------------
