@@ -14,8 +14,9 @@ import grpc
 
 from rayredis import exceptions
 from rayredis._private import auth, process, retry, worker_context
-from rayredis._private.node import GcsSupervisor, NodeHandle, start_head
+from rayredis._private.node import NodeHandle, start_head
 from rayredis._private.session import read_current_cluster, remove_session_shm
+from rayredis._private.supervisor import NodeSupervisor
 from rayredis._private.worker_context import get_worker
 from rayredis.actor import ActorClass, ActorHandle
 from rayredis.actor import get_actor as _get_actor
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 _lock = threading.RLock()
 _started: NodeHandle | None = None
-_supervisor: GcsSupervisor | None = None
+_supervisor: NodeSupervisor | None = None
 
 #: Ray's ``init`` keywords that have no effect here (accepted so Ray programs run unchanged).
 _IGNORED_INIT_KWARGS = {"include_dashboard", "dashboard_host", "dashboard_port", "logging_level",
@@ -157,7 +158,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
             raise
         if _started is not None:
             global _supervisor
-            _supervisor = GcsSupervisor(_started)
+            _supervisor = NodeSupervisor(_started)
             _supervisor.start()
         atexit.register(shutdown)
         return _context()

@@ -65,6 +65,20 @@ class Config:
     #: connection's messages), ``"always"`` sends them over the connection, ``"never"`` uses shared
     #: memory. Workers always use shared memory.
     objects_over_connection: str = "auto"
+    #: ``appendfsync`` of every Redis shard's append-only file (AOF persistence is always on):
+    #: ``everysec`` (a machine crash loses up to about the last second of writes, a killed
+    #: redis-server loses nothing), ``always`` (fsync before each reply: nothing lost, much slower)
+    #: or ``no`` (the kernel flushes when it likes, typically within 30 s).
+    redis_appendfsync: str = "everysec"
+    #: A node's supervisor gives up (and stops the node) when one of its processes (a Redis shard,
+    #: the GCS, the raylet) dies more than this many times within ``supervisor_restart_window_s``.
+    #: Restarts wait 0.1 s after the first death in the window, doubling up to 5 s.
+    supervisor_max_restarts: int = 5
+    #: The sliding window over which ``supervisor_max_restarts`` counts restarts.
+    supervisor_restart_window_s: float = 60.0
+    #: A worker whose raylet connection is gone, or whose Redis primary has not answered for this
+    #: long, exits instead of running on without its cluster.
+    cluster_gone_timeout_s: float = 30.0
     #: Seconds a stopping process is given after SIGTERM before SIGKILL.
     stop_grace_period_s: float = 5.0
     #: Log level for component log files.

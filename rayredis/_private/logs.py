@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 
 from rayredis.config import get_config
 
@@ -18,3 +20,23 @@ def setup_process_logging(session_dir: str, name: str) -> str:
     root.handlers[:] = [handler]
     root.setLevel(get_config().log_level)
     return path
+
+
+class Throttle:
+    """Lets a repeated warning through at most once per ``interval_s`` per key, counting the rest."""
+
+    def __init__(self, interval_s: float = 10.0):
+        self.interval_s = interval_s
+        self._last: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> int | None:
+        """None to stay quiet; else how many were suppressed since the last one let through."""
+        now = time.monotonic()
+        with self._lock:
+            last, suppressed = self._last.get(key, (float("-inf"), 0))
+            if now - last < self.interval_s:
+                self._last[key] = (last, suppressed + 1)
+                return None
+            self._last[key] = (now, 0)
+            return suppressed

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
 import secrets
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
@@ -20,11 +18,22 @@ from rayredis._private.redis_server import free_port, start_redis
 from rayredis._private.session import new_session_dir
 from rayredis.config import get_config
 from rayredis.exceptions import RaySystemError
-from rayredis.gcs.outage import EXIT_CLUSTER_GONE
 from rayredis.store import keys, tables
 from rayredis.version import __version__
 
-logger = logging.getLogger(__name__)
+#: Starts a supervised process again with the arguments it was first started with.
+Restart = Callable[[], "subprocess.Popen[bytes]"]
+
+
+@dataclass
+class Component:
+    """One process of a node that its supervisor restarts when it dies: how to, and which runs now."""
+
+    slot: str  # "redis-<index>", "gcs" or "raylet": one process per slot
+    role: str  # the PID record's role
+    proc: subprocess.Popen[bytes]
+    restart: Restart
+    description: str  # for messages: "Redis shard 0 (port 6379)", "The GCS", "The raylet (node ab12cd34)"
 
 
 @dataclass
@@ -42,6 +51,29 @@ class NodeHandle:
     popens: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
     #: Children die with this process (clusters started by ``init()``; not by the CLI).
     die_with_parent: bool = False
+    #: The node's supervised processes by slot (``_private/supervisor.py`` restarts them).
+    components: dict[str, Component] = field(default_factory=dict, repr=False)
+
+    def track(self, slot: str, role: str, proc: subprocess.Popen[bytes], restart: Restart,
+              description: str) -> None:
+        """Own ``proc`` as the process of ``slot`` from now on, replacing (and forgetting, if it has
+        exited) the previous one: a restart by the supervisor or by hand (``start_gcs``)."""
+        old = self.components.get(slot)
+        if old is not None and old.proc is not proc and old.proc.poll() is not None:
+            self.forget(old.proc)
+        self.components[slot] = Component(slot, role, proc, restart, description)
+        self.procs.setdefault(role, []).append(proc.pid)
+        if proc not in self.popens:
+            self.popens.append(proc)
+
+    def forget(self, proc: subprocess.Popen[bytes]) -> None:
+        """Drop an exited (and reaped) process from the handle and from the session's PID records."""
+        process.forget_pid(self.session_dir, proc.pid)
+        for pids in self.procs.values():
+            if proc.pid in pids:
+                pids.remove(proc.pid)
+        if proc in self.popens:
+            self.popens.remove(proc)
 
     def collect(self) -> None:
         """Record the exit of the handle's stopped processes in their Popen objects (which would
@@ -80,12 +112,12 @@ def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: 
     password = password or secrets.token_hex(16)
     token = secrets.token_hex(24)
     ports = [port or free_port(host)] + [free_port(host) for _ in range(n - 1)]
-    started: list[subprocess.Popen[bytes]] = []
+    addresses = [f"{advertised}:{p}" for p in ports]
+    handle = NodeHandle(session_dir, addresses[0], password, die_with_parent=die_with_parent)
     try:
         for i, p in enumerate(ports):
-            bind = die_with_parent and threading.current_thread() is threading.main_thread()
-            started.append(start_redis(session_dir, p, password, host, i, die_with_parent=bind))
-        addresses = [f"{advertised}:{p}" for p in ports]
+            restart = _redis_starter(handle, p, host, i)
+            handle.track(f"redis-{i}", "redis", restart(), restart, f"Redis shard {i} (port {p})")
         data_shards = addresses[1:] if n > 1 else addresses[:1]
         primary = redis.Redis(host=local, port=ports[0], password=password)
         primary.hset(keys.cluster_key(), mapping={
@@ -93,8 +125,6 @@ def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: 
             "version": __version__, "created": str(time.time()),
         })
         primary.close()
-        handle = NodeHandle(session_dir, addresses[0], password, procs={"redis": [r.pid for r in started]},
-                            popens=list(started), die_with_parent=die_with_parent)
         start_gcs(handle, host, node_ip=advertised)
         handle.node_id = start_raylet(handle, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
                                       object_store_memory=object_store_memory, head=True, bind_host=host,
@@ -103,9 +133,17 @@ def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: 
         return handle
     except BaseException:
         process.stop_recorded(session_dir, grace_s=1.0, force=True)
-        for proc in started:
+        for proc in handle.popens:
             proc.poll()
         raise
+
+
+def _redis_starter(handle: NodeHandle, port: int, host: str, index: int) -> Restart:
+    """Start shard ``index`` on ``port`` with its data dir (first start, or a restart from its AOF)."""
+    def start() -> subprocess.Popen[bytes]:
+        return start_redis(handle.session_dir, port, handle.password, host, index,
+                           die_with_parent=handle.bind_to_parent())
+    return start
 
 
 def start_gcs(handle: NodeHandle, bind_host: str | None = None, node_ip: str = "") -> int:
@@ -117,20 +155,28 @@ def start_gcs(handle: NodeHandle, bind_host: str | None = None, node_ip: str = "
     the session like every process, so ``rayredis stop`` and ``shutdown()`` stop a standby too.
     """
     env = {"RAYREDIS_REDIS_PASSWORD": handle.password, "PYTHONUNBUFFERED": "1"}
-    gcs = process.spawn(process.python_module_args("rayredis.gcs", "--redis-address", handle.address,
-                                                   "--session-dir", handle.session_dir, "--bind-host",
-                                                   bind_host or get_config().bind_host,
-                                                   *(["--node-ip", node_ip] if node_ip else [])),
-                        handle.session_dir, "gcs", "gcs_server", env=env, die_with_parent=handle.bind_to_parent())
-    handle.procs.setdefault("gcs", []).append(gcs.pid)
-    handle.popens.append(gcs)
+    args = process.python_module_args("rayredis.gcs", "--redis-address", handle.address,
+                                      "--session-dir", handle.session_dir, "--bind-host",
+                                      bind_host or get_config().bind_host,
+                                      *(["--node-ip", node_ip] if node_ip else []))
+
+    def start() -> subprocess.Popen[bytes]:
+        return process.spawn(args, handle.session_dir, "gcs", "gcs_server", env=env,
+                             die_with_parent=handle.bind_to_parent())
+
+    gcs = start()
+    handle.track("gcs", "gcs", gcs, start, "The GCS")
     return gcs.pid
 
 
 def start_raylet(handle: NodeHandle, *, num_cpus: float | None, num_gpus: float = 0,
                  resources: dict[str, float] | None = None, object_store_memory: int = 0, head: bool = False,
                  bind_host: str | None = None, node_ip: str = "", wait: bool = True) -> str:
-    """Start a raylet for ``handle``'s cluster and (with ``wait``) wait for its node entry to be ALIVE."""
+    """Start a raylet for ``handle``'s cluster and (with ``wait``) wait for its node entry to be ALIVE.
+
+    Its supervisor restarts it with the same arguments, node ID included, so the node keeps its
+    identity (``--node-id``): the node table entry is rewritten with the new address and PID.
+    """
     cfg = get_config()
     node_id = secrets.token_hex(16)
     args = ["--redis-address", handle.address, "--session-dir", handle.session_dir, "--node-id", node_id,
@@ -143,10 +189,13 @@ def start_raylet(handle: NodeHandle, *, num_cpus: float | None, num_gpus: float 
     if head:
         args.append("--head")
     env = {"RAYREDIS_REDIS_PASSWORD": handle.password, "PYTHONUNBUFFERED": "1"}
-    proc = process.spawn(process.python_module_args("rayredis.raylet", *args), handle.session_dir, "raylet",
-                         f"raylet-{node_id[:8]}", env=env, die_with_parent=handle.bind_to_parent())
-    handle.procs.setdefault("raylet", []).append(proc.pid)
-    handle.popens.append(proc)
+
+    def start() -> subprocess.Popen[bytes]:
+        return process.spawn(process.python_module_args("rayredis.raylet", *args), handle.session_dir, "raylet",
+                             f"raylet-{node_id[:8]}", env=env, die_with_parent=handle.bind_to_parent())
+
+    proc = start()
+    handle.track("raylet", "raylet", proc, start, f"The raylet (node {node_id[:8]})")
     if not wait:
         return node_id
     client = redis.Redis.from_url(f"redis://:{handle.password}@{handle.address}")
@@ -199,61 +248,3 @@ def wait_for_gcs(handle: NodeHandle, timeout_s: float = 60.0) -> None:
             time.sleep(0.01)
     finally:
         client.close()
-
-
-class GcsSupervisor(threading.Thread):
-    """Restarts the GCS of a cluster this process started whenever it dies (it keeps no state).
-
-    Runs for the cluster's lifetime, so the replacement GCS may be bound to it with
-    PR_SET_PDEATHSIG like the original one was bound to the main thread.
-    """
-
-    cluster_lifetime = True
-
-    def __init__(self, handle: NodeHandle, interval_s: float = 0.2):
-        super().__init__(name="rayredis-gcs-supervisor", daemon=True)
-        self.handle = handle
-        self.interval_s = interval_s
-        self.stopping = threading.Event()
-        self.paused = threading.Event()
-        self.restarts = 0
-
-    @contextlib.contextmanager
-    def pause(self) -> Iterator[None]:
-        """Hold off restarts (fault-injection tests that control the GCS's downtime themselves)."""
-        self.paused.set()
-        try:
-            yield
-        finally:
-            self.paused.clear()
-
-    def run(self) -> None:
-        while not self.stopping.wait(self.interval_s):
-            if self.paused.is_set():
-                continue
-            gcs = [r for r in process.recorded(self.handle.session_dir) if r.role == "gcs"]
-            if not gcs or any(process.is_alive(r) for r in gcs):
-                continue
-            if self.stopping.is_set():
-                return
-            gone = False
-            for r in gcs:
-                process.forget_pid(self.handle.session_dir, r.pid)
-                try:
-                    pid, status = os.waitpid(r.pid, os.WNOHANG)  # reap our dead child (never anyone else's)
-                except ChildProcessError:
-                    continue
-                gone = gone or (pid != 0 and os.waitstatus_to_exitcode(status) == EXIT_CLUSTER_GONE)
-            if gone:
-                # The GCS found the cluster's Redis primary gone for good: a replacement would too.
-                logger.error("the GCS of %s exited because the cluster's Redis is gone; not restarting it",
-                             self.handle.address)
-                return
-            host = self.handle.address.rpartition(":")[0]
-            start_gcs(self.handle, bind_host=host, node_ip=host)
-            self.restarts += 1
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.join(timeout=2.0)
-

@@ -42,6 +42,17 @@ def forget_pid(session_dir: str, pid: int) -> None:
         pass
 
 
+def forget_dead(session_dir: str) -> int:
+    """Drop the records of recorded processes that have exited (such as a killed raylet's workers,
+    which died with it); returns how many were dropped. Live processes keep theirs."""
+    dropped = 0
+    for r in recorded(session_dir):
+        if not is_alive(r):
+            forget_pid(session_dir, r.pid)
+            dropped += 1
+    return dropped
+
+
 def recorded(session_dir: str) -> list[Recorded]:
     out = []
     d = os.path.join(session_dir, "pids")

@@ -1,4 +1,4 @@
-"""Finding a ``redis-server`` binary and starting password-protected shards on loopback."""
+"""Finding a ``redis-server`` binary and starting password-protected, AOF-persistent shards."""
 
 from __future__ import annotations
 
@@ -9,9 +9,15 @@ import subprocess
 import time
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from rayredis._private import process
+from rayredis.config import get_config
 from rayredis.exceptions import RaySystemError
+
+#: The values redis-server accepts for ``appendfsync`` (``Config.redis_appendfsync``).
+APPENDFSYNC_POLICIES = ("always", "everysec", "no")
 
 
 def find_redis_server() -> str:
@@ -48,32 +54,50 @@ def port_in_use(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def data_dir(session_dir: str, index: int) -> str:
+    """Where shard ``index`` of a session keeps its config and append-only file."""
+    return os.path.join(session_dir, f"redis-{index}")
+
+
 def start_redis(
     session_dir: str, port: int, password: str, bind_host: str, index: int, die_with_parent: bool = False
 ) -> subprocess.Popen[bytes]:
-    """Start one redis-server and wait until it answers PING with our password."""
+    """Start one redis-server and wait until it answers PING with our password.
+
+    Persistence is the append-only file in ``data_dir(session_dir, index)``: started again on the
+    same port with the same directory (as the node supervisor does), a shard reloads its data.
+    """
+    fsync = get_config().redis_appendfsync
+    if fsync not in APPENDFSYNC_POLICIES:
+        raise ValueError(f"redis_appendfsync must be one of {', '.join(APPENDFSYNC_POLICIES)} (got {fsync!r}); "
+                         "set RAYREDIS_REDIS_APPENDFSYNC accordingly.")
     if port and port_in_use(bind_host, port):
         raise RaySystemError(
             f"rayredis is trying to start Redis at {bind_host}:{port}, but something is already "
             f"listening there (another cluster?). Pick another port with --port, or stop it with "
             f"`rayredis stop`."
         )
-    data_dir = os.path.join(session_dir, f"redis-{index}")
-    os.makedirs(data_dir, exist_ok=True)
+    directory = data_dir(session_dir, index)
+    os.makedirs(directory, exist_ok=True)
     # The password goes in a file only we can read, never on the command line (visible in ps).
-    conf = os.path.join(data_dir, "redis.conf")
+    conf = os.path.join(directory, "redis.conf")
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(f'requirepass "{password}"\n')
     args = [
         find_redis_server(), conf, "--port", str(port), "--bind", bind_host,
-        "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", data_dir,
+        "--protected-mode", "no", "--dir", directory,
+        # The AOF is the only persistence: no RDB snapshots (their fork would double the memory).
+        "--save", "", "--appendonly", "yes", "--appendfsync", fsync, "--appendfilename", "appendonly.aof",
         "--daemonize", "no", "--loglevel", "warning", "--databases", "1",
         "--client-output-buffer-limit", "pubsub", "256mb", "128mb", "60",
     ]
     proc = process.spawn(args, session_dir, "redis", f"redis-shard-{index}", die_with_parent=die_with_parent)
-    client = redis.Redis(host=bind_host, port=port, password=password, socket_connect_timeout=1.0)
-    deadline = time.monotonic() + 10.0
+    # No client-side retries: this loop is the retry, and it notices at once if the server exited.
+    client = redis.Redis(host=bind_host, port=port, password=password, socket_connect_timeout=1.0,
+                         retry=Retry(NoBackoff(), 0))
+    # Loading a large AOF takes a while (redis answers LOADING meanwhile); a small one is instant.
+    deadline = time.monotonic() + 60.0
     try:
         while True:
             try:
@@ -81,6 +105,10 @@ def start_redis(
                 return proc
             except (redis.exceptions.ConnectionError, redis.exceptions.BusyLoadingError):
                 if proc.poll() is not None or time.monotonic() > deadline:
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
+                    process.forget_pid(session_dir, proc.pid)
                     raise RaySystemError(
                         f"redis-server on port {port} did not start; see "
                         f"{session_dir}/logs/redis-shard-{index}.err"

@@ -1,4 +1,4 @@
-"""The named, time-bounded tenacity retry policies; only idempotent operations go through them."""
+"""The named, time-bounded retry policies (tenacity, and redis-py reconnects); for idempotent operations only."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
+import redis.asyncio.retry
 import redis.exceptions
+import redis.retry
+from redis.backoff import ExponentialBackoff
 from tenacity import (
     AsyncRetrying,
     Retrying,
@@ -17,8 +20,12 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from rayredis._private.logs import Throttle
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+#: One "retrying" warning per operation per 10 s: an outage must not flood the logs.
+_throttle = Throttle(10.0)
 
 #: Redis failures worth retrying: the server is restarting or briefly unreachable.
 REDIS_RETRYABLE = (
@@ -38,7 +45,10 @@ def _grpc_retryable(exc: BaseException) -> bool:
 
 def _log(retry_state: Any) -> None:
     exc = retry_state.outcome.exception() if retry_state.outcome else None
-    logger.warning("retrying %s after %s (attempt %d)", retry_state.fn, exc, retry_state.attempt_number)
+    suppressed = _throttle.allow(repr(retry_state.fn))
+    if suppressed is not None:
+        logger.warning("retrying %s after %s (attempt %d%s)", retry_state.fn, exc, retry_state.attempt_number,
+                       f"; {suppressed} more retries not logged" if suppressed else "")
 
 
 def redis_op(timeout_s: float = 30.0) -> Retrying:
@@ -74,6 +84,42 @@ def async_redis_op(timeout_s: float = 120.0) -> AsyncRetrying:
         before_sleep=_log,
         reraise=True,
     )
+
+
+#: The reconnect schedule of :func:`redis_connection`: waits of 0.1, 0.2, 0.4 s, then 0.5 s each.
+_RECONNECT_BASE_S = 0.05
+_RECONNECT_CAP_S = 0.5
+
+
+def reconnect_attempts(timeout_s: float) -> int:
+    """How many resends of the reconnect schedule add up to ``timeout_s`` of waiting."""
+    n, waited = 0, 0.0
+    while waited < timeout_s:
+        n += 1
+        waited += min(_RECONNECT_CAP_S, _RECONNECT_BASE_S * 2**n)
+    return n
+
+
+def redis_connection(timeout_s: float = 30.0) -> redis.retry.Retry:
+    """REDIS_CONNECTION: redis-py's own retry on every client the runtime opens (``store/client.py``).
+
+    On a connection or timeout error redis-py reconnects and sends the command (or the whole
+    pipeline, or a pub/sub connection's subscriptions) again, for about ``timeout_s`` in all (see
+    ``reconnect_attempts``), so a shard that its supervisor restarts is waited out. Resending is safe
+    because every command the runtime sends is idempotent or harmless to repeat: reads; HSET, SET
+    NX, SADD, HDEL, EXPIRE; the CAS scripts (a repeat finds the state already moved and changes
+    nothing); PUBLISH of an ID (subscribers reread the table); HINCRBY of a heartbeat counter (it only
+    has to move) and INCR of the job counter (a repeat skips one job ID). Pipelines reload their Lua
+    scripts before a resend (``store/client.py``).
+    """
+    return redis.retry.Retry(ExponentialBackoff(cap=_RECONNECT_CAP_S, base=_RECONNECT_BASE_S),
+                             reconnect_attempts(timeout_s))
+
+
+def async_redis_connection(timeout_s: float = 30.0) -> redis.asyncio.retry.Retry:
+    """REDIS_CONNECTION for asyncio clients (the raylet's and the GCS's): as :func:`redis_connection`."""
+    return redis.asyncio.retry.Retry(ExponentialBackoff(cap=_RECONNECT_CAP_S, base=_RECONNECT_BASE_S),
+                                     reconnect_attempts(timeout_s))
 
 
 def call(policy: Retrying, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -9,8 +9,9 @@ import sys
 import time
 from typing import Any
 
-from rayredis._private import node, process
+from rayredis._private import node
 from rayredis._private.session import ClusterFile, new_session_dir, write_current_cluster
+from rayredis._private.supervisor import NodeSupervisor
 from rayredis.cli import sessions
 from rayredis.cli.common import (
     CliError,
@@ -26,8 +27,6 @@ from rayredis.config import get_config
 from rayredis.exceptions import RaySystemError
 from rayredis.version import __version__
 
-#: Roles whose death a ``--block`` monitor reports (workers come and go as the raylet decides).
-_MONITORED_ROLES = ("redis", "gcs", "raylet")
 _BANNER = "rayredis runtime started."
 
 
@@ -57,7 +56,9 @@ def add_parser(sub: Any) -> None:
                    help="password of the cluster's Redis shards (head: default random; node: default "
                         "RAYREDIS_REDIS_PASSWORD or the local current-cluster file)")
     p.add_argument("--block", action="store_true",
-                   help="stay in the foreground, monitor the started processes, stop them on SIGTERM/SIGINT")
+                   help="stay in the foreground, restart the started processes when they die (giving up "
+                        "after supervisor_max_restarts within supervisor_restart_window_s), stop them on "
+                        "SIGTERM/SIGINT")
     p.set_defaults(func=run)
 
 
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         entry = _join(args, resources, bind_host, ip)
     if args.block:
-        return block(entry)
+        return block(entry, _handles[-1])
     return 0
 
 
@@ -190,13 +191,12 @@ def _quote(value: str) -> str:
     return shlex.quote(value)
 
 
-def block(entry: sessions.CliSession) -> int:
-    """Stay in the foreground until a signal (stop cleanly, exit 0) or a monitored process dies (exit 1)."""
+def block(entry: sessions.CliSession, handle: node.NodeHandle) -> int:
+    """Stay in the foreground, restarting the node's processes when they die, until a signal (stop
+    cleanly, exit 0), ``rayredis stop`` (exit 0) or too many deaths (stop the node, exit 1)."""
     print("--block\nThis command will now block forever until terminated by a signal.\n"
-          "Running subprocesses are monitored and a message will be printed if any of them terminate "
-          "unexpectedly.", flush=True)
-    watched = [r for r in process.recorded(entry.session_dir)
-               if r.role in _MONITORED_ROLES and process.is_alive(r)]
+          "Running subprocesses are monitored: one that terminates unexpectedly is restarted (a message "
+          "is printed), and after too many restarts the rest are stopped.", flush=True)
     received: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -204,63 +204,32 @@ def block(entry: sessions.CliSession) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    exit_codes: dict[int, int] = {}
+    supervisor = NodeSupervisor(handle, report=lambda msg: print(msg, flush=True),
+                                should_stop=lambda: bool(received) or sessions.stopping_requested(entry.session_dir),
+                                on_give_up=lambda reason: None)  # stopped below, as the session it is
     while True:
         if received:
             name = signal.Signals(received[0]).name
             print(f"Received {name}; stopping the rayredis processes started by this command.", flush=True)
             stopped, found = stop_session(entry, grace_s=get_config().stop_grace_period_s)
+            _collect(handle)
             print(f"Stopped {stopped} of {found} rayredis processes.", flush=True)
             return 0
-        dead = _dead(watched, exit_codes)
-        if dead and not sessions.stopping_requested(entry.session_dir) and all(r.role == "gcs" for r in dead):
-            # The GCS keeps no state: a replacement rereads Redis and resumes (the head supervises it).
-            for r in dead:
-                watched.remove(r)
-                new_pid = _restart_gcs(entry)
-                print(f"The GCS [pid={r.pid}, exit_code={exit_codes.get(r.pid, 'unknown')}] exited; started a "
-                      f"replacement [pid={new_pid}] that resumes from Redis.", flush=True)
-                watched.extend(x for x in process.recorded(entry.session_dir) if x.pid == new_pid)
-            continue
-        if dead:
-            if sessions.stopping_requested(entry.session_dir):
+        if sessions.stopping_requested(entry.session_dir):
+            if all(c.proc.poll() is not None for c in handle.components.values()):
                 print("`rayredis stop` stopped the processes of this node; exiting.", flush=True)
                 return 0
-            lines = [f"  {r.role} [pid={r.pid}, exit_code={exit_codes.get(r.pid, 'unknown')}]" for r in dead]
-            print("Some rayredis subprocesses exited unexpectedly:\n" + "\n".join(lines) +
-                  f"\nSee the logs in {entry.session_dir}/logs.\nRemaining processes will be killed.",
-                  file=sys.stderr, flush=True)
+        else:
+            supervisor.tick()
+        if supervisor.gave_up.is_set():
+            print(f"{supervisor.give_up_reason}\nRemaining processes will be killed.", file=sys.stderr, flush=True)
             stop_session(entry, grace_s=get_config().stop_grace_period_s)
+            _collect(handle)
             return 1
-        time.sleep(0.2)
+        time.sleep(0.1)
 
 
-def _restart_gcs(entry: sessions.CliSession) -> int:
-    """Start a new GCS for the head in ``entry`` (the password is in its shard's 0600 config)."""
-    conf = os.path.join(entry.session_dir, "redis-0", "redis.conf")
-    with open(conf) as f:
-        password = next(line.split('"')[1] for line in f if line.startswith("requirepass"))
-    handle = node.NodeHandle(entry.session_dir, entry.address, password)
-    _handles.append(handle)
-    host = entry.address.rpartition(":")[0]
-    return node.start_gcs(handle, bind_host=entry.bind_host or None, node_ip=host)
-
-
-def _dead(watched: list[process.Recorded], exit_codes: dict[int, int]) -> list[process.Recorded]:
-    """The watched processes that have exited, with their exit codes collected into ``exit_codes``.
-
-    Liveness is checked first: a child seen dead stays a zombie until reaped, so ``waitpid`` still
-    has its status. (Reaping first let a child that died between the two steps be seen dead without a
-    status, reported as ``exit_code=unknown``.)
-    """
-    dead = [r for r in watched if not process.is_alive(r)]
-    for r in dead:
-        if r.pid in exit_codes:
-            continue
-        try:
-            pid, status = os.waitpid(r.pid, os.WNOHANG)
-        except ChildProcessError:  # not our child, or already reaped elsewhere: the code is unknown
-            continue
-        if pid:
-            exit_codes[r.pid] = os.waitstatus_to_exitcode(status)
-    return dead
+def _collect(handle: node.NodeHandle) -> None:
+    """Reap the node's stopped processes (their Popen objects record the exit)."""
+    for c in handle.components.values():
+        c.proc.poll()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import redis
@@ -11,6 +12,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from rayredis import exceptions
+from rayredis._private import retry
+from rayredis.config import get_config
 from rayredis.store import keys
 
 
@@ -55,6 +58,88 @@ def probe(address: str, password: str | None, password_hint: str = "_redis_passw
         client.close()
 
 
+def _keepalive() -> dict[str, Any]:
+    """TCP keepalive, so a connection to a shard whose machine vanished fails within ~30 s
+    (instead of a pub/sub connection waiting forever on a peer that will never answer)."""
+    opts = {getattr(socket, name): value for name, value in
+            (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 4)) if hasattr(socket, name)}
+    return {"socket_keepalive": True, "socket_keepalive_options": opts}
+
+
+class _Pipeline(redis.client.Pipeline):
+    """A pipeline that loads its Lua scripts again before redis-py resends it on a new connection.
+
+    redis-py checks the scripts once (``load_scripts``), then sends the pipeline and, after a
+    connection error, resends it as it is: if the shard restarted in between with an empty script
+    cache (Redis >= 7 keeps no scripts across a restart), each EVALSHA fails with NOSCRIPT.
+    (redis-py's pipeline internals are untyped, hence the ``Any`` views of ``self`` and ``super()``.)
+    """
+
+    _sent = False
+
+    def execute(self, raise_on_error: bool = True) -> Any:
+        self._sent = False
+        base: Any = super()
+        return base.execute(raise_on_error)
+
+    def _execute_pipeline(self, connection: Any, commands: Any, raise_on_error: bool) -> Any:
+        self._before_send()
+        base: Any = super()
+        return base._execute_pipeline(connection, commands, raise_on_error)
+
+    def _execute_transaction(self, connection: Any, commands: Any, raise_on_error: bool) -> Any:
+        self._before_send()
+        base: Any = super()
+        return base._execute_transaction(connection, commands, raise_on_error)
+
+    def _before_send(self) -> None:
+        me: Any = self
+        if self._sent and me.scripts:
+            me.load_scripts()
+        self._sent = True
+
+
+class _Redis(redis.Redis):
+    """A blocking client whose pipelines reload their scripts before a resend (:class:`_Pipeline`)."""
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Any:
+        return _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+
+
+class _AsyncPipeline(aioredis.client.Pipeline):
+    """The asyncio twin of :class:`_Pipeline`."""
+
+    _sent = False
+
+    async def execute(self, raise_on_error: bool = True) -> Any:
+        self._sent = False
+        base: Any = super()
+        return await base.execute(raise_on_error)
+
+    async def _execute_pipeline(self, connection: Any, commands: Any, raise_on_error: bool) -> Any:
+        await self._before_send()
+        base: Any = super()
+        return await base._execute_pipeline(connection, commands, raise_on_error)
+
+    async def _execute_transaction(self, connection: Any, commands: Any, raise_on_error: bool) -> Any:
+        await self._before_send()
+        base: Any = super()
+        return await base._execute_transaction(connection, commands, raise_on_error)
+
+    async def _before_send(self) -> None:
+        me: Any = self
+        if self._sent and me.scripts:
+            await me.load_scripts()
+        self._sent = True
+
+
+class _AsyncRedis(aioredis.Redis):
+    """An asyncio client whose pipelines reload their scripts before a resend."""
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Any:
+        return _AsyncPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+
+
 class ShardedRedis:
     """Blocking clients for the primary and each data shard.
 
@@ -66,21 +151,22 @@ class ShardedRedis:
         self.primary_address = primary_address
         self.password = password
         host, port = parse_address(primary_address)
+        #: Every client reconnects and resends for ``connect_timeout_s`` (``retry.redis_connection``).
+        self._options: dict[str, Any] = dict(
+            password=password, socket_timeout=socket_timeout, socket_connect_timeout=5.0,
+            retry=retry.redis_connection(get_config().connect_timeout_s), **_keepalive())
         # Typed Any: redis-py's stubs say bytes | str for every reply; ours are always bytes.
-        self.primary: Any = redis.Redis(host=host, port=port, password=password, socket_timeout=socket_timeout,
-                                   socket_connect_timeout=5.0)
+        self.primary: Any = _Redis(host=host, port=port, **self._options)
         self.shard_addresses: list[str] = []
         self.shards: list[Any] = []
-        self._socket_timeout = socket_timeout
 
     def connect(self) -> ShardedRedis:
         """Authenticate against the primary and open clients to the data shards it lists."""
         probe(self.primary_address, self.password)
         raw = self.primary.hget(keys.cluster_key(), "shards")
         self.shard_addresses = json.loads(raw)
-        self.shards = _shard_clients(self.shard_addresses, self.primary_address, self.primary, redis.Redis,
-                                     password=self.password, socket_timeout=self._socket_timeout,
-                                     socket_connect_timeout=5.0)
+        self.shards = _shard_clients(self.shard_addresses, self.primary_address, self.primary, _Redis,
+                                     **self._options)
         return self
 
     def for_id(self, id_bytes: bytes) -> Any:
@@ -105,7 +191,10 @@ class AsyncShardedRedis:
         self.primary_address = primary_address
         self.password = password
         host, port = parse_address(primary_address)
-        self.primary: Any = aioredis.Redis(host=host, port=port, password=password, socket_connect_timeout=5.0)
+        self._options: dict[str, Any] = dict(
+            password=password, socket_connect_timeout=5.0,
+            retry=retry.async_redis_connection(get_config().connect_timeout_s), **_keepalive())
+        self.primary: Any = _AsyncRedis(host=host, port=port, **self._options)
         self.shards: list[Any] = []
         self.shard_addresses: list[str] = []
 
@@ -114,8 +203,8 @@ class AsyncShardedRedis:
         if raw is None:
             raise exceptions.ControlStoreUnavailable(f"{self.primary_address} has no rayredis shard map")
         self.shard_addresses = json.loads(raw)
-        self.shards = _shard_clients(self.shard_addresses, self.primary_address, self.primary, aioredis.Redis,
-                                     password=self.password, socket_connect_timeout=5.0)
+        self.shards = _shard_clients(self.shard_addresses, self.primary_address, self.primary, _AsyncRedis,
+                                     **self._options)
         return self
 
     def index_for_id(self, id_bytes: bytes) -> int:

@@ -23,18 +23,29 @@ async def follow(client: Any, channels: Sequence[str], rescan: Callable[[], Awai
     ``on_lost(error)`` replaces the warning logged each time the subscription is lost (a caller
     that rate-limits its warnings while Redis is away).
 
-    Rescanning *after* the subscription is acknowledged means an announcement published while
-    this process was down, or between two subscriptions, is never missed: the table it
-    announced is read again. Messages carry IDs only; handlers reread the current state.
+    ``rescan()`` runs once every channel's subscription is acknowledged, so an announcement
+    published while this process was down, or between two subscriptions, is never missed: the
+    table it announced is read again. That happens after *every* subscription: the first, the one
+    this loop makes after a lost connection (``LOST``, once redis-py's own reconnects are used
+    up), and the ones redis-py makes by itself when it reconnects a subscription (it resubscribes
+    without telling; the new acknowledgements give it away). Messages carry IDs only; handlers
+    reread the current state.
     """
+    names = {c.encode() for c in channels}
     while True:
         ps = client.pubsub()
         try:
             await ps.subscribe(*channels)
-            await rescan()
+            waiting = set(names)  # channels whose (re)subscription is not acknowledged yet
             async for msg in ps.listen():
-                if msg.get("type") == "message":
+                kind = msg.get("type")
+                if kind == "message":
                     await on_message(msg["channel"].decode(), msg["data"].decode())
+                elif kind == "subscribe":
+                    waiting.discard(msg["channel"])
+                    if not waiting:
+                        await rescan()
+                        waiting = set(names)
         except LOST as e:
             if on_lost is not None:
                 on_lost(e)

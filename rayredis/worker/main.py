@@ -12,9 +12,9 @@ from rayredis._private import worker_context
 from rayredis._private.logs import setup_process_logging
 from rayredis._private.process import set_parent_death_signal
 from rayredis.config import get_config, secret_from_env
-from rayredis.store.client import ShardedRedis
 from rayredis.worker import core_worker, log_forward
 from rayredis.worker.executor import executor
+from rayredis.worker.lifeline import Lifeline
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +30,15 @@ def main(argv: list[str] | None = None) -> None:
     set_parent_death_signal()
     setup_process_logging(args.session_dir, f"worker-{args.worker_id[:12]}")
     cfg = get_config()
-    store = ShardedRedis(secret_from_env("REDIS_ADDRESS") or "", secret_from_env("REDIS_PASSWORD")).connect()
+    address, password = secret_from_env("REDIS_ADDRESS") or "", secret_from_env("REDIS_PASSWORD")
+    # Without its cluster (no raylet stream, or Redis gone for cluster_gone_timeout_s) it exits.
+    lifeline = Lifeline(address, password, cfg.cluster_gone_timeout_s, on_raylet_lost=executor.on_disconnect)
+    lifeline.start()  # from here on it watches Redis, also while connecting below
+    store = lifeline.connect(password)
     cw = core_worker.CoreWorker(
         cfg, store, args.raylet_address, secret_from_env("CLUSTER_TOKEN") or "",
         is_driver=False, job_id=0, namespace="", worker_id=bytes.fromhex(args.worker_id),
-        on_assign=executor.on_assign, on_cancel=executor.on_cancel, on_disconnect=executor.on_disconnect,
+        on_assign=executor.on_assign, on_cancel=executor.on_cancel, on_disconnect=lifeline.raylet_lost,
         raylet_socket=args.raylet_socket,
     )
     executor.cw = cw
@@ -45,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         executor.run_forever()
     finally:
+        lifeline.stop()
         sys.stdout.flush()
         sys.stderr.flush()
         cw.raylet.close()

@@ -130,6 +130,7 @@ class RayletClient:
             err = e
             logger.exception("raylet reader failed")
         with self._lock:
+            lost = not self.closed  # the raylet ended the stream (with an error or not), not our close()
             self.closed = True
             pending, self._pending = self._pending, {}
         failure = RaySystemError(f"Lost the connection to the raylet at {self.address}: {err}")
@@ -137,7 +138,7 @@ class RayletClient:
             self.registered.fail(failure)
         for r in pending.values():
             r.fail(failure)
-        if self.on_disconnect is not None and err is not None:
+        if self.on_disconnect is not None and (lost or err is not None):
             self.on_disconnect()
 
     def _dispatch(self, b: pb.RayletBatch) -> None:
