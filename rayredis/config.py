@@ -56,6 +56,9 @@ class Config:
     max_workers_per_cpu: float = 4.0
     #: How long a component keeps retrying an idempotent call to Redis or the GCS.
     connect_timeout_s: float = 30.0
+    #: How long a driver whose raylet stream broke keeps trying to reach the same node again (the
+    #: raylet restarted under its node ID by its supervisor) before its pending calls fail; 0 = never.
+    raylet_reconnect_timeout_s: float = 30.0
     #: Default for ``max_retries`` of tasks whose worker dies (Ray's default is 3).
     default_max_retries: int = 3
     #: Local clients talk to their raylet over its Unix socket (False: always gRPC, as remote ones do).
