@@ -5,7 +5,9 @@ usual node-death path (``PeerCore.node_gone``) does not run. This node sees the 
 the node table (the registration's PID and start time changed) or on the link (the first batch
 from the new process carries a new epoch), whichever comes first, and handles it once:
 
-* tasks this node forwarded there are placed again or fail (``NodeManager.forwarded_lost``);
+* tasks this node forwarded there are placed again or fail (``NodeManager.forwarded_lost``); calls
+  forwarded to actors there are sent again, in order, to the restarted actor within their
+  ``max_task_retries`` (``LocalActors.resend_lost_calls``), else fail with ``ActorDiedError``;
 * the holds the old process had on this node's objects are void, except on the returns of the
   tasks it forwarded here that still run (or are actor calls): their outcome is sent to the new
   process, whose driver resubmits the same tasks (a resubmission that arrives while the old one
@@ -97,8 +99,15 @@ def drop_old_process(nm: NodeManager, node: bytes) -> None:
             nm.objects.unhold(oid, node)
     for nodes in nm.peers.watchers.values():
         nodes.discard(node)
-    for rec in [r for r in nm.tasks.values() if r.forwarded_to == node]:
-        nm.forwarded_lost(rec, f"raylet of node {node.hex()[:8]} running it restarted")
+    sent = [r for r in nm.tasks.values() if r.forwarded_to == node]
+    resend = [r for r in sent if r.spec.kind == pb.ACTOR_TASK and nm.actors.can_resend(r)]
+    for rec in resend:
+        nm.view.returned(node, rec.demand)
+    nm.actors.resend_lost_calls(resend)
+    resent = {r.spec.task_id for r in resend}
+    for rec in sent:
+        if rec.spec.task_id not in resent:
+            nm.forwarded_lost(rec, f"raylet of node {node.hex()[:8]} running it restarted")
     logger.warning("node %s restarted: dropped %d of its unstarted tasks, kept %d returns of its running ones",
                    node.hex()[:8], len(unstarted), len(keep))
     nm.drain_freed()

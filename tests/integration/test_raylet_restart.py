@@ -15,10 +15,11 @@ import pytest
 
 import rayredis as ray
 from rayredis import api, exceptions
-from rayredis._private import process, worker_context
+from rayredis._private import debug, process, worker_context
 from rayredis._private.node import NodeHandle
 from rayredis.cluster_utils import Cluster
 from rayredis.store import tables
+from rayredis.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tests.integration.test_multinode import _wait_view
 
 
@@ -97,6 +98,14 @@ class Counter:
         return os.getpid()
 
 
+def _validated_shutdown() -> None:
+    """Check every raylet's invariants (the restarted ones' too), then disconnect."""
+    cw = worker_context.global_worker
+    violations = debug.validate_cluster(cw.store) if cw is not None else {}
+    ray.shutdown()
+    assert not any(violations.values()), violations
+
+
 def _in_thread(fn: Any) -> tuple[threading.Thread, list[Any]]:
     out: list[Any] = []
 
@@ -146,7 +155,7 @@ def test_single_node_raylet_restart_loses_no_work() -> None:
         assert ray.get(slow.remote(5, 0), timeout=60) == 10
         assert ray.get(plus_one.remote(big), timeout=60)[0] == 1
     finally:
-        ray.shutdown()
+        _validated_shutdown()
 
 
 def test_driver_fails_clearly_when_the_raylet_does_not_come_back(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,3 +181,72 @@ def test_driver_fails_clearly_when_the_raylet_does_not_come_back(monkeypatch: py
             slow.remote(1, 0)
     finally:
         ray.shutdown()
+
+
+@ray.remote(resources={"w": 1})
+def slow_w(x: int, t: float) -> tuple[int, str]:
+    time.sleep(t)
+    return x * 2, ray.get_runtime_context().get_node_id()
+
+
+@ray.remote(resources={"w": 1})
+def big_w(n: int) -> Any:
+    return np.full(n, 7, dtype=np.int64)
+
+
+def _two_nodes() -> tuple[Cluster, Any]:
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker = c.add_node(num_cpus=2, resources={"w": 3})
+    ray.init(address=c.address)
+    _wait_view(2)
+    return c, worker
+
+
+@pytest.mark.parametrize("killed", ["worker", "driver"])
+def test_two_nodes_raylet_restart_loses_no_work(killed: str) -> None:
+    """The killed raylet is the worker node's (running work forwarded to it) or the driver's own
+    (which forwarded that work): either way every result comes back, and actors restart."""
+    c, worker = _two_nodes()
+    try:
+        target = worker if killed == "worker" else c.head_node
+        assert target is not None
+        keeper = Counter.options(resources={"w": 0.1}, max_task_retries=-1).remote()
+        assert ray.get(keeper.incr.remote(), timeout=60) == 1
+        head = c.head_node
+        assert head is not None
+        local = Counter.options(num_cpus=0, max_task_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
+            head.node_id, soft=False)).remote()
+        assert ray.get(local.incr.remote(), timeout=60) == 1
+        early = big_w.remote(300_000)  # done before the kill; its value stays on the worker node
+        assert ray.wait([early], timeout=60)[0]
+        running = [slow_w.remote(i, 3.0) for i in range(2)]
+        queued = [slow_w.remote(i, 0.05) for i in range(2, 8)]
+        chain = plus_one.remote(slow.options(resources={"w": 1}).remote(50, 0.5))
+        calls = [keeper.incr.remote(0.5) for _ in range(3)]
+        local_call = local.incr.remote(1.0)
+        waiter, got = _in_thread(lambda: ray.get(running, timeout=120))
+        time.sleep(1.0)
+        restart_raylet(target.handle, target.node_id)
+        waiter.join(120)
+        assert got and [v for v, _ in got[0]] == [0, 2], got
+        assert [v for v, _ in ray.get(queued, timeout=120)] == [i * 2 for i in range(2, 8)]
+        assert ray.get(chain, timeout=60) == 101
+        assert int(ray.get(early, timeout=60).sum()) == 7 * 300_000
+        counts = ray.get(calls, timeout=120)  # (a restarted instance counts from 0 again)
+        assert len(counts) == 3 and all(n >= 1 for n in counts), counts
+        if killed == "worker":
+            assert ray.get(local_call, timeout=60) == 2
+        else:  # in flight when its raylet (and worker) died, and no retries: it fails, saying why
+            with pytest.raises(exceptions.RayActorError, match="restarted"):
+                ray.get(local_call, timeout=60)
+            assert ray.get(local.incr.remote(), timeout=60) == 1  # restarted (max_restarts=1)
+        assert ray.get(keeper.incr.remote(), timeout=60) >= 1
+        if killed == "worker":
+            entry = tables.read_actor(_store(), keeper._actor_id.hex())
+            assert entry is not None and entry.num_restarts == 1
+        assert [v for v, _ in ray.get([slow_w.remote(i, 0) for i in range(4)], timeout=60)] == [0, 2, 4, 6]
+    finally:
+        try:
+            _validated_shutdown()
+        finally:
+            c.shutdown()
