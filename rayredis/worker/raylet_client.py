@@ -334,7 +334,8 @@ class RayletClient:
                         it = src.get_nowait()
                     except queue.Empty:
                         break
-                    if it is not _CLOSE and it[0] not in _REBUILT:
+                    # (a task without returns is not recorded for restoring: nothing refers to it)
+                    if it is not _CLOSE and (it[0] not in _REBUILT or it[0] == "submit" and not it[1].num_returns):
                         q.put(it)
             self._q = q
         self._dispatch(first)

@@ -250,3 +250,31 @@ def test_two_nodes_raylet_restart_loses_no_work(killed: str) -> None:
             _validated_shutdown()
         finally:
             c.shutdown()
+
+
+def test_driver_fails_clearly_when_its_node_comes_back_under_a_new_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Down longer than the death timeout: the restarted raylet finds its node DEAD, fences itself
+    and rejoins under a new node ID; the driver's calls fail at once, saying why."""
+    monkeypatch.setenv("RAYREDIS_NODE_DEATH_TIMEOUT_S", "1.5")
+    ray.init(num_cpus=1)
+    try:
+        handle = api._started
+        assert handle is not None
+        ref = slow.remote(1, 30.0)
+        waiter, got = _in_thread(lambda: ray.get(ref, timeout=120))
+        argv, env = kill_raylet(handle, handle.node_id)
+        deadline = time.monotonic() + 30
+        while next(r.state for r in tables.read_nodes(_store()) if r.node_id == handle.node_id) != "DEAD":
+            assert time.monotonic() < deadline, "the killed node was not declared dead"
+            time.sleep(0.1)
+        start_raylet(handle, handle.node_id, argv, env)
+        waiter.join(30)
+        assert not waiter.is_alive()
+        assert isinstance(got[0], exceptions.RaySystemError), got
+        assert "did not come back" in str(got[0]) and "DEAD" in str(got[0])
+        deadline = time.monotonic() + 30
+        while not any(r.alive and r.node_id != handle.node_id for r in tables.read_nodes(_store())):
+            assert time.monotonic() < deadline, "the fenced raylet did not rejoin under a new node ID"
+            time.sleep(0.1)
+    finally:
+        ray.shutdown()
