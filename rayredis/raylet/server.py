@@ -187,12 +187,12 @@ class Raylet:
         if await tables.anode_info(self.redis.primary, self.node_id.hex()) is not None:
             # This node ID ran before: its previous process died (a supervisor restarted it).
             await recovery.recover(self.redis.primary, self.scripts, self.node_id.hex(), node.objects.shm_prefix)
+        # Clients (a driver reconnecting after a restart among them) come once that is done.
+        unix_server = await start_unix_server(self, self.socket_name, token)
         if not await self._register(totals, capacity):
             logger.error("this node is DEAD in the node table: fencing, re-registering as a new node")
             self.fenced = True
             self.stopping.set()
-        # Clients (a driver reconnecting after a restart among them) come once the node is registered.
-        unix_server = await start_unix_server(self, self.socket_name, token)
         if not self.fenced:
             prestart = cfg.prestart_workers or min(whole_cpus, 4)
             node.pool.start(prestart)

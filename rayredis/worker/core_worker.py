@@ -86,6 +86,9 @@ class CoreWorker:
         self.session_dir: str = info.session_dir
 
     def _send_ref(self, field: str, oid: bytes) -> None:
+        if self.raylet.reconnector is None:  # (a worker: nothing to restore, nothing to record)
+            self.raylet.send(field, oid)
+            return
         owner = self.owner
         record = owner.ref_added if field == "add_refs" else owner.ref_removed
         self.raylet.send(field, oid, record=lambda: record(oid))
@@ -170,7 +173,8 @@ class CoreWorker:
             def record(p: pb.PutObject = p) -> None:
                 if cache and p.inline_data:
                     self.refs.values[oid] = p.inline_data
-                self.owner.put_sent(oid, p.contained)
+                if self.raylet.reconnector is not None:
+                    self.owner.put_sent(oid, p.contained)
 
             try:
                 self.raylet.send("puts", p, record=record, generation=gen)
@@ -333,7 +337,7 @@ class CoreWorker:
                 oid = ids.object_id_for_put(0)
                 ref = ObjectRef(oid)
                 keep.append(ref)
-                if not keep_refs:  # (a constructor's are kept by its handle)
+                if not keep_refs and self.raylet.reconnector is not None:  # (a constructor's: its handle)
                     self._arg_keep.setdefault(spec.task_id, []).append(ref)
                 self._send_put(oid, data, cache=False)
                 spec.args.add(object_id=oid, keyword=kw)
@@ -354,7 +358,10 @@ class CoreWorker:
         tid = spec.task_id
         refs = [ObjectRef(ids.object_id_for_return(tid, i + 1)) for i in range(spec.num_returns)]
         keep = self._arg_keep.pop(tid, None)
-        self.raylet.send("submit", spec, record=lambda: self.owner.submitted(spec, keep))
+        if self.raylet.reconnector is None:
+            self.raylet.send("submit", spec)
+        else:
+            self.raylet.send("submit", spec, record=lambda: self.owner.submitted(spec, keep))
         return refs
 
     def cancel(self, ref: ObjectRef, force: bool, recursive: bool) -> None:

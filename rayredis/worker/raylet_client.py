@@ -186,6 +186,11 @@ class RayletClient:
             raise RaySystemError(f"Could not connect to the raylet at {address}: {err}")
         self.info: pb.RegisterReply = self.registered.value
 
+    @property
+    def _sock(self) -> socket.socket | None:
+        """The current connection's Unix socket (None over gRPC)."""
+        return self._stream.sock
+
     def next_id(self) -> int:
         return next(self._ids)
 
@@ -317,7 +322,10 @@ class RayletClient:
             self.generation += 1
             self._stream, self.channel, self.address = stream, stream.channel, ep.address
             self.info = first.register_reply
-            rc.restore(lambda f, item: q.put((f, item)), "was restarted")
+            try:
+                rc.restore(lambda f, item: q.put((f, item)), "was restarted")
+            except Exception:  # a bug must not cost the connection: what was restored stands
+                logger.exception("restoring the state at the restarted raylet failed")
             with self._lock:
                 pending = sorted(self._pending.items())
             now = time.monotonic()
