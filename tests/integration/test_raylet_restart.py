@@ -138,10 +138,35 @@ def test_single_node_raylet_restart_loses_no_work() -> None:
         total = plus_one.remote(big)
         call = c.incr.remote(2.0)  # in flight at the actor: retried (max_task_retries=1)
         waiter, got = _in_thread(lambda: ray.get(running, timeout=120))
+        waiting, ready = _in_thread(lambda: ray.wait(queued, num_returns=len(queued), timeout=120))
+        stop = threading.Event()
+        made: list[tuple[int, Any, Any]] = []
+
+        def busy() -> None:  # submits and puts (large ones too) before, during and after the outage
+            i = 0
+            while not stop.is_set():
+                made.append((i, slow.remote(i, 0), ray.put(np.full(20_000, i, dtype=np.int64))))
+                i += 1
+                time.sleep(0.02)
+
+        submitter = threading.Thread(target=busy, daemon=True)
+        submitter.start()
         time.sleep(0.5)
         restart_raylet(handle, node_id)
+        time.sleep(0.5)
+        stop.set()
+        submitter.join(60)
         waiter.join(120)
         assert got == [[0, 2]], got
+        waiting.join(120)
+        assert len(ready[0][0]) == len(queued) and not ready[0][1], ready
+        assert len(made) > 10
+        for i, ref, arr in made:
+            assert ray.get(ref, timeout=60) == 2 * i
+            value = ray.get(arr, timeout=60)
+            assert value[0] == i and value[-1] == i and len(value) == 20_000
+        sums = ray.get([plus_one.remote(arr) for _, _, arr in made[::3]], timeout=120)  # the raylet has them too
+        assert [int(v[0]) for v in sums] == [i + 1 for i, _, _ in made[::3]]
         assert ray.get(queued, timeout=120) == [i * 2 for i in range(2, 10)]
         assert ray.get(chain, timeout=60) == 201
         assert ray.get(dep, timeout=60) == 42
