@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from rayredis import exceptions
+from rayredis import exceptions, serialization
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.store.tables import TaskState
 
@@ -87,11 +87,18 @@ def drop_old_process(nm: NodeManager, node: bytes) -> None:
         if nm.scheduler.cancel(tid) is None and not rec.deps:
             keep.update(rec.return_ids)
             continue
+        # Nobody to tell, nothing to record: the new process resubmits it (its own entry, a new attempt).
         nm.placement.drop_deps(rec)
+        del nm.tasks[tid]
+        for oid in rec.pinned:
+            nm.objects.unpin(oid)
         for oid in rec.return_ids:
-            nm.objects.unhold(oid, node)  # the hold taken when it arrived
-        rec.owner_node, rec.cancelled = b"", True  # nobody to tell: the new process resubmits it
-        nm.fail_task(rec, exceptions.TaskCancelledError(tid.hex()), TaskState.CANCELLED)
+            nm.objects.unhold(oid, node)  # the hold taken when it arrived (the entry goes with it)
+            if nm.objects.get(oid) is not None:  # another reader here waits for it: tell it
+                err = serialization.serialize_error(exceptions.ObjectLostError(
+                    f"Object {oid.hex()} is lost: the raylet of node {node.hex()[:8]}, which owned the task "
+                    "that was to make it, restarted.")).to_bytes()
+                nm.seal(oid, err, "", len(err))
     for oid, e in list(nm.objects.entries.items()):
         if oid in keep:
             continue

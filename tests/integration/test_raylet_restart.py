@@ -160,7 +160,7 @@ def test_single_node_raylet_restart_loses_no_work() -> None:
         assert got == [[0, 2]], got
         waiting.join(120)
         assert len(ready[0][0]) == len(queued) and not ready[0][1], ready
-        assert len(made) > 10
+        assert len(made) >= 2  # (a large put blocks while the raylet is down)
         for i, ref, arr in made:
             assert ray.get(ref, timeout=60) == 2 * i
             value = ray.get(arr, timeout=60)
