@@ -12,6 +12,8 @@ from the new process carries a new epoch), whichever comes first, and handles it
   tasks it forwarded here that still run (or are actor calls): their outcome is sent to the new
   process, whose driver resubmits the same tasks (a resubmission that arrives while the old one
   still runs here is a duplicate and is ignored, so the running one answers for it);
+* objects this node knows only as copies there lose that location, so reading them rebuilds them
+  from lineage instead of pulling from a process that does not have them;
 * the normal tasks it forwarded here that have not started are dropped: the new process resubmits
   them, with fresh information about their arguments.
 """
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from rayredis import exceptions, serialization
 from rayredis.protocol._generated import rayredis_pb2 as pb
+from rayredis.raylet.object_store import REMOTE
 from rayredis.store.tables import TaskState
 
 if TYPE_CHECKING:
@@ -96,10 +99,12 @@ def drop_old_process(nm: NodeManager, node: bytes) -> None:
             nm.objects.unhold(oid, node)  # the hold taken when it arrived (the entry goes with it)
             if nm.objects.get(oid) is not None:  # another reader here waits for it: tell it
                 err = serialization.serialize_error(exceptions.ObjectLostError(
-                    f"Object {oid.hex()} is lost: the raylet of node {node.hex()[:8]}, which owned the task "
-                    "that was to make it, restarted.")).to_bytes()
+                    oid.hex(), f"The raylet of node {node.hex()[:8]}, which owned the task that was to make "
+                    "it, restarted.")).to_bytes()
                 nm.seal(oid, err, "", len(err))
     for oid, e in list(nm.objects.entries.items()):
+        if node in e.locations and e.state == REMOTE:
+            e.locations = [n for n in e.locations if n != node]  # its copy there is gone (a pull rebuilds it)
         if oid in keep:
             continue
         while e.holders.get(node, 0) > 0:

@@ -207,9 +207,7 @@ def _lost_object_error(oid: bytes, why: str, cached: bool) -> BaseException:
         how = "it was a put object whose value this driver does not cache (put objects have no lineage)"
     else:
         how = "this driver did not submit the task that made it, so it cannot rebuild it"
-    # (the whole text in the first argument: it is all that survives pickling)
-    return exceptions.ObjectLostError(f"Object {oid.hex()} is lost: the raylet of this driver, which kept "
-                                      f"it, {why}; {how}.")
+    return exceptions.ObjectLostError(oid.hex(), f"The raylet of this driver, which kept it, {why}; {how}.")
 
 
 def _lost_work_error(spec: pb.TaskSpec, why: str) -> BaseException:

@@ -120,6 +120,13 @@ def _in_thread(fn: Any) -> tuple[threading.Thread, list[Any]]:
     return t, out
 
 
+@pytest.fixture(autouse=True)
+def _slow_death(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restart on a loaded 2-core machine can take a few seconds: keep it faster than the death
+    timeout (the GCS reads it at start), except where a test sets its own."""
+    monkeypatch.setenv("RAYREDIS_NODE_DEATH_TIMEOUT_S", "15")
+
+
 def test_single_node_raylet_restart_loses_no_work() -> None:
     ray.init(num_cpus=2)
     try:
