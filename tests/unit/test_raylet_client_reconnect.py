@@ -57,6 +57,12 @@ class FakeRaylet:
         except OSError:
             return
         self.conn = conn
+        try:
+            self._frames(conn)
+        except OSError:
+            return  # closed by die()
+
+    def _frames(self, conn: socket.socket) -> None:
         if _read(conn) != TOKEN.encode():
             return
         while (data := _read(conn)) is not None:
