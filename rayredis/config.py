@@ -42,8 +42,9 @@ class Config:
     #: third of this and trusts it for 80 % of this after each renewal; a standby GCS takes over
     #: once it lapses. Exactly one GCS of a cluster acts at a time.
     gcs_lease_s: float = 3.0
-    #: The GCS exits (exit status 3) once it has failed to reach the Redis primary, or found it
-    #: empty, for this long without a success in between: the cluster is gone.
+    #: The cluster is gone once the Redis primary has not answered (or was found empty) for this
+    #: long without a success in between: the GCS exits (exit status 3), and so does a worker
+    #: (also when its raylet connection is gone), instead of running on without its cluster.
     cluster_gone_timeout_s: float = 30.0
     #: How often the raylet's batched Redis writer flushes (upper bound on added latency).
     redis_flush_interval_ms: float = 2.0
@@ -56,6 +57,9 @@ class Config:
     max_workers_per_cpu: float = 4.0
     #: How long a component keeps retrying an idempotent call to Redis or the GCS.
     connect_timeout_s: float = 30.0
+    #: How long a driver whose raylet stream broke keeps trying to reach the same node again (the
+    #: raylet restarted under its node ID by its supervisor) before its pending calls fail; 0 = never.
+    raylet_reconnect_timeout_s: float = 30.0
     #: Default for ``max_retries`` of tasks whose worker dies (Ray's default is 3).
     default_max_retries: int = 3
     #: Local clients talk to their raylet over its Unix socket (False: always gRPC, as remote ones do).
@@ -76,9 +80,6 @@ class Config:
     supervisor_max_restarts: int = 5
     #: The sliding window over which ``supervisor_max_restarts`` counts restarts.
     supervisor_restart_window_s: float = 60.0
-    #: A worker whose raylet connection is gone, or whose Redis primary has not answered for this
-    #: long, exits instead of running on without its cluster.
-    cluster_gone_timeout_s: float = 30.0
     #: Seconds a stopping process is given after SIGTERM before SIGKILL.
     stop_grace_period_s: float = 5.0
     #: Log level for component log files.

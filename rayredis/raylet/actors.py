@@ -209,6 +209,25 @@ class LocalActors:
         if a is not None:
             a.inflight.pop(rec.spec.task_id, None)
 
+    def can_resend(self, rec: TaskRecord) -> bool:
+        """Whether a call lost with the raylet of the node it was forwarded to may be sent again."""
+        a = self.actors.get(rec.spec.actor_id)
+        return a is not None and call_can_retry(rec.retries_used, a.max_task_retries)
+
+    def resend_lost_calls(self, recs: list[TaskRecord]) -> None:
+        """Calls forwarded to a node whose raylet restarted (see :meth:`can_resend`) go back to
+        the front of their actors' queues, in order, to reach the actor's new instance."""
+        back: dict[bytes, list[TaskRecord]] = {}
+        for rec in recs:
+            a = self.actors[rec.spec.actor_id]
+            a.inflight.pop(rec.spec.task_id, None)
+            rec.forwarded_to, rec.retries_used = b"", rec.retries_used + 1
+            back.setdefault(a.actor_id, []).append(rec)
+        for aid, calls in back.items():
+            a = self.actors[aid]
+            a.queue.extendleft(reversed(calls))
+            self._pump(a)
+
     def call_finished(self, rec: TaskRecord, r: pb.TaskResult) -> None:
         a = self._get(rec.spec.actor_id)
         a.inflight.pop(rec.spec.task_id, None)
@@ -324,6 +343,8 @@ class LocalActors:
                 # Killed through another node (which only knew the table): end the instance here.
                 self.kill(aid, no_restart=True, reason=entry.death_cause or "The actor was killed.")
             return
+        if entry is not None:
+            a.max_task_retries = entry.max_task_retries  # (a call lost with its node may be resent)
         if entry is not None and entry.state == ActorState.ALIVE and entry.node and \
                 entry.node != self.node_id.hex():
             a.state, a.node = REMOTE, bytes.fromhex(entry.node)

@@ -25,6 +25,7 @@ from rayredis.common.resources import ResourceSet
 from rayredis.config import Config, get_config, secret_from_env
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
+from rayredis.raylet import recovery, restarts
 from rayredis.raylet.bundles import Bundles
 from rayredis.raylet.cluster_view import ClusterView
 from rayredis.raylet.local_transport import serve_stream, start_unix_server
@@ -141,6 +142,8 @@ class Raylet:
         #: Set when this node found itself declared DEAD: it stops and comes back as a new node.
         self.fenced = False
         self.link_address = ""
+        #: Which process of each other node this one last heard from (restarts under the same ID).
+        self.incarnations = restarts.Incarnations()
 
     async def run(self) -> None:
         cfg = self.cfg
@@ -178,14 +181,22 @@ class Raylet:
             socket_name=self.socket_name, timers=loop, directory=self, peers=self.peers)
         self.nm = node.nm
         await server.start()
-        unix_server = await start_unix_server(self, self.socket_name, token)
         link_server = await start_link_server(self.args.bind_host or cfg.bind_host, token, self._on_link_batch)
         self.link_address = f"{self.node_ip}:{link_server.sockets[0].getsockname()[1]}"
         node.writer.start()
-        await self._register(totals, capacity)
-        prestart = cfg.prestart_workers or min(whole_cpus, 4)
-        node.pool.start(prestart)
-        node.scheduler.worker_started(prestart)
+        if await tables.anode_info(self.redis.primary, self.node_id.hex()) is not None:
+            # This node ID ran before: its previous process died (a supervisor restarted it).
+            await recovery.recover(self.redis.primary, self.scripts, self.node_id.hex(), node.objects.shm_prefix)
+        # Clients (a driver reconnecting after a restart among them) come once that is done.
+        unix_server = await start_unix_server(self, self.socket_name, token)
+        if not await self._register(totals, capacity):
+            logger.error("this node is DEAD in the node table: fencing, re-registering as a new node")
+            self.fenced = True
+            self.stopping.set()
+        if not self.fenced:
+            prestart = cfg.prestart_workers or min(whole_cpus, 4)
+            node.pool.start(prestart)
+            node.scheduler.worker_started(prestart)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         bg = [loop.create_task(self._heartbeat()), loop.create_task(self._subscribe())]
@@ -213,7 +224,10 @@ class Raylet:
             for t in stuck:
                 logger.error("task ignores cancellation at exit: %r", t.get_coro())
 
-    async def _register(self, totals: dict[str, float], capacity: int) -> None:
+    async def _register(self, totals: dict[str, float], capacity: int) -> bool:
+        """Write the node's registration and make it ALIVE: from no state (a new node) or from ALIVE
+        (this node ID restarted before it was declared dead). False if it is DEAD (declared dead:
+        the caller fences, and the process comes back under a new node ID)."""
         hexid = self.node_id.hex()
         info = tables.NodeInfo(
             node_id=hexid, address=self.address, node_ip=self.node_ip, resources=totals,
@@ -222,8 +236,11 @@ class Raylet:
         p = self.redis.primary
         await p.hset(keys.nodes_key(), hexid, info.to_json())
         await p.hset(keys.node_load_key(), hexid, self.nm.load().to_json())
-        ks, argv = tables.node_state_cas_args(hexid, "", NodeState.ALIVE)
-        await self.scripts.hfield_cas(keys=ks, args=argv)
+        for old in ("", NodeState.ALIVE.value):  # (each move is announced on the node channel)
+            ks, argv = tables.node_state_cas_args(hexid, old, NodeState.ALIVE)
+            if await self.scripts.hfield_cas(keys=ks, args=argv):
+                return True
+        return False
 
     async def _heartbeat(self) -> None:
         hexid = self.node_id.hex()
@@ -259,7 +276,10 @@ class Raylet:
         reports: dict[bytes, tuple[str, dict[str, float], dict[str, float], int]] = {}
         for rec in records:
             if rec.alive and rec.info is not None:
-                self._infos[bytes.fromhex(rec.node_id)] = rec.info
+                nid = bytes.fromhex(rec.node_id)
+                if nid != self.node_id and self.incarnations.registration(nid, rec.info.pid, rec.info.start_time):
+                    self._node_restarted(nid)  # (before its new address is known: no stale batch reaches it)
+                self._infos[nid] = rec.info
                 load = rec.load
                 total = load.total if load else rec.info.resources
                 reports[bytes.fromhex(rec.node_id)] = (
@@ -269,11 +289,22 @@ class Raylet:
         if nm.view.update(reports):
             for n in gone:
                 self.peers.forget(n)
+                self.incarnations.forget(n)
                 nm.peers.node_gone(n)
             nm.replace_infeasible()
             nm.request_schedule()
 
+    def _node_restarted(self, node: bytes) -> None:
+        """``node``'s raylet restarted under its ID: what this node queued for the old process is
+        dropped, and what the old process had here is forgotten (:mod:`.restarts`)."""
+        logger.warning("the raylet of node %s restarted", node.hex()[:8])
+        self.peers.forget(node)
+        restarts.drop_old_process(self.nm, node)
+
     def _on_link_batch(self, batch: pb.PeerBatch) -> None:
+        if self.incarnations.link_epoch(batch.from_node, batch.epoch):
+            self._node_restarted(batch.from_node)
+            self._infos.pop(batch.from_node, None)  # the link rereads the new process's address
         if self.peers.accept(batch):
             self.nm.peers.apply(batch)
 

@@ -20,7 +20,9 @@ from rayredis.store import keys
 from rayredis.store.client import ShardedRedis
 from rayredis.worker import shm_probe
 from rayredis.worker.object_io import map_segment, write_segment
-from rayredis.worker.raylet_client import RayletClient, Reply
+from rayredis.worker.owner_state import OwnerState
+from rayredis.worker.raylet_client import RayletClient, ReconnectedError, Reply
+from rayredis.worker.reconnect import NodeReconnector
 from rayredis.worker.reference_counter import ReferenceCounter
 
 
@@ -56,7 +58,13 @@ class CoreWorker:
         self._exported: set[bytes] = set()
         self._fn_cache: dict[bytes, Any] = {}
         # Workers run next to their raylet; a driver checks that it shares the raylet's /dev/shm.
+        #: What the raylet holds for this process, to give a restarted raylet (drivers only).
+        self.owner = OwnerState()
+        #: Refs that ``build_args`` created for a spec's arguments, until ``submit`` records them.
+        self._arg_keep: dict[bytes, list[ObjectRef]] = {}
         probe = shm_probe.create(cfg.objects_over_connection) if is_driver else shm_probe.Probe()
+        # Workers die with their raylet (PR_SET_PDEATHSIG); drivers find it again when it restarts.
+        self._reconnector: NodeReconnector | None = None
         try:
             self.raylet = RayletClient(
                 raylet_address, token,
@@ -67,13 +75,23 @@ class CoreWorker:
                 unix_socket=raylet_socket if cfg.local_socket else "")
         finally:
             probe.remove()
-        self.refs = ReferenceCounter(self.raylet.send)
+        self.refs = ReferenceCounter(self._send_ref)
         info = self.raylet.info
+        if is_driver and cfg.raylet_reconnect_timeout_s > 0:
+            self.raylet.reconnector = NodeReconnector(self, info.node_id, cfg.raylet_reconnect_timeout_s)
         #: Large objects travel inside this process's messages: it cannot map the raylet's /dev/shm.
         self.objects_over_connection: bool = info.objects_over_connection
         self.node_id: bytes = info.node_id
         self.node_ip: str = info.node_ip
         self.session_dir: str = info.session_dir
+
+    def _send_ref(self, field: str, oid: bytes) -> None:
+        if self.raylet.reconnector is None:  # (a worker: nothing to restore, nothing to record)
+            self.raylet.send(field, oid)
+            return
+        owner = self.owner
+        record = owner.ref_added if field == "add_refs" else owner.ref_removed
+        self.raylet.send(field, oid, record=lambda: record(oid))
 
     # ---- context -------------------------------------------------------------------------------
 
@@ -117,13 +135,15 @@ class CoreWorker:
 
     # ---- objects -------------------------------------------------------------------------------
 
-    def _store_blob(self, oid: bytes, ser: serialization.SerializedObject) -> pb.PutObject:
+    def _store_blob(self, oid: bytes, ser: serialization.SerializedObject) -> tuple[pb.PutObject, int | None]:
         """Place a serialized value: inline when small, else in a shared-memory segment (or, over
-        the connection, sent whole for the raylet to write into the segment it reserved)."""
+        the connection, sent whole for the raylet to write into the segment it reserved). Also
+        returns the raylet generation that reserved the segment (None inline): the put is void if
+        the raylet restarted since (see :meth:`_send_put`)."""
         contained = [r.binary() for r in ser.contained_refs]
         if ser.total_size <= self.cfg.inline_object_max_bytes:
             data = ser.to_bytes()
-            return pb.PutObject(object_id=oid, inline_data=data, size=len(data), contained=contained)
+            return pb.PutObject(object_id=oid, inline_data=data, size=len(data), contained=contained), None
         over = self.objects_over_connection
         if over and ser.total_size + 64 * len(contained) > MAX_OBJECT_OVER_CONNECTION:
             raise ValueError(too_large_message(f"Object {oid.hex()}", ser.total_size))
@@ -137,12 +157,34 @@ class CoreWorker:
             raise exceptions.ObjectStoreFullError(reply.value.error)
         if over:
             return pb.PutObject(object_id=oid, shm_name=reply.value.shm_name, size=ser.total_size,
-                                contained=contained, data=ser.to_bytes())
+                                contained=contained, data=ser.to_bytes()), reply.generation
         view = write_segment(reply.value.shm_name, ser)
         if self.refs.holds(oid):
             self.refs.values[oid] = view
         return pb.PutObject(object_id=oid, shm_name=reply.value.shm_name, size=ser.total_size,
-                            contained=contained)
+                            contained=contained), reply.generation
+
+    def _send_put(self, oid: bytes, ser: serialization.SerializedObject, cache: bool) -> None:
+        """Store ``ser`` as ``oid`` and send the put; again from the start if the raylet restarted
+        after reserving its segment (the segment belonged to the lost process)."""
+        while True:
+            p, gen = self._store_blob(oid, ser)
+
+            def record(p: pb.PutObject = p) -> None:
+                if cache and p.inline_data:
+                    self.refs.values[oid] = p.inline_data
+                if self.raylet.reconnector is not None:
+                    self.owner.put_sent(oid, p.contained)
+
+            try:
+                self.raylet.send("puts", p, record=record, generation=gen)
+                return
+            except ReconnectedError:
+                if p.shm_name and not p.data:
+                    try:
+                        os.unlink(os.path.join("/dev/shm", p.shm_name))
+                    except OSError:
+                        pass
 
     def put(self, value: Any) -> ObjectRef:
         if isinstance(value, ObjectRef):
@@ -150,16 +192,13 @@ class CoreWorker:
         ser = serialization.serialize(value)
         oid = ids.object_id_for_put(0)
         ref = ObjectRef(oid)
-        p = self._store_blob(oid, ser)
-        if p.inline_data:
-            self.refs.values[oid] = p.inline_data
-        self.raylet.send("puts", p)
+        self._send_put(oid, ser, cache=True)
         return ref
 
     def put_result(self, oid: bytes, value: Any, kind: int = serialization.KIND_VALUE) -> pb.PutObject:
         ser = serialization.serialize(value, kind) if kind == serialization.KIND_VALUE else \
             serialization.serialize_error(value)
-        return self._store_blob(oid, ser)
+        return self._store_blob(oid, ser)[0]
 
     def _blob_from(self, d: pb.ObjectData) -> Any:
         if d.missing:
@@ -218,6 +257,8 @@ class CoreWorker:
                 for d in reply.value.objects:
                     blob = self._blob_from(d)
                     got[d.object_id] = blob
+                    if blob is not None:
+                        self.owner.sealed(d.object_id)
                     if blob is not None and self.refs.holds(d.object_id):
                         values[d.object_id] = blob
             out = [v if v is not None else got.get(o) for o, v in zip(oids, out)]
@@ -265,6 +306,8 @@ class CoreWorker:
                 raise reply.error
             newly = reply.value.ready
             ready_set.update(newly)
+            for o in newly:
+                self.owner.sealed(o)
             known.update(o for o in newly if self.refs.holds(o))
         ready: list[ObjectRef] = []
         rest: list[ObjectRef] = []
@@ -294,7 +337,9 @@ class CoreWorker:
                 oid = ids.object_id_for_put(0)
                 ref = ObjectRef(oid)
                 keep.append(ref)
-                self.raylet.send("puts", self._store_blob(oid, data))
+                if not keep_refs and self.raylet.reconnector is not None:  # (a constructor's: its handle)
+                    self._arg_keep.setdefault(spec.task_id, []).append(ref)
+                self._send_put(oid, data, cache=False)
                 spec.args.add(object_id=oid, keyword=kw)
             else:
                 spec.args.add(data=data.to_bytes(), keyword=kw)
@@ -312,7 +357,11 @@ class CoreWorker:
         spec.parent_task_id = ctx.task_id or self.driver_task_id
         tid = spec.task_id
         refs = [ObjectRef(ids.object_id_for_return(tid, i + 1)) for i in range(spec.num_returns)]
-        self.raylet.send("submit", spec)
+        keep = self._arg_keep.pop(tid, None)
+        if self.raylet.reconnector is None:
+            self.raylet.send("submit", spec)
+        else:
+            self.raylet.send("submit", spec, record=lambda: self.owner.submitted(spec, keep))
         return refs
 
     def cancel(self, ref: ObjectRef, force: bool, recursive: bool) -> None:

@@ -44,6 +44,11 @@ class ReferenceCounter:
         if n == 0:
             self._send("remove_refs", oid)
 
+    def snapshot_values(self) -> dict[bytes, Any]:
+        """A copy of the cache (for a raylet that restarted and must be given the values back)."""
+        with self._lock:
+            return dict(self.values)
+
     def holds(self, oid: bytes) -> bool:
         return oid in self._counts
 
