@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 #: Exit status of a GCS that gave up because its cluster's Redis primary is gone; supervisors
-#: (``node.GcsSupervisor``) do not restart a GCS that exited with it.
+#: (``supervisor.NodeSupervisor``) do not restart a GCS that exited with it.
 EXIT_CLUSTER_GONE = 3
 
 
