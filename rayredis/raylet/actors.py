@@ -309,6 +309,13 @@ class LocalActors:
             self.writer.actor_transition(aid, _NOT_DEAD, "", {
                 "state": ActorState.DEAD.value, "death_cause": a.death_reason})
 
+    def kill_request(self, k: pb.KillActorRequest) -> None:
+        """A kill from a client of this node or from another node (``when_idle``: after its calls)."""
+        if k.when_idle:
+            self.kill_when_idle(k.actor_id)
+        else:
+            self.kill(k.actor_id, k.no_restart)
+
     def kill_when_idle(self, aid: bytes) -> None:
         a = self._get(aid)
         a.kill_when_idle = True

@@ -112,10 +112,7 @@ class NodeManager:
         for cr in b.cancels:
             self.cancel(cr.object_id, cr.force)
         for k in b.kills:
-            if k.when_idle:
-                self.actors.kill_when_idle(k.actor_id)
-            else:
-                self.actors.kill(k.actor_id, k.no_restart)
+            self.actors.kill_request(k)
         for rid in b.cancel_gets:
             self.waiters.forget_get(conn, rid)
         for lines in b.logs:

@@ -181,10 +181,7 @@ class PeerCore:
         for c in b.cancels:
             nm.cancel(c.object_id, c.force)
         for k in b.kills:
-            if k.when_idle:
-                nm.actors.kill_when_idle(k.actor_id)
-            else:
-                nm.actors.kill(k.actor_id, k.no_restart)
+            nm.actors.kill_request(k)
         nm.objects.sweep(created)
         nm.drain_freed()
         nm.request_schedule()
