@@ -209,6 +209,14 @@ class LocalActors:
         if a is not None:
             a.inflight.pop(rec.spec.task_id, None)
 
+    def node_gone(self, node: bytes) -> None:
+        """The node hosting some actors called from here died: their calls wait here until the
+        actor table says where they were restarted (or that they are dead)."""
+        for a in self.actors.values():
+            if a.state is REMOTE and a.node == node:
+                a.state, a.node = UNKNOWN, b""
+                self.directory.lookup_actor(a.actor_id)
+
     def can_resend(self, rec: TaskRecord) -> bool:
         """Whether a call lost with the raylet of the node it was forwarded to may be sent again."""
         a = self.actors.get(rec.spec.actor_id)
@@ -353,7 +361,7 @@ class LocalActors:
         if entry is not None:
             a.max_task_retries = entry.max_task_retries  # (a call lost with its node may be resent)
         if entry is not None and entry.state == ActorState.ALIVE and entry.node and \
-                entry.node != self.node_id.hex():
+                entry.node != self.node_id.hex() and self.tasks.node_alive(bytes.fromhex(entry.node)):
             a.state, a.node = REMOTE, bytes.fromhex(entry.node)
             self._pump(a)
             return

@@ -60,6 +60,8 @@ class ClusterView:
         self.nodes: dict[bytes, NodeView] = {}
         self._spread_next = 0
         self.version = 0  # bumped when the set of nodes or their totals change
+        #: Nodes that were in the view and left it (dead or gone for good).
+        self.gone: set[bytes] = set()
 
     # ---- events ---------------------------------------------------------------------------
 
@@ -67,6 +69,7 @@ class ClusterView:
         """Replace the view with ``{node: (address, total, available, queued)}`` of the live other
         nodes; True when a node joined, left or changed its totals (infeasible tasks may fit now)."""
         changed = set(reports) != set(self.nodes)
+        self.gone.update(n for n in self.nodes if n not in reports)
         fresh: dict[bytes, NodeView] = {}
         for nid, (address, total, available, queued) in reports.items():
             if nid == self.node_id:

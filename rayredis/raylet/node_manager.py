@@ -176,6 +176,8 @@ class NodeManager:
         self.placement.deps_ready(oid)
         self.actors.object_ready(oid)
         self.waiters.object_available(oid)
+        if oid in self.scheduler.dep_index:  # a task queued here waits for it (it was rebuilt, say)
+            self.peers.need_local(oid)
         if self.peers.watchers:
             self.peers.object_ready(oid)
 
@@ -427,6 +429,10 @@ class NodeManager:
 
     def pending_args(self, spec: pb.TaskSpec) -> set[bytes]:
         return self.placement.pending_args(spec)
+
+    def node_alive(self, node: bytes) -> bool:
+        """False for a node known to have left the cluster (one not seen yet counts as alive)."""
+        return node not in self.view.gone
 
     def replace_infeasible(self) -> None:
         self.placement.replace_infeasible()

@@ -308,7 +308,14 @@ class PeerCore:
         nm.objects.drop_holder(node)
         for nodes in self.watchers.values():
             nodes.discard(node)
-        for rec in [r for r in nm.tasks.values() if r.forwarded_to == node]:
-            nm.forwarded_lost(rec, f"node {node.hex()[:8]} running it died")
+        nm.actors.node_gone(node)  # its actors' calls wait for their restart (or their death)
+        lost = [r for r in nm.tasks.values() if r.forwarded_to == node]
+        resend = [r for r in lost if r.spec.kind == pb.ACTOR_TASK and nm.actors.can_resend(r)]
+        for rec in resend:
+            self.view.returned(node, rec.demand)
+        nm.actors.resend_lost_calls(resend)  # in submission order, within max_task_retries
+        for rec in lost:
+            if rec not in resend:
+                nm.forwarded_lost(rec, f"node {node.hex()[:8]} running it died")
         nm.drain_freed()
         nm.request_schedule()

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: How long a forward waits for its spill record to reach Redis before it is sent regardless.
+SPILL_RECORD_WAIT_S = 2.0
 #: Bytes per chunk of a pulled object (each one gRPC message).
 CHUNK_BYTES = 4 * 1024 * 1024
 _raylet_stub: Callable[[Any], Any] = pb_grpc.RayletStub
@@ -110,7 +112,13 @@ class Peers:
 
     async def _before_send(self, batch: pb.PeerBatch) -> None:
         if any(t.spec.kind != pb.ACTOR_TASK for t in batch.tasks):
-            await self.flush_tables()  # their spill records first (actor calls have none)
+            # Their spill records first (actor calls have none), but a data shard that is down must
+            # not stop the work crossing nodes: after SPILL_RECORD_WAIT_S the forward goes anyway
+            # (the records stay queued in the writer, which keeps retrying them).
+            try:
+                await asyncio.wait_for(asyncio.shield(self.flush_tables()), SPILL_RECORD_WAIT_S)
+            except asyncio.TimeoutError:
+                logger.warning("spill records not in Redis after %.0f s; forwarding anyway", SPILL_RECORD_WAIT_S)
 
     # ---- receiving -----------------------------------------------------------------------------
 

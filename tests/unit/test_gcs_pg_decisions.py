@@ -197,16 +197,25 @@ def test_shell_removed_while_reserving_gives_the_reservation_back() -> None:
 
 
 def test_shell_failed_return_leaves_the_group_unreturned_for_the_rescan() -> None:
-    store = FakePgStore(group(REMOVED, [{"CPU": 1.0}] * 2, nodes=[NODE_A, NODE_B]), view(nv(NODE_A)))
+    store = FakePgStore(group(REMOVED, [{"CPU": 1.0}] * 2, nodes=[NODE_A, NODE_B]), view(nv(NODE_A), nv(NODE_B)))
     raylets = FakeRaylets(fail_return=[NODE_A])
     mgr = PlacementGroupManager(store, raylets)
     asyncio.run(mgr.handle(PG))
-    assert raylets.calls == [("return", NODE_A)] and store.calls == [] and not store.entry.returned
+    # A's failure does not keep B's bundles: B returns them, the group stays unreturned for A.
+    assert raylets.calls == [("return", NODE_A), ("return", NODE_B)] and store.calls == []
+    assert not store.entry.returned
     raylets.fail_return.clear()
     asyncio.run(mgr.rescan())
-    assert raylets.calls[1:] == [("return", NODE_A), ("return", NODE_B)] and store.entry.returned
+    assert raylets.calls[2:] == [("return", NODE_A), ("return", NODE_B)] and store.entry.returned
     asyncio.run(mgr.rescan())  # returned: nothing left to do
-    assert len(raylets.calls) == 3
+    assert len(raylets.calls) == 4
+
+
+def test_shell_bundles_of_a_dead_node_count_as_returned() -> None:
+    store = FakePgStore(group(REMOVED, [{"CPU": 1.0}] * 2, nodes=[NODE_A, NODE_B]), view(nv(NODE_A)))
+    raylets = FakeRaylets(fail_return=[NODE_B])  # NODE_B is dead: it is not even asked
+    asyncio.run(PlacementGroupManager(store, raylets).handle(PG))
+    assert raylets.calls == [("return", NODE_A)] and store.entry.returned
 
 
 def test_shell_job_end_removes_the_group_then_returns_its_bundles() -> None:
