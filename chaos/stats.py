@@ -1,0 +1,76 @@
+"""Counts the runtime does not report directly, derived after the run from what it leaves behind.
+
+- **Task attempts**: every task's entry in the task table (``rr:task:<id>`` on its data shard) has
+  an ``attempt`` field, 0 for the first execution and incremented by each retry (worker death,
+  node death) and each lineage re-run. The workload keeps the IDs of the tasks it submitted.
+- **Reconstructions**: the owner's raylet logs ``rebuilding the returns of <name> (<task id>): <why>``
+  (``raylet/lineage.py``) each time it re-runs a task to rebuild objects lost with a node; every
+  node's ``<session>/logs/raylet.log`` is read.
+- **Actor restarts**: the actor table's ``num_restarts`` per actor, read at the end and compared
+  with the value each fault recorded when it hit the actor (``actors_hit``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from rayredis.store import keys
+from rayredis.store.client import ShardedRedis
+
+_REBUILD = re.compile(r"^(\S+ \S+) INFO rayredis\.raylet\.lineage:\d+ rebuilding the returns of (\S+) "
+                      r"\(([0-9a-f]+)\): (.*)$")
+
+
+@dataclass(frozen=True)
+class Rebuild:
+    wall_time: float
+    name: str
+    task_id: str
+    why: str
+    session_dir: str
+
+
+def task_attempts(store: ShardedRedis, task_ids: Iterable[str]) -> dict[str, int]:
+    """``attempt`` of each task-table entry that exists (by hex task ID), one pipeline per shard."""
+    by_shard: dict[int, tuple[Any, list[str]]] = {}
+    for tid in set(task_ids):
+        client = store.for_id(bytes.fromhex(tid))
+        by_shard.setdefault(id(client), (client, []))[1].append(tid)
+    out: dict[str, int] = {}
+    for client, tids in by_shard.values():
+        for start in range(0, len(tids), 2000):
+            chunk = tids[start:start + 2000]
+            pipe = client.pipeline(transaction=False)
+            for tid in chunk:
+                pipe.hget(keys.task_key(tid), "attempt")
+            for tid, raw in zip(chunk, pipe.execute()):
+                if raw is not None:
+                    out[tid] = int(raw)
+    return out
+
+
+def _log_time(stamp: str) -> float:
+    return datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def rebuilds(sessions: Iterable[str]) -> list[Rebuild]:
+    """Every lineage re-run logged by a raylet of ``sessions``, in time order."""
+    out = []
+    for sd in sessions:
+        path = os.path.join(sd, "logs", "raylet.log")
+        try:
+            with open(path, errors="replace") as f:
+                for line in f:
+                    if "rebuilding the returns of" not in line:
+                        continue
+                    m = _REBUILD.match(line.rstrip("\n"))
+                    if m:
+                        out.append(Rebuild(_log_time(m.group(1)), m.group(2), m.group(3), m.group(4), sd))
+        except OSError:
+            continue
+    return sorted(out, key=lambda r: r.wall_time)
