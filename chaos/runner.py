@@ -15,6 +15,7 @@ import faulthandler
 import json
 import os
 import queue
+import re
 import signal
 import statistics
 import sys
@@ -182,10 +183,11 @@ def _recovery(fault: dict[str, Any], items: list[Item]) -> dict[str, Any]:
         f = min((i.finished for i in xs if i.finished is not None), default=None)
         return None if f is None else round(f - t, 4)
 
-    actor = (fault.get("actor") or {}).get("name")
+    actor = fault.get("actor") or {}
     target: list[Item] | None
     if actor:
-        target = [i for i in new if i.detail.get("actor") == actor]
+        target = [i for i in new if (actor.get("name") and i.detail.get("actor") == actor["name"])
+                  or i.detail.get("actor_id") == actor.get("actor_id")]
     elif fault["kind"] == "gcs":
         target = [i for i in new if i.kind == "new_actor"]
     elif fault["kind"] in NODE_LEVEL + ("pause",) and fault.get("slot") is not None and fault["kind"] != "redis":
@@ -263,11 +265,13 @@ def _span(f: dict[str, Any], end_t: float) -> float:
 def _touches(f: dict[str, Any], item: Item) -> bool:
     if item.kind == "probe":
         return bool(item.detail.get("probe_for") == f["index"])
-    actor = (f.get("actor") or {}).get("name")
-    if actor and item.detail.get("actor") == actor:
+    actor = f.get("actor") or {}
+    if actor and (item.detail.get("actor") == actor.get("name") and actor.get("name")
+                  or item.detail.get("actor_id") == actor.get("actor_id")):
         return True
     slot = f.get("slot")
-    return f["kind"] in ("node", "raylet", "pause", "worker") and slot is not None and slot in item.slots
+    return f["kind"] in ("node", "raylet", "pause", "worker") and slot is not None and (
+        slot in item.slots or slot in item.ran_on)
 
 
 def attribute(items: list[Item], faults: list[dict[str, Any]], end_t: float) -> dict[int, int | None]:
@@ -275,17 +279,17 @@ def attribute(items: list[Item], faults: list[dict[str, Any]], end_t: float) -> 
 
     A fault overlaps an item if the item was in flight at some moment of ``[t, t + span]`` (the
     fault's measured recovery plus a second; until the end of the run if it never recovered).
-    Among the overlapping faults, those that touch the item (its slot's node was killed or paused,
-    its actor's worker was killed, or it is the fault's probe) win; then the earliest.
+    Among the overlapping faults, the first by: touches the item (its slot's node was killed or
+    paused, its actor's worker was killed, or it is the fault's probe); its window contains the
+    item's end (its result, its error, or its timeout); earliest.
     """
     windows = [(f, f["t"], f["t"] + _span(f, end_t)) for f in faults]
     out: dict[int, int | None] = {}
     for item in items:
         end = item.finished if item.finished is not None else end_t
-        over = [(f, t) for f, t, t_end in windows if t <= end and item.submitted <= t_end]
-        touching = [(f, t) for f, t in over if _touches(f, item)]
-        pick = min(touching or over, key=lambda x: x[1], default=None)
-        out[item.id] = None if pick is None else pick[0]["index"]
+        over = [(not _touches(f, item), not (t <= end <= t_end), t, f["index"])
+                for f, t, t_end in windows if t <= end and item.submitted <= t_end]
+        out[item.id] = min(over)[3] if over else None
     return out
 
 
@@ -441,6 +445,7 @@ def build_report(args: argparse.Namespace, items: list[Item], fired: list[dict[s
         "pause_s": [args.pause_min, args.pause_max], "restart_timeout_s": args.restart_timeout,
         "new_actor_interval_s": args.new_actor_interval, "pg_interval_s": args.pg_interval,
         "max_inflight": args.max_inflight, "item_timeout_s": args.item_timeout,
+        "settle_timeout_s": args.settle_timeout,
         "warmup_s": args.warmup, "cooldown_s": args.cooldown, "session_dir": session_dir,
         "planned": [{"index": p.index, "t": p.t, "kind": p.kind} for p in plan],
         "faults": faults,
@@ -490,7 +495,9 @@ def format_report(rep: dict[str, Any]) -> str:
                      f", target {_s(f.get('target_recovery_s'))}, new work {_s(f.get('new_work_recovery_s'))}); "
                      f"retried {f.get('tasks_retried', 0)}, rebuilt {f.get('objects_reconstructed', 0)}, "
                      f"actors restarted {f.get('actors_restarted', 0)}, lost {f.get('results_lost', 0)}, "
-                     f"wrong {f.get('wrong', 0)}")
+                     f"wrong {f.get('wrong', 0)}"
+                     + (f"; in flight on the node at the kill {f['inflight_on_node']}, lost "
+                        f"{f['inflight_on_node_lost']}" if "inflight_on_node" in f else ""))
     lines.append("  per fault kind:  count  recovery p50     p99     max  unrec  retried  rebuilt  restarted  "
                  "lost  hung  wrong")
     for kind, row in rep["by_fault_kind"].items():
@@ -594,27 +601,51 @@ def _wait_resources_free(cluster: ChaosCluster, args: argparse.Namespace, timeou
 
 
 def _collect_stats(cluster: ChaosCluster, items: list[Item], run_t0_wall: float) -> dict[str, Any]:
-    """Task attempts, lineage re-runs and actor restart counts (see chaos/stats.py)."""
+    """Task attempts, lineage re-runs and actor restart counts (see chaos/stats.py), and where each
+    item's work was found (``Item.ran_on``: from the task table's ``node``, placement groups'
+    bundle nodes and node IDs named in errors)."""
     out: dict[str, Any] = {}
     h = cluster.head
     store = ShardedRedis(h.address, h.password, socket_timeout=10.0).connect()
     try:
-        out["_attempts"] = stats.task_attempts(store, [t for i in items for t in i.task_ids])
+        entries = stats.task_entries(store, [t for i in items for t in i.task_ids])
         final = {e.actor_id: e.num_restarts for e in actor_entries(store.primary)}
-        out["dead_nodes"] = [r.node_id for r in tables.read_nodes(store.primary)
-                             if r.state == tables.NodeState.DEAD.value]
+        nodes = tables.read_nodes(store.primary)
+        slot_of: dict[str, int] = {}
+        for r in nodes:
+            k = cluster.slot_of_session(r.info.session_dir) if r.info is not None else None
+            if k is not None:
+                slot_of[r.node_id] = k
+        for sd, nid in cluster.known_nodes():
+            k = cluster.slot_of_session(sd)
+            if k is not None:
+                slot_of.setdefault(nid, k)
+        for item in items:
+            ran = {slot_of[n] for t in item.task_ids if (n := entries.get(t, (0, ""))[1]) in slot_of}
+            if item.kind == "pg" and item.detail.get("pg"):
+                pg = tables.read_placement_group(store.primary, item.detail["pg"])
+                ran |= {slot_of[n] for n in (pg.nodes if pg else []) if n in slot_of}
+            for short in _NODE_IN_TEXT.findall(item.error or ""):
+                ran |= {k for n, k in slot_of.items() if n.startswith(short)}
+            item.ran_on = tuple(sorted(ran))
+        out["dead_nodes"] = [r.node_id for r in nodes if r.state == tables.NodeState.DEAD.value]
     finally:
         store.close()
+    attempts = {t: a for t, (a, _) in entries.items()}
     rebuilt = stats.rebuilds(list(cluster.sessions))
+    out["_attempts"] = attempts
     out["_rebuilds"] = rebuilt
     out["_final_restarts"] = final
     out["reconstructions"] = [{"t": round(rb.wall_time - run_t0_wall, 3), "task": rb.name, "task_id": rb.task_id,
                                "why": rb.why} for rb in rebuilt][:50]
-    out["totals"] = {"tasks_with_retries": sum(1 for a in out["_attempts"].values() if a > 0),
-                     "task_attempts_beyond_first": sum(out["_attempts"].values()),
+    out["totals"] = {"tasks_with_retries": sum(1 for a in attempts.values() if a > 0),
+                     "task_attempts_beyond_first": sum(attempts.values()),
                      "objects_reconstructed": len(rebuilt), "actors_restarted": sum(final.values()),
                      "actors": len(final)}
     return out
+
+
+_NODE_IN_TEXT = re.compile(r"\bnode\(?s?\)? ([0-9a-f]{8})")
 
 
 class Watchdog(threading.Thread):
@@ -666,6 +697,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                          "min(12, d/4) with node, raylet or redis faults)")
     ap.add_argument("--item-timeout", type=float, default=60.0,
                     help="an item not back after this is lost (a hang); also bounds the final drain")
+    ap.add_argument("--settle-timeout", type=float, default=30.0,
+                    help="seconds allowed, after the drain, for every resource to be available again (default 30)")
     ap.add_argument("--max-inflight", type=int, default=40)
     ap.add_argument("--num-actors", type=int, default=3, help="named actors in the pool (default 3)")
     ap.add_argument("--new-actor-interval", type=float, default=1.0,
@@ -766,7 +799,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             extra["stats_error"] = f"{type(e).__name__}: {e}"
         workload.end_actors()
         watchdog.beat()
-        extra["resources"] = _wait_resources_free(cluster, args, 30.0)
+        extra["resources"] = _wait_resources_free(cluster, args, args.settle_timeout)
         extra["resources_restored_s"] = extra["resources"].get("restored_s")
         watchdog.beat()
         try:

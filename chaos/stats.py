@@ -35,22 +35,23 @@ class Rebuild:
     session_dir: str
 
 
-def task_attempts(store: ShardedRedis, task_ids: Iterable[str]) -> dict[str, int]:
-    """``attempt`` of each task-table entry that exists (by hex task ID), one pipeline per shard."""
+def task_entries(store: ShardedRedis, task_ids: Iterable[str]) -> dict[str, tuple[int, str]]:
+    """``(attempt, node)`` of each task-table entry that exists (by hex task ID), one pipeline per
+    shard; ``node`` is where the task last ran or was forwarded to."""
     by_shard: dict[int, tuple[Any, list[str]]] = {}
     for tid in set(task_ids):
         client = store.for_id(bytes.fromhex(tid))
         by_shard.setdefault(id(client), (client, []))[1].append(tid)
-    out: dict[str, int] = {}
+    out: dict[str, tuple[int, str]] = {}
     for client, tids in by_shard.values():
         for start in range(0, len(tids), 2000):
             chunk = tids[start:start + 2000]
             pipe = client.pipeline(transaction=False)
             for tid in chunk:
-                pipe.hget(keys.task_key(tid), "attempt")
-            for tid, raw in zip(chunk, pipe.execute()):
-                if raw is not None:
-                    out[tid] = int(raw)
+                pipe.hmget(keys.task_key(tid), "attempt", "node")
+            for tid, (attempt, node) in zip(chunk, pipe.execute()):
+                if attempt is not None:
+                    out[tid] = (int(attempt), node.decode() if node else "")
     return out
 
 

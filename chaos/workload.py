@@ -76,6 +76,7 @@ from rayredis.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 CHAIN_LENGTH = 4
 ACTOR_NAME = "chaos-affine-{}"
+COUNTER_NAME = "chaos-counter-{}"
 #: What a pinned task asks of its slot's resource.
 PIN = 0.01
 #: Submission pattern of one round: the kinds in the order they are submitted.
@@ -176,6 +177,9 @@ class Item:
     slots: tuple[int, ...] = ()
     #: Hex IDs of the tasks the item submitted (their task-table entries count attempts).
     task_ids: list[str] = field(default_factory=list)
+    #: Slots of the nodes the item's work was found on after the run (task table, placement
+    #: groups, node IDs named in its error): with ``slots``, what a node-level fault could hit.
+    ran_on: tuple[int, ...] = ()
     #: Set by a check after the run (a counter's call sequence): the item is wrong.
     violation: str | None = None
     #: Refs the item keeps alive (a ``lineage`` item's array) and what to do when it ends.
@@ -211,6 +215,8 @@ class Item:
                "latency_s": None if self.latency is None else round(self.latency, 4), **self.detail}
         if self.slots:
             out["slots"] = list(self.slots)
+        if self.ran_on:
+            out["ran_on"] = list(self.ran_on)
         if self.violation:
             out["violation"] = self.violation
         return out
@@ -280,8 +286,8 @@ class Workload:
         """Create the named actor pool and the counters, and wait until every actor answers."""
         self.actors = [self.r["Affine"].options(name=ACTOR_NAME.format(k)).remote(self.offsets[k])
                        for k in range(self.num_actors)]
-        self.counters = [self.r["Counter"].options(resources={slot_resource(k): PIN}).remote()
-                         for k in range(self.num_slots)]
+        self.counters = [self.r["Counter"].options(name=COUNTER_NAME.format(k), resources={slot_resource(k): PIN})
+                         .remote() for k in range(self.num_slots)]
         got = ray.get([a.apply.remote(0) for a in self.actors], timeout=timeout_s)
         if got != self.offsets:
             raise RuntimeError(f"actor warm-up returned {got}, expected {self.offsets}")
@@ -391,6 +397,7 @@ class Workload:
             offset, x = rng.randrange(1_000_000), rng.randrange(1_000_000)
             item.expected = 2 * x + offset
             item.handle = r["Affine"].remote(offset)
+            item.detail["actor_id"] = item.handle._actor_id.hex()
             return item.handle.apply.remote(x)
         if kind in ("task", "pinned", "spread"):
             i = rng.randrange(1_000_000)
@@ -420,13 +427,14 @@ class Workload:
             offset, x = rng.randrange(1_000_000), rng.randrange(1_000_000)
             item.expected = 2 * x + offset
             item.handle = r["Affine"].remote(offset)
+            item.detail["actor_id"] = item.handle._actor_id.hex()
             return item.handle.apply.remote(x)
         if kind == "counter":
             k = self._slot()
             self.counter_seq[k] += 1
             seq = self.counter_seq[k]
             item.expected, item.slots = seq, (k,)
-            item.detail.update(counter=k, seq=seq)
+            item.detail.update(counter=k, seq=seq, actor=COUNTER_NAME.format(k))
             item.reduce = functools.partial(_counter_reduce, item)
             return self.counters[k].step.remote(seq)
         if kind == "pg":
