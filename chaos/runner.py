@@ -31,6 +31,7 @@ from chaos.cluster import CAPACITY, NODE_RESOURCE, ChaosCluster, shm_prefixes, s
 from chaos.faults import FAULTS, Fault, FaultContext, Planned, actor_entries, fault_rng, make_faults, plan_schedule
 from chaos.watch import ProcessWatch
 from chaos.workload import KINDS, Item, Workload
+from rayredis._private import debug, worker_context
 from rayredis.config import get_config
 from rayredis.store import tables
 from rayredis.store.client import ShardedRedis
@@ -281,13 +282,14 @@ def attribute(items: list[Item], faults: list[dict[str, Any]], end_t: float) -> 
     fault's measured recovery plus a second; until the end of the run if it never recovered).
     Among the overlapping faults, the first by: touches the item (its slot's node was killed or
     paused, its actor's worker was killed, or it is the fault's probe); its window contains the
-    item's end (its result, its error, or its timeout); earliest.
+    item's end (its result, its error, or its timeout); latest (the most recent fault before the
+    item ended: an item in flight across two kills of its node is the second kill's).
     """
     windows = [(f, f["t"], f["t"] + _span(f, end_t)) for f in faults]
     out: dict[int, int | None] = {}
     for item in items:
         end = item.finished if item.finished is not None else end_t
-        over = [(not _touches(f, item), not (t <= end <= t_end), t, f["index"])
+        over = [(not _touches(f, item), not (t <= end <= t_end), -t, f["index"])
                 for f, t, t_end in windows if t <= end and item.submitted <= t_end]
         out[item.id] = min(over)[3] if over else None
     return out
@@ -803,8 +805,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         extra["resources_restored_s"] = extra["resources"].get("restored_s")
         watchdog.beat()
         try:
-            from rayredis._private import debug, worker_context
-
             cw = worker_context.global_worker
             assert cw is not None
             extra["raylet_violations"] = debug.validate_cluster(cw.store)
