@@ -275,23 +275,40 @@ def _touches(f: dict[str, Any], item: Item) -> bool:
         slot in item.slots or slot in item.ran_on)
 
 
+def _names(f: dict[str, Any], item: Item) -> bool:
+    """The item's error names the node the fault killed (direct evidence)."""
+    node = f.get("node_id")
+    return bool(node and item.error and node[:8] in item.error)
+
+
 def attribute(items: list[Item], faults: list[dict[str, Any]], end_t: float) -> dict[int, int | None]:
     """Item id -> index of the fault it is attributed to (None: no fault overlapped it).
 
     A fault overlaps an item if the item was in flight at some moment of ``[t, t + span]`` (the
-    fault's measured recovery plus a second; until the end of the run if it never recovered).
-    Among the overlapping faults, the first by: touches the item (its slot's node was killed or
-    paused, its actor's worker was killed, or it is the fault's probe); its window contains the
-    item's end (its result, its error, or its timeout); latest (the most recent fault before the
-    item ended: an item in flight across two kills of its node is the second kill's).
+    fault's measured recovery plus a second; until the end of the run if it never recovered). A hung
+    item's end is not its timeout but when it should have been done: its submission (plus a
+    ``lineage`` item's delay) plus the p99 latency of its kind's successful items (at least 5 s), as a
+    fault after that cannot have caused the hang. Among the overlapping faults, the first by: the
+    item's error names the node the fault killed; the fault touches the item (its slot's node was
+    killed or paused, its actor's worker was killed, or it is the fault's probe); the fault's window
+    contains the item's end; for an item that came back (a result or an error), the latest (an item
+    in flight across two kills of its node is the second kill's), for a hung one the earliest (the
+    hang began with the first fault that hit it; later ones find it hung already).
     """
     windows = [(f, f["t"], f["t"] + _span(f, end_t)) for f in faults]
+    normal: dict[str, float] = {}
+    for kind in {i.kind for i in items}:
+        lat = [i.latency for i in items if i.kind == kind and i.status == "ok" and i.latency is not None]
+        normal[kind] = max(5.0, _percentile(lat, 0.99) or 0.0)
     out: dict[int, int | None] = {}
     for item in items:
         end = item.finished if item.finished is not None else end_t
-        over = [(not _touches(f, item), not (t <= end <= t_end), -t, f["index"])
+        if item.hung:
+            end = min(end, item.submitted + float(item.detail.get("delay_s") or 0.0) + normal[item.kind])
+        over = [(not _names(f, item), not _touches(f, item), not (t <= end <= t_end), t if item.hung else -t,
+                 f["index"])
                 for f, t, t_end in windows if t <= end and item.submitted <= t_end]
-        out[item.id] = min(over)[3] if over else None
+        out[item.id] = min(over)[4] if over else None
     return out
 
 
@@ -334,13 +351,14 @@ def _effects(items: list[Item], faults: list[dict[str, Any]], end_t: float, atte
         return out.setdefault(k, {"tasks_retried": 0, "objects_reconstructed": 0, "actors_restarted": 0,
                                   "results_lost": 0, "hung": 0, "wrong": 0, "items": 0})
 
-    per_fault: dict[int, dict[str, int]] = {}
+    per_fault: dict[int, dict[str, Any]] = {}
     seen_tasks: set[str] = set()
     for item in items:
         idx = who[item.id]
         b = bucket(kind_of[idx] if idx is not None else "none")
-        pf = per_fault.setdefault(idx, {"tasks_retried": 0, "objects_reconstructed": 0, "results_lost": 0,
-                                        "wrong": 0, "items": 0}) if idx is not None else None
+        pf: dict[str, Any] | None = per_fault.setdefault(
+            idx, {"tasks_retried": 0, "objects_reconstructed": 0, "results_lost": 0, "wrong": 0,
+                  "items": 0}) if idx is not None else None
         rebuilt_n = sum(rebuilt_per_task.get(t, 0) for t in item.task_ids)
         retried = max(0, sum(attempts.get(t, 0) for t in item.task_ids) - rebuilt_n)
         seen_tasks.update(item.task_ids)
@@ -352,6 +370,11 @@ def _effects(items: list[Item], faults: list[dict[str, Any]], end_t: float, atte
             if pf is not None:
                 pf[k] += v
         b["hung"] += int(item.hung)
+        if pf is not None and st != "ok" and len(pf.setdefault("bad_examples", [])) < 5:
+            pf["bad_examples"].append({"id": item.id, "kind": item.kind, "status": st,
+                                       "error": (item.error or item.violation or "")[:160],
+                                       "submitted_s": round(item.submitted, 3), "slots": list(item.slots),
+                                       "ran_on": list(item.ran_on)})
     for idx, n in restarts.items():
         bucket(kind_of[idx])["actors_restarted"] += n
         per_fault.setdefault(idx, {})["actors_restarted"] = n

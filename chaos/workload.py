@@ -71,7 +71,7 @@ import numpy as np
 
 import rayredis as ray
 from chaos.cluster import NODE_RESOURCE, slot_resource
-from rayredis.util.placement_group import placement_group, remove_placement_group
+from rayredis.util.placement_group import placement_group, placement_group_table, remove_placement_group
 from rayredis.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 CHAIN_LENGTH = 4
@@ -129,8 +129,8 @@ def _remotes() -> dict[str, Any]:
         return v * v, ray.get_runtime_context().get_node_id()
 
     @ray.remote
-    def combine(*pairs: tuple[int, str]) -> tuple[list[int], int]:
-        return [p[0] for p in pairs], len({p[1] for p in pairs})
+    def combine(*pairs: tuple[int, str]) -> tuple[list[int], int, list[str]]:
+        return [p[0] for p in pairs], len({p[1] for p in pairs}), [p[1] for p in pairs]
 
     @ray.remote(max_restarts=-1, max_task_retries=-1)
     class Affine:
@@ -473,11 +473,11 @@ class Workload:
         strategy = "STRICT_SPREAD" if self._pgs % 2 else "SPREAD"
         values = [self.rng.randrange(1_000_000) for _ in range(n)]
         pg = placement_group([{NODE_RESOURCE: 1}] * n, strategy=strategy)
-        item.cleanup = functools.partial(remove_placement_group, pg)
+        item.cleanup = functools.partial(_end_pg, item, pg)
         item.detail.update(strategy=strategy, bundles=n, pg=pg.id.hex())
         strict = strategy == "STRICT_SPREAD"
         item.expected = ([v * v for v in values], n if strict else None)
-        item.reduce = (lambda got: (list(got[0]), got[1])) if strict else (lambda got: (list(got[0]), None))
+        item.reduce = functools.partial(_pg_reduce, item, strict)
         parts = [r["where_square"].options(num_cpus=0, resources={NODE_RESOURCE: 1},
                                            scheduling_strategy=PlacementGroupSchedulingStrategy(pg, i)).remote(v)
                  for i, v in enumerate(values)]
@@ -617,6 +617,21 @@ class Workload:
                 pass
         self.actors = []
         self.counters = []
+
+
+def _pg_reduce(item: Item, strict: bool, got: Any) -> tuple[list[int], int | None]:
+    values, distinct, nodes = got
+    item.detail["ran_on_nodes"] = [n[:8] for n in nodes]
+    return list(values), distinct if strict else None
+
+
+def _end_pg(item: Item, pg: Any) -> None:
+    """Record where the group's bundles are (the placement-group table), then remove the group."""
+    try:
+        where = placement_group_table(pg).get("bundles_to_node_id", {})
+        item.detail["bundle_nodes"] = [where[i][:8] for i in sorted(where)]
+    finally:
+        remove_placement_group(pg)
 
 
 def _counter_reduce(item: Item, value: Any) -> int:

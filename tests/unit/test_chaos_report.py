@@ -104,6 +104,28 @@ def test_attribution_prefers_the_fault_active_when_the_item_ended() -> None:
     assert runner.attribute(items, fs, end_t=40.0) == {0: 1}
 
 
+def test_a_hung_item_is_the_first_fault_that_hit_it() -> None:
+    # A node kill at 5 s hangs the item; a pause of the head at 6 s touches it as well.
+    fs = [_fault(0, "node", 5.0, slot=2, service_recovery_s=None), _fault(1, "pause", 6.0, slot=0, pause_s=1.5)]
+    items = [_item(0, 4.5, 64.5, slots=(2, 0), error="timeout: no result after 60.0 s")]
+    assert runner.attribute(items, fs, end_t=100.0) == {0: 0}
+
+
+def test_the_node_named_in_the_error_wins() -> None:
+    fs = [_fault(0, "node", 5.0, slot=1, node_id="c679a6ba" + "0" * 24, service_recovery_s=None),
+          _fault(1, "pause", 8.0, slot=0, pause_s=1.5)]
+    items = [_item(0, 4.0, 9.0, slots=(1,), error="ActorDiedError: node c679a6ba running it died")]
+    items[0].ran_on = (0, 1)
+    assert runner.attribute(items, fs, end_t=40.0) == {0: 0}
+
+
+def test_a_hung_item_is_not_the_fault_that_came_after_it_should_have_ended() -> None:
+    # Hung since 2 s (timeout at 62 s); a worker kill at 62 s touches it too, but comes far too late.
+    fs = [_fault(0, "node", 3.0, slot=2, service_recovery_s=None), _fault(1, "worker", 62.0, slot=1)]
+    items = [_item(0, 2.0, 62.1, slots=(1, 2), error="timeout: no result after 60.0 s")]
+    assert runner.attribute(items, fs, end_t=100.0) == {0: 0}
+
+
 def test_actor_restarts_go_to_the_hit_before_them() -> None:
     fs = [{"index": 0, "t": 1.0, "actors_hit": [{"actor_id": "a", "num_restarts": 0}]},
           {"index": 1, "t": 5.0, "actors_hit": [{"actor_id": "a", "num_restarts": 1}]}]
