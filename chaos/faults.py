@@ -530,10 +530,13 @@ class KillRedis(Fault):
 
     def fire(self, rng: random.Random, ctx: FaultContext) -> dict[str, Any]:
         handle = ctx.handle
-        shards = [(r, p) for r in live(handle, "redis") if (p := _port_of(r.pid))]
+        recorded = live(handle, "redis")
+        shards = [(r, p) for r in recorded if (p := _port_of(r.pid))]
         t0 = time.monotonic()
         if not shards:
-            return self._record(t0, skipped="no live Redis shard is recorded", target_pid=None)
+            return self._record(t0, target_pid=None, **({"skipped": "no live Redis shard is recorded"} if not recorded
+                                                         else {"error": "the port of no recorded Redis shard could be "
+                                                                        f"read (pids {[r.pid for r in recorded]})"}))
         target, port = rng.choice(shards)
         host = handle.address.rpartition(":")[0]
         primary = handle.address == f"{host}:{port}"
@@ -563,13 +566,20 @@ class KillRedis(Fault):
 
 
 def _port_of(pid: int) -> int | None:
-    """The ``--port`` of a recorded redis-server (from its command line: it is our own child)."""
+    """The port of a recorded redis-server (our own child): from ``--port`` on its command line, or
+    from the ``host:port`` process title redis-server sets for itself."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            args = f.read().split(b"\0")
-        return int(args[args.index(b"--port") + 1])
-    except (OSError, ValueError, IndexError):
+            args = [a.decode(errors="replace") for a in f.read().replace(b"\0", b" ").split()]
+    except OSError:
         return None
+    if "--port" in args and args.index("--port") + 1 < len(args):
+        return int(args[args.index("--port") + 1]) if args[args.index("--port") + 1].isdigit() else None
+    for a in args[1:]:
+        host, _, port = a.rpartition(":")
+        if host and port.isdigit():
+            return int(port)
+    return None
 
 
 #: Every fault ``--faults`` accepts, by name.

@@ -8,6 +8,7 @@ Each script starts its own ``cluster_utils.Cluster``, prints ``BUG <letter> repr
     python -m chaos.repro.pg_dead_node               # D, E
     python -m chaos.repro.rebuild_loop               # F (racy: up to 5 attempts)
     python -m chaos.repro.pg_tentative_bundle        # G (racy: 20 groups)
+    python -m chaos.repro.data_shard_down            # H
 """
 
 from __future__ import annotations
