@@ -402,7 +402,7 @@ class Pause(Fault):
                 def answers() -> bool:
                     return raylet_answers(address, token)
             elif component == "gcs":
-                target, slot = pick, 0
+                target, slot = pick, None  # the GCS is no slot's node: pausing it touches no slot's work
                 address = _text(client.hget(keys.cluster_key(), "gcs_address"))
 
                 def answers() -> bool:

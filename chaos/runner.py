@@ -276,9 +276,10 @@ def _touches(f: dict[str, Any], item: Item) -> bool:
 
 
 def _names(f: dict[str, Any], item: Item) -> bool:
-    """The item's error names the node the fault killed (direct evidence)."""
-    node = f.get("node_id")
-    return bool(node and item.error and node[:8] in item.error)
+    """The item's error, or what the raylets logged about retrying or rebuilding its tasks, names the
+    node the fault killed (direct evidence)."""
+    node: str = f.get("node_id") or ""
+    return bool(node) and node[:8] in f"{item.error or ''} {item.evidence}"
 
 
 def attribute(items: list[Item], faults: list[dict[str, Any]], end_t: float) -> dict[int, int | None]:
@@ -658,6 +659,14 @@ def _collect_stats(cluster: ChaosCluster, items: list[Item], run_t0_wall: float)
         store.close()
     attempts = {t: a for t, (a, _) in entries.items()}
     rebuilt = stats.rebuilds(list(cluster.sessions))
+    why: dict[str, list[str]] = {}
+    for rec in [*stats.retries(list(cluster.sessions)), *rebuilt]:
+        why.setdefault(rec.task_id, []).append(rec.why)
+    for item in items:
+        item.evidence = " ".join(w for t in item.task_ids for w in why.get(t, []))
+        if item.evidence:
+            item.ran_on = tuple(sorted(set(item.ran_on) | {k for short in _NODE_IN_TEXT.findall(item.evidence)
+                                                           for n, k in slot_of.items() if n.startswith(short)}))
     out["_attempts"] = attempts
     out["_rebuilds"] = rebuilt
     out["_final_restarts"] = final

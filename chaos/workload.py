@@ -180,6 +180,8 @@ class Item:
     #: Slots of the nodes the item's work was found on after the run (task table, placement
     #: groups, node IDs named in its error): with ``slots``, what a node-level fault could hit.
     ran_on: tuple[int, ...] = ()
+    #: What the raylets logged about the item's tasks (retry and rebuild reasons), set after the run.
+    evidence: str = ""
     #: Set by a check after the run (a counter's call sequence): the item is wrong.
     violation: str | None = None
     #: Refs the item keeps alive (a ``lineage`` item's array) and what to do when it ends.

@@ -119,6 +119,15 @@ def test_the_node_named_in_the_error_wins() -> None:
     assert runner.attribute(items, fs, end_t=40.0) == {0: 0}
 
 
+def test_a_retry_logged_for_a_dead_node_is_that_nodes() -> None:
+    # The item came back fine after a retry; the raylet logged why: the node it ran on died.
+    fs = [_fault(0, "node", 5.0, slot=2, node_id="cb207363" + "0" * 24, service_recovery_s=None),
+          _fault(1, "pause", 9.0, slot=0, pause_s=1.8)]
+    items = [_item(0, 4.0, 10.5, slots=(2,))]
+    items[0].ran_on, items[0].evidence = (0, 2), "node cb207363 running it died"
+    assert runner.attribute(items, fs, end_t=40.0) == {0: 0}
+
+
 def test_a_hung_item_is_not_the_fault_that_came_after_it_should_have_ended() -> None:
     # Hung since 2 s (timeout at 62 s); a worker kill at 62 s touches it too, but comes far too late.
     fs = [_fault(0, "node", 3.0, slot=2, service_recovery_s=None), _fault(1, "worker", 62.0, slot=1)]
