@@ -434,6 +434,9 @@ def build_report(args: argparse.Namespace, items: list[Item], fired: list[dict[s
                    "recovery_p50_s": _r(_percentile(xs, 0.5)), "recovery_p99_s": _r(_percentile(xs, 0.99)),
                    "recovery_max_s": _r(max(xs, default=None)),
                    "unrecovered": sum(1 for f in ok if f.get("service_recovery_s") is None),
+                   "probe_p50_s": _r(_percentile(ps := [f["probe_recovery_s"] for f in ok
+                                                       if f.get("probe_recovery_s") is not None], 0.5)),
+                   "probe_p99_s": _r(_percentile(ps, 0.99)),
                    "recovery_means": FAULTS[kind].recovery if kind in FAULTS else ""}
         row.update(fx["by_kind"].get(kind, {"tasks_retried": 0, "objects_reconstructed": 0, "actors_restarted": 0,
                                              "results_lost": 0, "hung": 0, "wrong": 0, "items": 0}))
@@ -536,10 +539,12 @@ def format_report(rep: dict[str, Any]) -> str:
 
         def c(x: float | None) -> str:
             return "n/a" if x is None else f"{x:.2f}s"
+        probe = (f"  (probe p50 {c(row['probe_p50_s'])} p99 {c(row['probe_p99_s'])})"
+                 if row["unrecovered"] and row.get("probe_p50_s") is not None else "")
         lines.append(f"    {kind:<12} {row['count']:>5}  {c(row['recovery_p50_s']):>12} {c(row['recovery_p99_s']):>7} "
                      f"{c(row['recovery_max_s']):>7}  {row['unrecovered']:>5}  {row['tasks_retried']:>7}  "
                      f"{row['objects_reconstructed']:>7}  {row['actors_restarted']:>9}  {row['results_lost']:>4}  "
-                     f"{row['hung']:>4}  {row['wrong']:>5}")
+                     f"{row['hung']:>4}  {row['wrong']:>5}{probe}")
     lines.append(f"  items: submitted {rep['submitted']}  ok {rep['ok']}  lost {rep['lost']} (hung {rep['hung']})  "
                  f"wrong {rep['wrong']}")
     for k, v in rep["by_kind"].items():
