@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from rayredis._private import process
@@ -31,11 +32,16 @@ def describe_status(status: int) -> str:
 
 
 class ProcessWatch(threading.Thread):
-    """Polls ``<session_dir>/pids`` every ``interval_s`` and records each watched process's death."""
+    """Polls ``<session_dir>/pids`` every ``interval_s`` and records each watched process's death.
 
-    def __init__(self, session_dir: str, clock: Any, interval_s: float = 0.1):
+    ``session_dir`` is one session directory, or a callable returning the current list of them (a
+    multi-node cluster: each node has its own session, and nodes come and go).
+    """
+
+    def __init__(self, session_dir: str | Callable[[], list[str]], clock: Any, interval_s: float = 0.1):
         super().__init__(name="chaos-watch", daemon=True)
-        self.session_dir = session_dir
+        self.sessions: Callable[[], list[str]] = (
+            (lambda: [session_dir]) if isinstance(session_dir, str) else session_dir)
         self.clock = clock
         self.interval_s = interval_s
         self.stop = threading.Event()
@@ -49,9 +55,10 @@ class ProcessWatch(threading.Thread):
 
     def poll(self) -> None:
         with self._lock:
-            for r in process.recorded(self.session_dir):
-                if r.role in WATCHED_ROLES and r.pid not in self._known and process.is_alive(r):
-                    self._known[r.pid] = r
+            for sd in self.sessions():
+                for r in process.recorded(sd):
+                    if r.role in WATCHED_ROLES and r.pid not in self._known and process.is_alive(r):
+                        self._known[r.pid] = r
             for pid, r in list(self._known.items()):
                 if process.is_alive(r):
                     continue
