@@ -68,6 +68,8 @@ class Lifeline:
         self._client = redis.Redis(host=host, port=port, password=password, socket_timeout=probe_timeout,
                                    socket_connect_timeout=probe_timeout, retry=Retry(NoBackoff(), 0))
         self._thread = threading.Thread(target=self._watch, name="rayredis-lifeline", daemon=True)
+        #: The raylet stream was lost (the worker then exits with the lifeline's status, idle or busy).
+        self.raylet_gone = False
 
     def answers(self) -> bool:
         """Whether the primary answers now (any reply counts: it is there)."""
@@ -131,6 +133,7 @@ class Lifeline:
     def raylet_lost(self) -> None:
         """The stream to the raylet ended: stop taking work, and exit if a task keeps us busy."""
         logger.warning("lost the connection to the raylet; this worker exits")
+        self.raylet_gone = True
         if self.on_raylet_lost is not None:
             self.on_raylet_lost()
         timer = threading.Timer(RAYLET_LOST_GRACE_S, self.on_gone, args=("the connection to the raylet is gone",))

@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         cw.raylet.close()
+        if lifeline.raylet_gone:  # the same exit whether a task was running or not
+            lifeline.on_gone("the connection to the raylet is gone")
         # Skip interpreter teardown: user threads or actor loops must not keep a dead worker alive.
         os._exit(0)
 
