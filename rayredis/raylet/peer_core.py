@@ -19,8 +19,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: A pull that fails while the view still lists a source as alive is retried this often, this far
-#: apart (long enough for the GCS to declare a node that died dead), before it fails for good.
-PULL_RETRIES = 10
+#: apart: long enough for the GCS to declare a node that died dead (3 s, plus a GCS failover's lease
+#: and a full death timeout again when the GCS itself was replaced meanwhile). After that the
+#: object is rebuilt from lineage as if its nodes had died (a duplicate run is harmless), and only
+#: an object without lineage fails.
+PULL_RETRIES = 30
 PULL_RETRY_S = 1.0
 
 
@@ -254,15 +257,17 @@ class PeerCore:
         nm.drain_freed()
         nm.request_schedule()
 
-    def pull_failed(self, oid: bytes, why: str) -> None:
-        """No location could serve ``oid``: rebuild it from lineage, ask its holder, or fail it."""
+    def pull_failed(self, oid: bytes, why: str, missing: bool = False) -> None:
+        """No location could serve ``oid``: retry while a source may still answer, else rebuild it
+        from lineage, ask its holder, or fail it. ``missing``: every source answered that it no
+        longer has the object (a restarted raylet), so waiting for them is pointless."""
         self.pulling.discard(oid)
         nm = self.nm
         e = nm.objects.get(oid)
         if e is not None and e.state == REMOTE:
             logger.warning("object %s could not be fetched: %s", oid.hex(), why)
             where = ", ".join(n.hex()[:8] for n in e.locations)
-            if any(self.view.alive(n) and n != self.node_id for n in e.locations):
+            if not missing and any(self.view.alive(n) and n != self.node_id for n in e.locations):
                 # Its nodes look alive: one may have just died (not declared yet) or this copy
                 # failed (no room). Try again shortly; the view decides by then.
                 tries = self.failed_pulls.get(oid, 0) + 1
@@ -270,13 +275,9 @@ class PeerCore:
                     self.failed_pulls[oid] = tries
                     nm.timers.call_later(PULL_RETRY_S, self._retry_pull, oid)
                     return
-                self.failed_pulls.pop(oid, None)
-                blob = serialization.serialize_error(exceptions.ObjectFetchError(
-                    oid.hex(), f"It could not be fetched from node(s) {where}: {why}")).to_bytes()
-                nm.seal(oid, blob, "", len(blob))
-            else:
-                self.failed_pulls.pop(oid, None)
-                nm.lineage.recover(oid, f"it could not be fetched from node(s) {where}: {why}")
+                why = f"{why} (still failing after {PULL_RETRIES} retries {PULL_RETRY_S:g} s apart)"
+            self.failed_pulls.pop(oid, None)
+            nm.lineage.recover(oid, f"it could not be fetched from node(s) {where}: {why}")
             nm.drain_freed()
             nm.request_schedule()
 

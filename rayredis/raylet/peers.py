@@ -167,6 +167,7 @@ class Peers:
 
     async def _pull(self, oid: bytes, locations: list[bytes], size: int) -> None:
         why = "no location"
+        missing = bool(locations)
         for node in locations:
             try:
                 if await self._pull_from(node, oid):
@@ -176,8 +177,9 @@ class Peers:
                 raise
             except Exception as e:  # noqa: BLE001 - try the next location, then report
                 why = f"{type(e).__name__}: {e}"
+                missing = False
                 logger.warning("pull of %s from %s failed: %s", oid.hex(), node.hex()[:8], why)
-        self.nm.peers.pull_failed(oid, why)
+        self.nm.peers.pull_failed(oid, why, missing)
 
     async def _copy_segment(self, node: bytes, oid: bytes, chunk: pb.ObjectChunk) -> bool:
         """A same-host answer: copy the server's segment into one of ours in the kernel
@@ -212,7 +214,7 @@ class Peers:
     async def _pull_from(self, node: bytes, oid: bytes, allow_shm: bool = True) -> bool:
         stub = await self._stub(node)
         if stub is None:
-            return False
+            raise ConnectionError(f"no address known for node {node.hex()[:8]}")
         objects = self.nm.objects
         address = await self.address_of(node) or ""
         same_host = allow_shm and self.same_host_copy and bool(self.node_ip) and \

@@ -15,6 +15,7 @@ from rayredis.raylet.cluster_view import LOCAL, ClusterView, InfeasibleError, Un
 from rayredis.raylet.connection import Connection
 from rayredis.raylet.node_manager import NodeManager
 from rayredis.raylet.object_store import READY, REMOTE, ObjectStore
+from rayredis.raylet.peer_core import PULL_RETRIES, PULL_RETRY_S
 from rayredis.raylet.scheduler import LocalScheduler
 from tests.unit.test_node_manager import (
     FakeDirectory,
@@ -399,3 +400,53 @@ def test_a_lost_put_fails_with_a_reason() -> None:
     (reply,) = driver.take().get_replies
     err = value_of(reply.objects[0])
     assert "ObjectLostError" in type(err).__name__ and "put object" in str(err)
+
+
+def test_a_source_that_stays_unreachable_is_rebuilt_from_lineage_not_failed() -> None:
+    """A pull from a node that died but is not declared dead yet (a GCS failover can delay that
+    well past the death timeout) is retried, then the object is rebuilt rather than failed."""
+    fabric, (a, b, c) = cluster((A, 1, {}), (B, 1, {"x": 1}), (C, 1, {"x": 1}))
+    driver, wb, wc = a.connect(True), b.connect(False), c.connect(False)
+    spec = task_spec("make", max_retries=2)
+    spec.resources["x"] = 1
+    a.send(driver, submit=[spec])
+    oid = ids.object_id_for_return(spec.task_id, 1)
+    on_b, on_c = assignments(wb), assignments(wc)
+    assert len(on_b) + len(on_c) == 1
+    runner, rw, other, ow = (b, wb, c, wc) if on_b else (c, wc, b, wb)
+    result(runner, rw, spec, shm=3000)
+    del fabric.nodes[runner.nm.node_id]  # dead, but every view still lists it as alive
+    a.send(driver, gets=[pb.GetRequest(req_id=3, object_ids=[oid])])
+    for _ in range(PULL_RETRIES):
+        assert not driver.take().get_replies and not assignments(ow)
+        a.timers.advance(PULL_RETRY_S)
+        fabric.run()
+    rerun = a.nm.tasks[spec.task_id]  # rebuilt: re-placed (on either node: both look alive)
+    assert rerun.attempt == 1 and rerun.retries_used == 1
+    if rerun.forwarded_to == runner.nm.node_id:  # sent to the dead one: retried once it is declared
+        for n in (a, other):
+            n.nm.view.update({m.nm.node_id: ("addr", m.totals, m.totals, 0) for m in (a, other)})
+            n.nm.peers.node_gone(runner.nm.node_id)
+        fabric.run()
+    (again,) = assignments(ow)
+    assert again.spec.task_id == spec.task_id
+    result(other, ow, again.spec, shm=3000)
+    (reply,) = driver.take().get_replies
+    assert reply.objects[0].shm_name and reply.objects[0].size == 3000
+
+
+def test_a_source_that_no_longer_has_the_object_is_not_waited_for() -> None:
+    fabric, (a, b) = cluster((A, 1, {}), (B, 1, {"x": 1}))
+    driver, wb = a.connect(True), b.connect(False)
+    spec = task_spec("make", max_retries=1)
+    spec.resources["x"] = 1
+    a.send(driver, submit=[spec])
+    oid = ids.object_id_for_return(spec.task_id, 1)
+    assignments(wb)
+    result(b, wb, spec, shm=3000)
+    a.nm.peers.failed_pulls.clear()
+    a.nm.objects.get(oid).state = REMOTE  # type: ignore[union-attr]
+    a.nm.peers.pull_failed(oid, "node B no longer has it", missing=True)  # as a restarted raylet answers
+    fabric.run()
+    (again,) = assignments(wb)
+    assert again.spec.task_id == spec.task_id and again.spec.attempt == 1
