@@ -101,10 +101,21 @@ class PeerCore:
         info = batch.objects.add(object_id=oid, size=e.size)
         if e.state == READY:
             info.locations.append(self.node_id)
-        elif e.state == REMOTE:
+        elif e.state == REMOTE and e.locations:
             info.locations.extend(e.locations)
         else:
             self.watchers.setdefault(oid, set()).add(to)
+            if e.state == REMOTE:
+                # Its copies were lost with a restarted raylet: rebuild it and tell ``to`` then. (Not
+                # now: a rebuild that fails seals an error, which would flush the batch being built.)
+                self.nm.timers.call_soon(self._rebuild_lost, oid)
+
+    def _rebuild_lost(self, oid: bytes) -> None:
+        e = self.nm.objects.get(oid)
+        if e is not None and e.state == REMOTE and not e.locations:
+            self.nm.lineage.recover(oid, "its copies were lost with a restarted raylet")
+            self.nm.drain_freed()
+            self.nm.request_schedule()
 
     def object_ready(self, oid: bytes) -> None:
         """``oid`` was sealed here or turned REMOTE: tell the nodes that wait to hear of it."""

@@ -12,8 +12,9 @@ from the new process carries a new epoch), whichever comes first, and handles it
   tasks it forwarded here that still run (or are actor calls): their outcome is sent to the new
   process, whose driver resubmits the same tasks (a resubmission that arrives while the old one
   still runs here is a duplicate and is ignored, so the running one answers for it);
-* objects this node knows only as copies there lose that location, so reading them rebuilds them
-  from lineage instead of pulling from a process that does not have them;
+* objects this node knows only as copies there lose that location, so reading them (here, or on a
+  node this one describes them to) rebuilds them from lineage instead of pulling from a process
+  that does not have them, and the holds the old process granted are void;
 * the normal tasks it forwarded here that have not started are dropped: the new process resubmits
   them, with fresh information about their arguments.
 """
@@ -105,6 +106,8 @@ def drop_old_process(nm: NodeManager, node: bytes) -> None:
     for oid, e in list(nm.objects.entries.items()):
         if node in e.locations and e.state == REMOTE:
             e.locations = [n for n in e.locations if n != node]  # its copy there is gone (a pull rebuilds it)
+        if e.held_at == node:
+            e.held_at = b""  # the hold the old process granted is void: a new copy's hold is not a duplicate
         if oid in keep:
             continue
         while e.holders.get(node, 0) > 0:
