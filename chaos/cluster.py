@@ -124,7 +124,9 @@ class ChaosCluster:
     def start(self) -> None:
         """Start every node (from the calling thread, the main one) and connect this driver."""
         self.ops.start()
-        self.cluster = Cluster(initialize_head=True, head_node_args=self._node_args(0))
+        # supervise: every node's supervisor restarts its dead raylet (and on the head Redis shards and
+        # the GCS), as `rayredis start --block` does; the `raylet` and `redis` faults wait for that.
+        self.cluster = Cluster(initialize_head=True, head_node_args=self._node_args(0), supervise=True)
         assert self.cluster.head_node is not None
         self.slots = [Slot(0, self.cluster.head_node)]
         self.sessions.append(self.cluster.head_node.session_dir)

@@ -233,9 +233,10 @@ class KillGcs(Fault):
     def fire(self, rng: random.Random, ctx: FaultContext) -> dict[str, Any]:
         from rayredis import api
 
-        # An init() driver's own GCS supervisor would restart the GCS at once; this fault sets the
-        # downtime. (A Cluster has no supervisor: api._supervisor is None.)
-        sup = api._supervisor
+        # The head's supervisor (a supervised Cluster's, or an init() driver's own) would restart the
+        # GCS at once; this fault sets the downtime.
+        head = ctx.cluster.cluster.head_node if ctx.cluster.cluster is not None else None
+        sup = api._supervisor or (head.supervisor if head is not None else None)
         with sup.pause() if sup is not None else contextlib.nullcontext():
             return self._fire(ctx)
 
@@ -453,13 +454,13 @@ def _proc_state(pid: int) -> str:
 
 #: Why a restart waited for by ``raylet`` / ``redis`` does not happen in this checkout.
 NO_RAYLET_SUPERVISOR = (
-    "nothing in this checkout restarts a raylet: a Cluster node has no supervisor, and `rayredis start "
-    "--block` restarts only the GCS (when a raylet or Redis shard dies it stops the node's processes and "
-    "exits 1). This fault needs the node supervisor of fault-tolerance step 3.")
+    "the node's supervisor (Cluster(supervise=True)) should have restarted it; see its log lines in the "
+    "runner's output and the node's logs (it gives up after supervisor_max_restarts deaths within "
+    "supervisor_restart_window_s).")
 NO_REDIS_SUPERVISOR = (
-    "nothing in this checkout restarts a Redis shard, and shards run with `--appendonly no` (a restart "
-    "would come back empty): `rayredis start --block` stops the node when Redis dies. This fault needs "
-    "AOF persistence and a supervisor (fault-tolerance step 3).")
+    "the head's supervisor (Cluster(supervise=True)) should have restarted it from its AOF; see the "
+    "runner's output and the head's logs (it gives up after supervisor_max_restarts deaths within "
+    "supervisor_restart_window_s).")
 
 
 @dataclass

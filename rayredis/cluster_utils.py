@@ -18,6 +18,7 @@ import redis
 import rayredis
 from rayredis._private import node as node_mod
 from rayredis._private import process, session, worker_context
+from rayredis._private.supervisor import NodeSupervisor
 from rayredis.config import get_config
 from rayredis.store import keys, tables
 from rayredis.store.client import parse_address
@@ -132,6 +133,8 @@ class Node:
     #: Position in the order of ``add_node`` calls.
     index: int
     node_ip_address: str = "127.0.0.1"
+    #: Restarts this node's dead processes (``Cluster(supervise=True)``), else None.
+    supervisor: NodeSupervisor | None = None
 
     @property
     def node_id(self) -> str:
@@ -189,6 +192,9 @@ def _stop_nodes(nodes: Sequence[Node], graceful: bool) -> None:
     heartbeats stop for ``node_death_timeout_s``.
     """
     grace = get_config().stop_grace_period_s
+    for n in nodes:  # no restarts from now on: these deaths are meant
+        if n.supervisor is not None:
+            n.supervisor.stop()
     raylets = [(n, p) for n in nodes for p in n.handle.popens if p.pid in n.handle.procs.get("raylet", [])]
     for _, p in raylets:
         if p.poll() is None:
@@ -206,6 +212,8 @@ def _stop_nodes(nodes: Sequence[Node], graceful: bool) -> None:
         process.stop_recorded(n.session_dir, grace_s=grace, force=not graceful)
         n.handle.collect()
         _remove_node_shm(n)
+        if n.supervisor is not None:
+            n.supervisor.join(timeout=5.0)
 
 
 class Cluster:
@@ -217,12 +225,19 @@ class Cluster:
     registers :meth:`shutdown` with ``atexit``). While the head runs, ``RAYREDIS_ADDRESS`` and
     ``RAYREDIS_REDIS_PASSWORD`` point at it (restored when it stops), so ``init()`` and
     ``init(address=cluster.address)`` connect to it as they do in Ray.
+
+    ``supervise`` (a rayredis addition; off by default, as Ray's test clusters restart nothing):
+    each node gets a node supervisor, as ``rayredis start --block`` and ``init()`` have, which
+    restarts its dead raylet (same node ID) and, on the head, its dead Redis shards (with their AOF
+    data) and GCS. ``remove_node`` stops a node's supervisor before its processes.
     """
 
     def __init__(self, initialize_head: bool = False, connect: bool = False,
-                 head_node_args: dict[str, Any] | None = None, shutdown_at_exit: bool = True):
+                 head_node_args: dict[str, Any] | None = None, shutdown_at_exit: bool = True,
+                 supervise: bool = False):
         if not initialize_head and connect:
             raise RuntimeError("Cannot connect to uninitialized cluster.")
+        self.supervise = supervise
         self.head_node: Node | None = None
         self.worker_nodes: set[Node] = set()
         self.redis_address: str | None = None
@@ -300,6 +315,9 @@ class Cluster:
             node = Node(handle, is_head=False, index=self._added)
             self.worker_nodes.add(node)
         self._added += 1
+        if self.supervise:
+            node.supervisor = NodeSupervisor(handle)
+            node.supervisor.start()
         return node
 
     def remove_node(self, node: Node, allow_graceful: bool = True) -> None:
