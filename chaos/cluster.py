@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 import rayredis
 from rayredis._private import process, session
@@ -165,10 +167,13 @@ class ChaosCluster:
         return self.head.session_dir
 
     def redis(self) -> redis.Redis:
-        """A client of the primary shard, for this thread's use only (callers close it)."""
+        """A client of the primary shard, for this thread's use only (callers close it). It rides out
+        a restart of the primary (a ``redis`` fault running at the same time) as the runtime does."""
         h = self.head
         return redis.Redis.from_url(f"redis://:{h.password}@{h.address}", socket_timeout=5.0,
-                                    socket_connect_timeout=5.0)
+                                    socket_connect_timeout=5.0, retry=outage_retry(),
+                                    retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+
 
     def nodes(self) -> list[tables.NodeRecord]:
         client = self.redis()
@@ -319,3 +324,8 @@ def wait_no_leftovers(sessions: list[str], prefixes: list[str], timeout_s: float
         if (not left["processes"] and not left["shm"]) or time.monotonic() > deadline:
             return left
         time.sleep(0.2)
+
+
+def outage_retry() -> Retry:
+    """Retries of the chaos tool's own Redis calls across a shard restart: about 15 s in all."""
+    return Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=20)

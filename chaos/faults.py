@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import grpc
 import redis
 
+from chaos.cluster import outage_retry
 from rayredis._private import auth, node, process
 from rayredis._private.node import NodeHandle
 from rayredis.actor_state import ActorState
@@ -74,7 +75,8 @@ def _sigkill_and_wait(r: process.Recorded, timeout_s: float = 5.0) -> bool:
 
 def _redis(handle: NodeHandle) -> redis.Redis:
     return redis.Redis.from_url(f"redis://:{handle.password}@{handle.address}", socket_timeout=5.0,
-                                socket_connect_timeout=5.0)
+                                socket_connect_timeout=5.0, retry=outage_retry(),
+                                retry_on_error=[redis.ConnectionError, redis.TimeoutError])
 
 
 def _text(v: bytes | str | None) -> str:
@@ -237,7 +239,7 @@ class KillGcs(Fault):
         # GCS at once; this fault sets the downtime.
         head = ctx.cluster.cluster.head_node if ctx.cluster.cluster is not None else None
         sup = api._supervisor or (head.supervisor if head is not None else None)
-        with sup.pause() if sup is not None else contextlib.nullcontext():
+        with sup.pause("gcs") if sup is not None else contextlib.nullcontext():  # its other slots go on
             return self._fire(ctx)
 
     def _fire(self, ctx: FaultContext) -> dict[str, Any]:
@@ -432,6 +434,9 @@ class Pause(Fault):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(target.pid, signal.SIGCONT)
             cont_s = time.monotonic() - t0
+            if not process.is_alive(target):  # another fault (a gcs or node kill) killed it meanwhile
+                return self._record(t0, target_pid=target.pid, component=component, pause_s=pause_s,
+                                    cont_s=_r(cont_s), killed_while_paused=True, **extra)
             ok = _wait(answers, self.answer_timeout_s)
             answers_s = time.monotonic() - t0 if ok else None
             if component == "raylet":

@@ -96,15 +96,23 @@ class NodeSupervisor(threading.Thread):
         #: Slots not restarted any more (a GCS that exited because the cluster is gone).
         self._abandoned: set[str] = set()
         self._spawned: list[Component] = []
+        #: Slots whose restarts are held off (``pause(slot)``).
+        self._paused_slots: set[str] = set()
 
     @contextlib.contextmanager
-    def pause(self) -> Iterator[None]:
-        """Hold off restarts (fault-injection tests that control a process's downtime themselves)."""
-        self.paused.set()
+    def pause(self, *slots: str) -> Iterator[None]:
+        """Hold off restarts, of the given slots only (e.g. ``"gcs"``) or of all (fault-injection
+        tests that control a process's downtime themselves)."""
+        if not slots:
+            self.paused.set()
+        self._paused_slots.update(slots)
         try:
             yield
         finally:
-            self.paused.clear()
+            if slots:
+                self._paused_slots.difference_update(slots)
+            else:
+                self.paused.clear()
 
     def run(self) -> None:
         while not self.stopping.wait(self.interval_s):
@@ -135,7 +143,7 @@ class NodeSupervisor(threading.Thread):
             if dead is not None and dead.pid != comp.proc.pid:
                 del self._dead[comp.slot]  # someone else started a replacement (``node.start_gcs``)
                 dead = None
-            if code is None or comp.slot in self._abandoned:
+            if code is None or comp.slot in self._abandoned or comp.slot in self._paused_slots:
                 continue
             if comp.role == "gcs" and code == EXIT_CLUSTER_GONE:
                 # The GCS found the cluster's Redis gone for good: a replacement would too.

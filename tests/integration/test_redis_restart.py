@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -213,6 +213,44 @@ def test_supervisor_backs_off_doubling_then_gives_up(tmp_path: Path) -> None:
         assert reasons == [sup.give_up_reason]
         assert f"The sleeper [pid={killed[3]}, exit_code=-9] exited, and it was restarted 3 times" in reasons[0]
         assert sup.restarts == 3
+    finally:
+        for c in handle.components.values():
+            c.proc.kill()
+        handle.collect()
+        process.forget_dead(str(session))
+
+
+def test_supervisor_pausing_one_slot_restarts_the_others(tmp_path: Path) -> None:
+    """``pause("gcs")`` holds off only the GCS's restart: a Redis shard that dies meanwhile comes back."""
+    session = tmp_path / "session"
+    for sub in ("logs", "pids"):
+        (session / sub).mkdir(parents=True)
+    handle = NodeHandle(str(session), "127.0.0.1:1", "unused")
+
+    def starter(role: str) -> Callable[[], subprocess.Popen[bytes]]:
+        return lambda: process.spawn([sys.executable, "-c", "import time; time.sleep(120)"], str(session), role, role)
+
+    for slot, role in (("gcs", "gcs"), ("redis-0", "redis")):
+        handle.track(slot, role, starter(role)(), starter(role), f"The {role} sleeper")
+    sup = NodeSupervisor(handle, report=lambda line: None)
+    try:
+        with sup.pause("gcs"):
+            gcs, shard = handle.components["gcs"].proc, handle.components["redis-0"].proc
+            gcs.kill()
+            shard.kill()
+            deadline = time.monotonic() + 30
+            while handle.components["redis-0"].proc is shard:
+                assert time.monotonic() < deadline, "the shard was not restarted while the GCS slot was paused"
+                sup.tick()
+                time.sleep(0.01)
+            for _ in range(50):  # well past the GCS's backoff: still not restarted
+                sup.tick()
+                time.sleep(0.01)
+            assert handle.components["gcs"].proc is gcs
+        while handle.components["gcs"].proc is gcs:
+            assert time.monotonic() < deadline, "the GCS was not restarted after the pause"
+            sup.tick()
+            time.sleep(0.01)
     finally:
         for c in handle.components.values():
             c.proc.kill()
