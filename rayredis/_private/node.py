@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -201,7 +202,7 @@ def start_raylet(handle: NodeHandle, *, num_cpus: float | None, num_gpus: float 
     client = redis.Redis.from_url(f"redis://:{handle.password}@{handle.address}")
     try:
         deadline = time.monotonic() + 60.0
-        while not tables.node_alive(client, node_id):
+        while not _ask(lambda: tables.node_alive(client, node_id)):
             if proc.poll() is not None:
                 raise RaySystemError(f"The raylet exited with code {proc.returncode} during startup; see "
                                      f"{handle.session_dir}/logs/raylet-{node_id[:8]}.err and raylet.log")
@@ -241,10 +242,19 @@ def wait_for_gcs(handle: NodeHandle, timeout_s: float = 60.0) -> None:
     client = redis.Redis.from_url(f"redis://:{handle.password}@{handle.address}")
     try:
         deadline = time.monotonic() + timeout_s
-        while not client.hget(keys.cluster_key(), "gcs_address"):
+        while not _ask(lambda: client.hget(keys.cluster_key(), "gcs_address")):
             if time.monotonic() > deadline:
                 raise RaySystemError(f"The GCS did not start within {timeout_s} s; see "
                                      f"{handle.session_dir}/logs/gcs_server.err")
             time.sleep(0.01)
     finally:
         client.close()
+
+
+def _ask(read: Callable[[], Any]) -> Any:
+    """One poll of a startup wait: a Redis primary that is restarting (its supervisor is on it)
+    counts as "not yet", so the wait's own deadline bounds it."""
+    try:
+        return read()
+    except (redis.ConnectionError, redis.TimeoutError):
+        return None
