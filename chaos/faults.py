@@ -594,8 +594,9 @@ class KillRedisPrimary(Fault):
 
     Just before the kill it INCRs a counter (``keys.failover_probe_key``) on that shard and WAITs for
     a replica; after it, it INCRs through the Sentinels until a write is accepted (``accepted_s``, the
-    recovery) and checks the acknowledged value survived (``acked_write_lost``). It also waits for the
-    killed member to be back as a replica of the new master (``replica_back_s``: the supervisor).
+    recovery) and checks the acknowledged value survived (``acked_write_lost``). Then the killed
+    member must be back as a replica of the new master (``restarted_s``): the supervisor's job, done
+    by the fault itself, as an operator would, when the head has none (``new_pid``).
     Skipped on an unreplicated cluster.
     """
 
@@ -648,6 +649,7 @@ class KillRedisPrimary(Fault):
             ok = _wait(accepted, self.restart_timeout_s, 0.01)
             accepted_s = time.monotonic() - t0 if ok else None
             new_master = sentinel.ask_sentinels(handle.sentinels, handle.password, name).master
+            repaired_pid = self._repair(ctx, target.pid) if ok else None
 
             def replica_back() -> bool:
                 try:
@@ -671,10 +673,37 @@ class KillRedisPrimary(Fault):
             error = (f"the killed master :{port} did not come back as a replica within {self.restart_timeout_s} s: "
                      f"{NO_REDIS_SUPERVISOR}")
         return self._record(t0, target_pid=target.pid, target_died=died, shard=shard, port=port,
-                            new_master=new_master, counter_before=before, replicas_acked=acked,
+                            new_master=new_master, new_pid=repaired_pid, counter_before=before, replicas_acked=acked,
                             counter_after=after[0] if after else None, acked_write_lost=lost,
                             accepted_s=None if accepted_s is None else _r(accepted_s),
                             restarted_s=None if back_s is None else _r(back_s), error=error)
+
+
+    def _repair(self, ctx: FaultContext, pid: int) -> int | None:
+        """Without a supervisor (a ``Cluster`` head has none), do what it would: start the killed
+        member again through its own restart (which makes it the new master's replica); returns the
+        new PID, or None when a supervisor is there to do it."""
+        from rayredis import api
+
+        handle = ctx.handle
+        comp = next((c for c in handle.components.values() if c.proc.pid == pid), None)
+        if api._supervisor is not None or comp is None:
+            return None
+
+        def restart() -> int:
+            deadline = time.monotonic() + self.restart_timeout_s
+            while True:
+                try:
+                    proc = comp.restart()
+                    break
+                except sentinel.RestartDeferredError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            handle.track(comp.slot, comp.role, proc, comp.restart, comp.description)
+            return proc.pid
+
+        return ctx.cluster.ops.call(restart)
 
 
 #: Every fault ``--faults`` accepts, by name.

@@ -152,6 +152,67 @@ def test_shard_master_sigkill_mid_workload_loses_nothing(shard: int) -> None:
     assert not _live(session, "redis") and not _live(session, "sentinel")
 
 
+def test_pubsub_consumer_resubscribes_on_the_new_master_and_rescans() -> None:
+    """``pubsub.follow`` through the Sentinels: after the primary's master is SIGKILLed it is
+    subscribed on the promoted replica, rescans, and gets what is published there."""
+    import asyncio
+
+    from rayredis._private import node
+    from rayredis.store import pubsub
+    from rayredis.store.client import AsyncShardedRedis, ShardedRedis
+
+    h = node.start_head(redis_replicas=1, num_redis_shards=1, num_cpus=1, die_with_parent=True)
+    sup = NodeSupervisor(h)
+    sup.start()
+    rescans: list[float] = []
+    messages: list[str] = []
+    stop = threading.Event()
+
+    def consume() -> None:
+        async def main() -> None:
+            store = await AsyncShardedRedis(h.address, h.password, sentinels=h.sentinels).connect()
+
+            async def rescan() -> None:
+                rescans.append(time.monotonic())
+
+            async def on_message(channel: str, data: str) -> None:
+                messages.append(data)
+
+            task = asyncio.create_task(pubsub.follow(store.primary, [keys.node_channel()], rescan, on_message,
+                                                     retry_delay_s=0.1))
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await store.close()
+        asyncio.run(main())
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    publisher = ShardedRedis(h.address, h.password, sentinels=h.sentinels).connect()
+    try:
+        _wait_for(lambda: bool(rescans), 30, "the first subscription")
+        old_port = _master_port(h, 0)
+        os.kill(_pid_on(old_port, h.password), signal.SIGKILL)
+        killed = time.monotonic()
+        _wait_for(lambda: _master_port(h, 0) != old_port, 60, "the failover")
+
+        def delivered() -> bool:
+            publisher.primary.publish(keys.node_channel(), "after-failover")
+            return "after-failover" in messages
+
+        _wait_for(delivered, 60, "a message published on the new master")
+        assert any(t > killed for t in rescans), "no rescan after the resubscription"
+    finally:
+        stop.set()
+        consumer.join(timeout=30)
+        publisher.close()
+        sup.stop()
+        process.stop_recorded(h.session_dir, grace_s=2.0)
+        h.collect()
+    assert not _live(h.session_dir, "redis") and not _live(h.session_dir, "sentinel")
+
+
 def test_supervisor_defers_a_restart_without_counting_it(tmp_path: Path) -> None:
     """A restart raising ``RestartDeferredError`` is tried again shortly and never counts as a death
     (so a pending failover cannot make the supervisor give up)."""
