@@ -213,6 +213,73 @@ def test_pubsub_consumer_resubscribes_on_the_new_master_and_rescans() -> None:
     assert not _live(h.session_dir, "redis") and not _live(h.session_dir, "sentinel")
 
 
+def test_writes_wait_for_a_replica_on_their_connection_and_degrade_without_one(tmp_path: Path) -> None:
+    """Each write command, pipeline and transaction with a write is followed by one WAIT (reads are
+    not); with no replica the WAIT times out and the policy degrades, and recovers once one syncs."""
+    import asyncio
+
+    from rayredis._private.redis_server import free_port, start_redis
+    from rayredis._private.replicated_head import _wait_in_sync
+    from rayredis.store.client import _AsyncRedis, _Redis
+    from rayredis.store.replication import WaitPolicy
+
+    session = tmp_path / "session"
+    for sub in ("logs", "pids"):
+        (session / sub).mkdir(parents=True)
+    port, replica_port = free_port(), free_port()
+    procs = [start_redis(str(session), port, "pw", "127.0.0.1", 0)]
+    client = _Redis(port=port, password="pw")
+    client.wait_policy = policy = WaitPolicy(timeout_ms=100, degraded_ms=5)
+    admin = _member(port, "pw")
+
+    def waits() -> int:
+        return int(admin.info("commandstats").get("cmdstat_wait", {}).get("calls", 0))
+
+    try:
+        client.hset("rr:t", "f", "1")
+        assert policy.degraded and policy.unacknowledged == 1 and waits() == 1
+        procs.append(start_redis(str(session), replica_port, "pw", "127.0.0.1", 0, member=1,
+                                 replicaof=f"127.0.0.1:{port}"))
+        _wait_in_sync("127.0.0.1", replica_port, "pw")
+        client.hset("rr:t", "f", "2")
+        assert not policy.degraded and policy.unacknowledged == 1 and waits() == 2
+        assert client.hget("rr:t", "f") == b"2" and waits() == 2  # a read: no WAIT
+        pipe = client.pipeline(transaction=False)
+        pipe.hset("rr:t", "g", "1")
+        pipe.hget("rr:t", "g")
+        assert pipe.execute() == [1, b"1"] and waits() == 3
+        tx = client.pipeline(transaction=True)
+        tx.hincrby("rr:t", "n", 1)
+        tx.hincrby("rr:t", "n", 1)
+        assert tx.execute() == [1, 2] and waits() == 4
+        reads = client.pipeline(transaction=False)
+        reads.hget("rr:t", "n")
+        assert reads.execute() == [b"2"] and waits() == 4
+
+        async def async_writes() -> None:
+            aclient = _AsyncRedis(port=port, password="pw")
+            aclient.wait_policy = WaitPolicy(timeout_ms=100, degraded_ms=5)
+            await aclient.hset("rr:t", "a", "1")
+            apipe = aclient.pipeline(transaction=False)
+            apipe.hset("rr:t", "b", "1")
+            await apipe.execute()
+            assert aclient.wait_policy.unacknowledged == 0
+            await aclient.aclose()
+
+        asyncio.run(async_writes())
+        assert waits() == 6
+        replica = _member(replica_port, "pw")
+        assert replica.hgetall("rr:t") == {"f": "2", "g": "1", "n": "2", "a": "1", "b": "1"}
+        replica.close()
+    finally:
+        client.close()
+        admin.close()
+        for p in procs:
+            p.kill()
+            p.wait()
+        process.forget_dead(str(session))
+
+
 def test_supervisor_defers_a_restart_without_counting_it(tmp_path: Path) -> None:
     """A restart raising ``RestartDeferredError`` is tried again shortly and never counts as a death
     (so a pending failover cannot make the supervisor give up)."""
@@ -281,6 +348,11 @@ def test_cli_head_with_replicas_records_and_stops_every_process(tmp_path: Path) 
         """)], env=env, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert out.stdout.split()[0] == "42"
+        status = subprocess.run([*CLI, "status"], env=env, capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0, status.stderr
+        bad = subprocess.run([*CLI, "start", "--address", "127.0.0.1:1", "--redis-replicas", "1"], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 1 and "--redis-replicas is not allowed" in bad.stderr
         with open(os.path.join(session, "sentinel-0", "sentinel.conf")) as f:
             assert "requirepass" in f.read()
         assert os.stat(os.path.join(session, "sentinel-0", "sentinel.conf")).st_mode & 0o777 == 0o600
