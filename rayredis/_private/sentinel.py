@@ -172,23 +172,29 @@ class SentinelView:
 
 
 def ask_sentinels(sentinels: list[str], password: str, name: str) -> SentinelView:
-    """The first answering Sentinel's view of master ``name`` (one try each, short timeouts)."""
+    """What the Sentinels say about master ``name`` (one try each, short timeouts): the answer of
+    the highest ``config-epoch``, so one that missed the last failover (down, or just restarted from
+    an older config) cannot name a stale master."""
+    best: tuple[int, SentinelView] | None = None
     for address in sentinels:
         host, port = host_port(address)
         client = redis.Redis(host=host, port=port, password=password, socket_timeout=1.0,
                              socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0), decode_responses=True)
         try:
-            master: Any = client.sentinel_get_master_addr_by_name(name)
+            state: Any = client.sentinel_master(name)
             replicas: Any = client.sentinel_slaves(name)
         except (redis.exceptions.RedisError, OSError):
             continue
         finally:
             client.close()
-        if not master:
+        if not state or "ip" not in state:
             continue
         live = sum(1 for r in replicas if not _down(str(r.get("flags", ""))))
-        return SentinelView(f"{master[0]}:{master[1]}", live)
-    return SentinelView(None, 0)
+        view = SentinelView(f"{state['ip']}:{state['port']}", live)
+        epoch = int(state.get("config-epoch", 0))
+        if best is None or epoch > best[0]:
+            best = (epoch, view)
+    return best[1] if best is not None else SentinelView(None, 0)
 
 
 def _down(flags: str) -> bool:

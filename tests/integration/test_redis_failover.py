@@ -203,6 +203,20 @@ def test_pubsub_consumer_resubscribes_on_the_new_master_and_rescans() -> None:
 
         _wait_for(delivered, 60, "a message published on the new master")
         assert any(t > killed for t in rescans), "no rescan after the resubscription"
+        # A Sentinel killed now comes back (the supervisor) from its rewritten config: it has the
+        # password and names the new master.
+        new_master = f"127.0.0.1:{_master_port(h, 0)}"
+        dead = h.components["sentinel-0"].proc
+        os.kill(dead.pid, signal.SIGKILL)
+
+        def sentinel_back() -> bool:
+            proc = h.components["sentinel-0"].proc
+            if proc is dead or proc.poll() is not None:
+                return False
+            view = sentinel.ask_sentinels(h.sentinels[:1], h.password, master_name(0))
+            return view.master == new_master
+
+        _wait_for(sentinel_back, 30, "the Sentinel's restart")
     finally:
         stop.set()
         consumer.join(timeout=30)
