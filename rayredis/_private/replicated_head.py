@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import subprocess
 import time
@@ -98,8 +99,7 @@ def _member_starter(handle: NodeHandle, rs: ReplicatedShards, host: str, index: 
     own = rs.address(index, member)
     started = [False]
     waiting_since: list[float | None] = [None]
-    grace_s = (get_config().sentinel_down_after_ms + sentinel.failover_timeout_ms(
-        get_config().sentinel_down_after_ms)) / 1000.0
+    grace_s = sentinel.restart_grace_s(get_config().sentinel_down_after_ms)
 
     def start() -> subprocess.Popen[bytes]:
         if not started[0]:
@@ -108,7 +108,11 @@ def _member_starter(handle: NodeHandle, rs: ReplicatedShards, host: str, index: 
             now = time.monotonic()
             since = waiting_since[0] = waiting_since[0] or now
             view = sentinel.ask_sentinels(rs.local_sentinels, handle.password, master_name(index))
-            plan = sentinel.restart_plan(own, view, now - since, grace_s)
+            # Whether a replica can take over, asked of the other members themselves: the Sentinels'
+            # flags lag (a replica restarted a moment ago may still be "s_down" for them).
+            others = [p for m, p in enumerate(rs.members[index]) if m != member]
+            live = sum(1 for p in others if _is_replica(rs.local, p, handle.password))
+            plan = sentinel.restart_plan(own, dataclasses.replace(view, live_replicas=live), now - since, grace_s)
             if plan.role is sentinel.Role.WAIT:
                 raise sentinel.RestartDeferredError(plan.reason)
             replicaof = plan.replicaof
@@ -133,6 +137,16 @@ def _sentinel_starter(handle: NodeHandle, host: str, index: int, port: int) -> C
 def _client(host: str, port: int, password: str) -> redis.Redis:
     return redis.Redis(host=host, port=port, password=password, socket_timeout=2.0, socket_connect_timeout=1.0,
                        retry=Retry(NoBackoff(), 0), decode_responses=True)
+
+
+def _is_replica(host: str, port: int, password: str) -> bool:
+    client = _client(host, port, password)
+    try:
+        return bool(client.info("replication").get("role") == "slave")
+    except (redis.exceptions.RedisError, OSError):
+        return False
+    finally:
+        client.close()
 
 
 def _wait_in_sync(host: str, port: int, password: str, timeout_s: float = 60.0) -> None:

@@ -34,6 +34,13 @@ def failover_timeout_ms(down_after_ms: int) -> int:
     return max(5000, 5 * down_after_ms)
 
 
+def restart_grace_s(down_after_ms: int) -> float:
+    """How long a dead master's restart waits for a failover before it comes back as a master:
+    detection plus two failover timeouts (Sentinel retries a failed failover after twice the
+    timeout), so it does not return as a master just as a late failover promotes its replica."""
+    return (down_after_ms + 2 * failover_timeout_ms(down_after_ms)) / 1000.0
+
+
 @dataclass(frozen=True)
 class Layout:
     """How many processes a replicated head runs: ``shards`` shards of ``replicas + 1`` members
@@ -165,7 +172,8 @@ def start_sentinel(session_dir: str, index: int, port: int, bind_host: str, pass
 
 @dataclass(frozen=True)
 class SentinelView:
-    """What the Sentinels say about one shard: its master now, and how many replicas look usable."""
+    """What the Sentinels say about one shard: its master now, and how many replicas look usable
+    (the caller may count those itself: the Sentinels' own flags lag behind a restart)."""
 
     master: str | None  # host:port, None when no Sentinel answered
     live_replicas: int

@@ -59,6 +59,7 @@ def test_layout_counts_processes() -> None:
 def test_failover_timeout_scales_with_down_after() -> None:
     assert sentinel.failover_timeout_ms(1000) == 5000
     assert sentinel.failover_timeout_ms(3000) == 15000
+    assert sentinel.restart_grace_s(1000) == 11.0  # detection + two failover timeouts
 
 
 # ---- the Sentinel config ---------------------------------------------------------------------------
