@@ -108,10 +108,11 @@ def _member_starter(handle: NodeHandle, rs: ReplicatedShards, host: str, index: 
             now = time.monotonic()
             since = waiting_since[0] = waiting_since[0] or now
             view = sentinel.ask_sentinels(rs.local_sentinels, handle.password, master_name(index))
-            # Whether a replica can take over, asked of the other members themselves: the Sentinels'
-            # flags lag (a replica restarted a moment ago may still be "s_down" for them).
+            # Whether another member can take over, asked of the members themselves: the Sentinels'
+            # flags lag (a replica restarted a moment ago may still be "s_down" for them). One that
+            # answers as a master counts too: it is being promoted, before the Sentinels say so.
             others = [p for m, p in enumerate(rs.members[index]) if m != member]
-            live = sum(1 for p in others if _is_replica(rs.local, p, handle.password))
+            live = sum(1 for p in others if _answers(rs.local, p, handle.password))
             plan = sentinel.restart_plan(own, dataclasses.replace(view, live_replicas=live), now - since, grace_s)
             if plan.role is sentinel.Role.WAIT:
                 raise sentinel.RestartDeferredError(plan.reason)
@@ -139,10 +140,10 @@ def _client(host: str, port: int, password: str) -> redis.Redis:
                        retry=Retry(NoBackoff(), 0), decode_responses=True)
 
 
-def _is_replica(host: str, port: int, password: str) -> bool:
+def _answers(host: str, port: int, password: str) -> bool:
     client = _client(host, port, password)
     try:
-        return bool(client.info("replication").get("role") == "slave")
+        return bool(client.ping())
     except (redis.exceptions.RedisError, OSError):
         return False
     finally:
