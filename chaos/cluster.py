@@ -101,10 +101,13 @@ def slot_resources(k: int) -> dict[str, float]:
 class ChaosCluster:
     """A head (slot 0) and ``num_nodes - 1`` worker nodes (slots 1..), each with ``num_cpus`` CPUs."""
 
-    def __init__(self, num_nodes: int, num_cpus: float, object_store_memory: int | None = None):
+    def __init__(self, num_nodes: int, num_cpus: float, object_store_memory: int | None = None,
+                 redis_replicas: int = 0):
         if num_nodes < 1:
             raise ValueError("--nodes must be at least 1")
         self.num_nodes = num_nodes
+        #: Replicas per Redis shard on the head (Sentinel failover; the ``redis-primary`` fault needs >= 1).
+        self.redis_replicas = redis_replicas
         self.num_cpus = num_cpus
         self.object_store_memory = object_store_memory
         self.lock = threading.RLock()
@@ -121,6 +124,8 @@ class ChaosCluster:
         args: dict[str, Any] = {"num_cpus": self.num_cpus, "resources": slot_resources(k)}
         if self.object_store_memory:
             args["object_store_memory"] = self.object_store_memory
+        if k == 0 and self.redis_replicas:
+            args["redis_replicas"] = self.redis_replicas
         return args
 
     def start(self) -> None:

@@ -29,20 +29,25 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import grpc
 import redis
+import redis.sentinel
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from chaos.cluster import outage_retry
-from rayredis._private import auth, node, process
+from rayredis._private import auth, node, process, sentinel
 from rayredis._private.node import NodeHandle
 from rayredis.actor_state import ActorState
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
-from rayredis.store import keys, tables
+from rayredis.store import keys, replication, tables
+from rayredis.store.replication import Replication
 
 if TYPE_CHECKING:
     from chaos.cluster import ChaosCluster
 
 _gcs_stub: Callable[[grpc.Channel], Any] = pb_grpc.GcsStub  # generated, untyped
 _raylet_stub: Callable[[grpc.Channel], Any] = pb_grpc.RayletStub
+_sentinel_class: Any = redis.sentinel.Sentinel  # untyped
 
 
 def live(handle: NodeHandle, role: str) -> list[process.Recorded]:
@@ -588,8 +593,128 @@ def _port_of(pid: int) -> int | None:
     return None
 
 
+@dataclass
+class KillRedisPrimary(Fault):
+    """SIGKILL the current master of a random Redis shard, as the Sentinels report it (a replicated
+    cluster: ``--redis-replicas``), and time the failover the Sentinels do by themselves.
+
+    Just before the kill it INCRs a counter (``keys.failover_probe_key``) on that shard and WAITs for
+    a replica; after it, it INCRs through the Sentinels until a write is accepted (``accepted_s``, the
+    recovery) and checks the acknowledged value survived (``acked_write_lost``). Then the killed
+    member must be back as a replica of the new master (``restarted_s``): the supervisor's job, done
+    by the fault itself, as an operator would, when the head has none (``new_pid``).
+    Skipped on an unreplicated cluster.
+    """
+
+    name: ClassVar[str] = "redis-primary"
+    recovery: ClassVar[str] = "kill -> a write to the shard (through its Sentinels) is accepted again"
+    restart_timeout_s: float = 30.0
+
+    def fire(self, rng: random.Random, ctx: FaultContext) -> dict[str, Any]:
+        handle = ctx.handle
+        t0 = time.monotonic()
+        if not handle.sentinels:
+            return self._record(t0, target_pid=None,
+                                skipped="the cluster's shards are not replicated (run with --redis-replicas 1)")
+        reader = _redis(handle)
+        try:
+            rep = Replication.from_fields(reader.hgetall(keys.cluster_key()))
+        finally:
+            reader.close()
+        if rep is None:
+            return self._record(t0, target_pid=None, error="the cluster hash names no Sentinels")
+        shard = rng.randrange(len(rep.masters))
+        name = rep.masters[shard]
+        view = sentinel.ask_sentinels(handle.sentinels, handle.password, name)
+        port = None if view.master is None else int(view.master.rpartition(":")[2])
+        target = next((r for r in live(handle, "redis") if port is not None and _port_of(r.pid) == port), None)
+        if target is None or port is None:
+            return self._record(t0, target_pid=None, shard=shard,
+                                error=f"no recorded redis-server is the master {view.master} the Sentinels name")
+        manager: Any = _sentinel_class(replication.sentinel_addresses(handle.sentinels),
+                                       sentinel_kwargs=replication.sentinel_kwargs(handle.password))
+        client = manager.master_for(name, password=handle.password, socket_timeout=1.0,
+                                    socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+        member = redis.Redis(host="127.0.0.1", port=port, password=handle.password, socket_timeout=1.0,
+                             socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+        try:
+            before = int(client.incr(keys.failover_probe_key()))
+            acked = int(client.wait(1, 1000))
+            t0 = time.monotonic()
+            died = _sigkill_and_wait(target)
+            ctx.probe("actor", None)
+            after: list[int] = []
+
+            def accepted() -> bool:
+                try:
+                    after.append(int(client.incr(keys.failover_probe_key())))
+                    return True
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                    return False
+
+            ok = _wait(accepted, self.restart_timeout_s, 0.01)
+            accepted_s = time.monotonic() - t0 if ok else None
+            new_master = sentinel.ask_sentinels(handle.sentinels, handle.password, name).master
+            repaired_pid = self._repair(ctx, target.pid) if ok else None
+
+            def replica_back() -> bool:
+                try:
+                    return bool(member.info("replication").get("role") == "slave")
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                    return False
+
+            back = _wait(replica_back, self.restart_timeout_s, 0.05)
+            back_s = time.monotonic() - t0 if back else None
+        finally:
+            client.close()
+            member.close()
+            manager.close()
+        lost = bool(ok and acked >= 1 and after and after[0] <= before)
+        error = None
+        if not ok:
+            error = f"shard {shard} accepted no write within {self.restart_timeout_s} s of its master's kill"
+        elif lost:
+            error = f"the write acknowledged by a replica (counter {before}) was lost in the failover ({after[0]})"
+        elif not back:
+            error = (f"the killed master :{port} did not come back as a replica within {self.restart_timeout_s} s: "
+                     f"{NO_REDIS_SUPERVISOR}")
+        return self._record(t0, target_pid=target.pid, target_died=died, shard=shard, port=port,
+                            new_master=new_master, new_pid=repaired_pid, counter_before=before, replicas_acked=acked,
+                            counter_after=after[0] if after else None, acked_write_lost=lost,
+                            accepted_s=None if accepted_s is None else _r(accepted_s),
+                            restarted_s=None if back_s is None else _r(back_s), error=error)
+
+
+    def _repair(self, ctx: FaultContext, pid: int) -> int | None:
+        """Without a supervisor (a ``Cluster`` head has none), do what it would: start the killed
+        member again through its own restart (which makes it the new master's replica); returns the
+        new PID, or None when a supervisor is there to do it."""
+        from rayredis import api
+
+        handle = ctx.handle
+        comp = next((c for c in handle.components.values() if c.proc.pid == pid), None)
+        if api._supervisor is not None or comp is None:
+            return None
+
+        def restart() -> int:
+            deadline = time.monotonic() + self.restart_timeout_s
+            while True:
+                try:
+                    proc = comp.restart()
+                    break
+                except sentinel.RestartDeferredError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            handle.track(comp.slot, comp.role, proc, comp.restart, comp.description)
+            return proc.pid
+
+        return ctx.cluster.ops.call(restart)
+
+
 #: Every fault ``--faults`` accepts, by name.
 FAULTS: dict[str, type[Fault]] = {f.name: f for f in (KillWorker, KillGcs, KillNode, Pause, KillRaylet, KillRedis)}
+FAULTS[KillRedisPrimary.name] = KillRedisPrimary
 
 #: Faults on the roadmap that are not implemented yet (see chaos/README.md).
 PLANNED = {
@@ -611,6 +736,8 @@ def make_faults(names: list[str], *, gcs_downtime_s: float = 1.0, pause_s: tuple
             out.append(KillRaylet(restart_timeout_s=restart_timeout_s))
         elif n == KillRedis.name:
             out.append(KillRedis(restart_timeout_s=restart_timeout_s))
+        elif n == KillRedisPrimary.name:
+            out.append(KillRedisPrimary(restart_timeout_s=max(restart_timeout_s, 30.0)))
         elif n in FAULTS:
             out.append(FAULTS[n]())
         elif n in PLANNED:

@@ -139,6 +139,9 @@ def _describe(rec: dict[str, Any]) -> str:
     if rec.get("new_node_id"):
         parts.append(f"new node {rec['new_node_id'][:8]} after {_s(rec.get('replaced_s'))}, old one declared "
                      f"dead after {_s(rec.get('declared_dead_s'))}")
+    if rec.get("accepted_s") is not None:
+        parts.append(f"shard {rec.get('shard')} failed over to {rec.get('new_master')}, writes accepted after "
+                     f"{_s(rec['accepted_s'])}")
     if rec.get("restarted_s") is not None:
         parts.append(f"restarted after {_s(rec['restarted_s'])}")
     if rec.get("fallback"):
@@ -224,6 +227,8 @@ def _service_recovery(f: dict[str, Any], items: list[Item]) -> tuple[float | Non
         done = max((i.finished - t for i in hit if i.finished is not None), default=0.0)
         extra["lost_work_done_s"] = _r(done)
         return (None if probe is None else _r(max(probe, done))), extra
+    if kind == "redis-primary":
+        return f.get("accepted_s"), extra
     if kind in ("raylet", "redis"):
         back = f.get("restarted_s")
         return (None if back is None or probe is None else _r(max(back, probe))), extra
@@ -747,6 +752,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--num-cpus", type=float, default=2, help="CPUs per node (default 2)")
     ap.add_argument("--object-store-memory", type=int, default=None,
                     help="object store bytes per node (default: Cluster's 150 MiB)")
+    ap.add_argument("--redis-replicas", type=int, default=None,
+                    help="replicas per Redis shard, with Sentinel failover (default 1 with the redis-primary "
+                         "fault, else 0)")
     ap.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
     ap.add_argument("--quiet", action="store_true", help="print only the final report")
     args = ap.parse_args(argv)
@@ -759,6 +767,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         raise ValueError("--nodes must be at least 1")
     if not 0 < args.pause_min <= args.pause_max:
         raise ValueError("--pause-min must be > 0 and <= --pause-max")
+    if args.redis_replicas is None:
+        args.redis_replicas = 1 if "redis-primary" in args.faults else 0
+    if args.redis_replicas < 0:
+        raise ValueError("--redis-replicas must not be negative")
+    if "redis-primary" in args.faults and args.redis_replicas < 1:
+        raise ValueError("the redis-primary fault needs replicated shards: --redis-replicas 1 or more")
     if args.cooldown is None:
         args.cooldown = min(12.0 if any(k in NODE_LEVEL for k in args.faults) else 5.0, args.duration / 4)
     return args
@@ -783,7 +797,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     workload: Workload | None = None
     watch: ProcessWatch | None = None
     watchdog = Watchdog(args.item_timeout + 30.0)
-    cluster = ChaosCluster(args.nodes, args.num_cpus, args.object_store_memory)
+    cluster = ChaosCluster(args.nodes, args.num_cpus, args.object_store_memory, redis_replicas=args.redis_replicas)
     session_dir = ""
     t0 = time.monotonic()
     t0_wall = time.time()

@@ -30,12 +30,18 @@ SECTION = "## Redis key schema"
 #: function -> (writers, readers, lifetime), from reading the code (module paths under rayredis/).
 USAGE: dict[str, tuple[str, str, str]] = {
     "cluster_key": (
-        "`_private/node.py` start_head (shards, token, session_dir, version, created); "
+        "`_private/node.py` start_head (shards, token, session_dir, version, created; with replicas also "
+        "sentinels, masters, replicas: `store/replication.py`); "
         "GCS script `gcs_lease` (gcs_address, when a GCS acquires the lease: only the holder writes it)",
         "`store/client.py` connect (shards); GCS `RedisGcsStore.cluster_token`, raylet `Raylet.run`, `api.py` "
         "`_connect`, `_private/debug.validate_cluster` (token); `api.py` RegisterJob retry loop and "
         "`_private/node.py` start_gcs (gcs_address); CLI `start --address` (version), `state dump` (token redacted)",
         "cluster; never deleted"),
+    "failover_probe_key": (
+        "chaos `redis-primary` fault (`chaos/faults.py` `KillRedisPrimary`) and `benchmarks/failover.py`: INCR "
+        "through the Sentinels before and after killing a shard's master",
+        "the same (the value after the failover must exceed the acknowledged one)",
+        "test and chaos clusters only; never deleted"),
     "gcs_lease_key": (
         "GCS `Gcs._keep_lease` through script `gcs_lease` (`RedisGcsStore.lease`): SET NX PX to acquire, PEXPIRE to "
         "renew every `gcs_lease_s`/3, DEL on a clean exit or after losing a term, each only if it holds the id",

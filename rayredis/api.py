@@ -108,15 +108,27 @@ def _password_for(address: str, explicit: str | None) -> str | None:
     return None
 
 
+def _sentinels_for(address: str) -> list[str] | None:
+    """The Sentinels the current-cluster file names for ``address`` (a replicated cluster started on
+    this machine, found even while that first address is down), else None (``Config.redis_sentinels``,
+    then the cluster hash at ``address``)."""
+    info = read_current_cluster()
+    if info is not None and info.address == address and info.sentinels:
+        return list(info.sentinels)
+    return None
+
+
 def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus: float | None = None,
          resources: dict[str, float] | None = None, object_store_memory: int | None = None,
          num_redis_shards: int | None = None, namespace: str | None = None, ignore_reinit_error: bool = False,
-         _redis_password: str | None = None, **kwargs: Any) -> RayContext:
+         _redis_password: str | None = None, _redis_replicas: int | None = None, **kwargs: Any) -> RayContext:
     """Connect this process to a cluster as a driver, starting a local one when there is none.
 
     ``address``: ``None`` (RAYREDIS_ADDRESS, the cluster started by ``rayredis start``, else a new
     local cluster), ``"auto"`` (an existing cluster or an error), ``"local"`` (always a new one), or
     the ``host:port`` of the primary Redis shard that ``rayredis start --head`` printed.
+    ``_redis_replicas`` (a new local cluster only; default ``Config.redis_replicas``): replicas per
+    Redis shard, with Sentinels failing a dead master over (docs/fault-tolerance.md).
     """
     global _started
     unknown = set(kwargs) - _IGNORED_INIT_KWARGS
@@ -141,12 +153,12 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
         if target is None:
             _started = start_head(num_redis_shards=num_redis_shards, num_cpus=num_cpus, num_gpus=num_gpus or 0,
                                   resources=resources, object_store_memory=object_store_memory or 0,
-                                  die_with_parent=True)
+                                  die_with_parent=True, redis_replicas=_redis_replicas)
             target, password = _started.address, _started.password
         else:
-            if num_cpus is not None or num_gpus is not None or resources or object_store_memory:
-                raise ValueError("When connecting to an existing cluster, num_cpus, num_gpus, resources and "
-                                 "object_store_memory must not be provided.")
+            if num_cpus is not None or num_gpus is not None or resources or object_store_memory or _redis_replicas:
+                raise ValueError("When connecting to an existing cluster, num_cpus, num_gpus, resources, "
+                                 "object_store_memory and _redis_replicas must not be provided.")
             password = _password_for(target, _redis_password)
         try:
             _connect(cfg, target, password, namespace, log_to_driver=kwargs.get("log_to_driver", True))
@@ -166,7 +178,8 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
 
 def _connect(cfg: Any, address: str, password: str | None, namespace: str | None,
              log_to_driver: bool = True) -> None:
-    store = ShardedRedis(address, password).connect()
+    started = _started.sentinels if _started is not None and _started.address == address else None
+    store = ShardedRedis(address, password, sentinels=started or _sentinels_for(address)).connect()
     info = store.cluster_info()
     token = info.get("token", "")
     node = _local_node(store)

@@ -52,7 +52,7 @@ _UNSUPPORTED_NODE_ARGS = frozenset({
 })
 
 _USED_NODE_ARGS = frozenset({"num_cpus", "num_gpus", "resources", "memory", "object_store_memory",
-                             "num_redis_shards", "redis_password", "node_ip_address"})
+                             "num_redis_shards", "redis_password", "node_ip_address", "redis_replicas"})
 
 #: Resources set through their own argument, as in Ray.
 _RESERVED_RESOURCES = {"CPU": "num_cpus", "GPU": "num_gpus", "memory": "memory",
@@ -73,6 +73,7 @@ class _NodeArgs:
     object_store_memory: int
     num_redis_shards: int | None
     redis_password: str | None
+    redis_replicas: int | None = None
 
 
 def _quantity(name: str, value: Any) -> float:
@@ -112,6 +113,9 @@ def _parse_node_args(node_args: dict[str, Any]) -> _NodeArgs:
     shards = node_args.get("num_redis_shards")
     if shards is not None and (isinstance(shards, bool) or not isinstance(shards, int) or shards < 1):
         raise ValueError(f"num_redis_shards must be an integer of at least 1, got {shards!r}.")
+    replicas = node_args.get("redis_replicas")
+    if replicas is not None and (isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0):
+        raise ValueError(f"redis_replicas must be a non-negative integer, got {replicas!r}.")
     password = node_args.get("redis_password")
     if password is not None and not isinstance(password, str):
         raise TypeError(f"redis_password must be a string, got {type(password).__name__}.")
@@ -121,7 +125,7 @@ def _parse_node_args(node_args: dict[str, Any]) -> _NodeArgs:
         resources=resources,
         object_store_memory=int(_quantity("object_store_memory",
                                           _DEFAULT_OBJECT_STORE_MEMORY if store is None else store)),
-        num_redis_shards=shards, redis_password=password or None)
+        num_redis_shards=shards, redis_password=password or None, redis_replicas=replicas)
 
 
 @dataclass(eq=False)
@@ -287,8 +291,9 @@ class Cluster:
         """Start a node (the head if there is none yet) and return it.
 
         ``node_args``: ``num_cpus`` (default 1), ``num_gpus``, ``resources``, ``memory``,
-        ``object_store_memory`` (default 150 MiB); for the head also ``num_redis_shards`` and
-        ``redis_password``. Ray-only tuning keys such as ``_system_config`` are ignored; unknown keys
+        ``object_store_memory`` (default 150 MiB); for the head also ``num_redis_shards``,
+        ``redis_password`` and ``redis_replicas`` (replicas per shard, with Sentinel failover).
+        Ray-only tuning keys such as ``_system_config`` are ignored; unknown keys
         raise ``TypeError``. ``wait``: return once the node is ALIVE in the node table (the head always
         waits: it starts the cluster).
         """
@@ -298,7 +303,7 @@ class Cluster:
             handle = node_mod.start_head(num_cpus=args.num_cpus, num_gpus=args.num_gpus,
                                          resources=args.resources, object_store_memory=args.object_store_memory,
                                          num_redis_shards=args.num_redis_shards, password=args.redis_password,
-                                         die_with_parent=die_with_parent)
+                                         die_with_parent=die_with_parent, redis_replicas=args.redis_replicas)
             node = Node(handle, is_head=True, index=self._added)
             self.head_node = node
             self.redis_address, self.redis_password = handle.address, handle.password
@@ -311,7 +316,8 @@ class Cluster:
             handle = node_mod.start_worker_node(self.redis_address, self.redis_password, num_cpus=args.num_cpus,
                                                 num_gpus=args.num_gpus, resources=args.resources,
                                                 object_store_memory=args.object_store_memory,
-                                                die_with_parent=die_with_parent, wait=wait)
+                                                die_with_parent=die_with_parent, wait=wait,
+                                                sentinels=self.head_node.handle.sentinels if self.head_node else [])
             node = Node(handle, is_head=False, index=self._added)
             self.worker_nodes.add(node)
         self._added += 1

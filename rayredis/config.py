@@ -74,6 +74,29 @@ class Config:
     #: redis-server loses nothing), ``always`` (fsync before each reply: nothing lost, much slower)
     #: or ``no`` (the kernel flushes when it likes, typically within 30 s).
     redis_appendfsync: str = "everysec"
+    #: Replicas per Redis shard (primary and data shards alike); 0 (the default) means none. With
+    #: N > 0 every shard is N + 1 redis-server processes (one master, N ``replicaof`` it, each with its
+    #: AOF) and the head also starts ``num_sentinels`` Redis Sentinels that fail a dead master over to
+    #: a replica; clients find the current masters through them (docs/fault-tolerance.md).
+    redis_replicas: int = 0
+    #: Sentinels a replicated head starts (quorum: a majority of them). 3 lets one die and still
+    #: agree on a failover; 1 works (quorum 1) but that Sentinel's own death stops failovers.
+    num_sentinels: int = 3
+    #: The Sentinels of a replicated cluster, comma separated ``host:port``: rayredis sets it for the
+    #: processes it starts (GCS, raylets, their workers) so they find the shards' masters through the
+    #: Sentinels even while the primary's first address is down. Set it for a driver or ``rayredis
+    #: start --address`` on another machine only if that address may be down when it connects.
+    redis_sentinels: str = ""
+    #: A master the Sentinels cannot reach for this long is "subjectively down"; once a quorum
+    #: agrees, one of them promotes a replica (``down-after-milliseconds``): most of a failover's time.
+    sentinel_down_after_ms: int = 1000
+    #: With replicas, each write to Redis is followed by ``WAIT 1 <this>`` on its connection: the
+    #: write is acknowledged only once a replica has it, so a failover cannot lose it. When no replica
+    #: acknowledges in time (none is connected) the write goes on AOF-only and further WAITs are cut to
+    #: ``redis_wait_degraded_ms`` until a replica acknowledges again.
+    redis_wait_timeout_ms: int = 1000
+    #: The WAIT timeout while a shard has no replica acknowledging (see ``redis_wait_timeout_ms``).
+    redis_wait_degraded_ms: int = 10
     #: A node's supervisor gives up (and stops the node) when one of its processes (a Redis shard,
     #: the GCS, the raylet) dies more than this many times within ``supervisor_restart_window_s``.
     #: Restarts wait 0.1 s after the first death in the window, doubling up to 5 s.

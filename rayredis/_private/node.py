@@ -14,12 +14,13 @@ from typing import Any
 
 import redis
 
-from rayredis._private import process
+from rayredis._private import process, replicated_head, sentinel
 from rayredis._private.redis_server import free_port, start_redis
 from rayredis._private.session import new_session_dir
 from rayredis.config import get_config
 from rayredis.exceptions import RaySystemError
 from rayredis.store import keys, tables
+from rayredis.store.client import ShardedRedis
 from rayredis.version import __version__
 
 #: Starts a supervised process again with the arguments it was first started with.
@@ -54,6 +55,20 @@ class NodeHandle:
     die_with_parent: bool = False
     #: The node's supervised processes by slot (``_private/supervisor.py`` restarts them).
     components: dict[str, Component] = field(default_factory=dict, repr=False)
+    #: The cluster's Redis Sentinels (``host:port``) when its shards are replicated, else empty:
+    #: handed to the processes the node starts (``Config.redis_sentinels``).
+    sentinels: list[str] = field(default_factory=list)
+
+    def env(self) -> dict[str, str]:
+        """The environment of the node's GCS and raylet (and, inherited, its workers)."""
+        env = {"RAYREDIS_REDIS_PASSWORD": self.password, "PYTHONUNBUFFERED": "1"}
+        if self.sentinels:
+            env["RAYREDIS_REDIS_SENTINELS"] = ",".join(self.sentinels)
+        return env
+
+    def store(self) -> ShardedRedis:
+        """A connected client of the cluster (through its Sentinels when replicated)."""
+        return ShardedRedis(self.address, self.password, sentinels=self.sentinels or None).connect()
 
     def track(self, slot: str, role: str, proc: subprocess.Popen[bytes], restart: Restart,
               description: str) -> None:
@@ -96,11 +111,13 @@ class NodeHandle:
 def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: float | None = None,
                num_gpus: float = 0, resources: dict[str, float] | None = None, object_store_memory: int = 0,
                bind_host: str | None = None, password: str | None = None,
-               die_with_parent: bool = False, node_ip: str = "") -> NodeHandle:
+               die_with_parent: bool = False, node_ip: str = "", redis_replicas: int | None = None) -> NodeHandle:
     """Start Redis shards, the GCS and a raylet on this machine; returns once all three serve.
 
     Servers listen on ``bind_host``; the addresses written to Redis for other processes use
     ``node_ip`` (needed when binding 0.0.0.0 in a container: others reach the head by its name).
+    ``redis_replicas`` (default ``Config.redis_replicas``): replicas per shard, and Sentinels
+    (``Config.num_sentinels``) that fail a dead master over (``replicated_head.py``).
     """
     cfg = get_config()
     host = bind_host or cfg.bind_host
@@ -109,6 +126,7 @@ def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: 
     n = num_redis_shards or cfg.num_redis_shards
     if n < 1:
         raise ValueError(f"num_redis_shards must be at least 1 (got {n}).")
+    layout = sentinel.Layout(n, cfg.redis_replicas if redis_replicas is None else redis_replicas, cfg.num_sentinels)
     session_dir = new_session_dir()
     password = password or secrets.token_hex(16)
     token = secrets.token_hex(24)
@@ -116,15 +134,23 @@ def start_head(*, port: int = 0, num_redis_shards: int | None = None, num_cpus: 
     addresses = [f"{advertised}:{p}" for p in ports]
     handle = NodeHandle(session_dir, addresses[0], password, die_with_parent=die_with_parent)
     try:
-        for i, p in enumerate(ports):
-            restart = _redis_starter(handle, p, host, i)
-            handle.track(f"redis-{i}", "redis", restart(), restart, f"Redis shard {i} (port {p})")
+        fields: dict[str, str] = {}
+        if layout.replicated:
+            rs = replicated_head.ReplicatedShards.plan(layout, ports, host, advertised, local)
+            replicated_head.start(handle, rs, host)
+            handle.sentinels = rs.sentinels
+            fields = rs.replication().fields()
+        else:
+            for i, p in enumerate(ports):
+                restart = _redis_starter(handle, p, host, i)
+                handle.track(f"redis-{i}", "redis", restart(), restart, f"Redis shard {i} (port {p})")
         data_shards = addresses[1:] if n > 1 else addresses[:1]
         primary = redis.Redis(host=local, port=ports[0], password=password)
-        primary.hset(keys.cluster_key(), mapping={
-            "shards": json.dumps(data_shards), "token": token, "session_dir": session_dir,
-            "version": __version__, "created": str(time.time()),
-        })
+        mapping: Any = {"shards": json.dumps(data_shards), "token": token, "session_dir": session_dir,
+                        "version": __version__, "created": str(time.time()), **fields}
+        primary.hset(keys.cluster_key(), mapping=mapping)
+        if layout.replicated:
+            primary.wait(layout.replicas, 10_000)  # the shard map is on the replicas before anyone reads it
         primary.close()
         start_gcs(handle, host, node_ip=advertised)
         handle.node_id = start_raylet(handle, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
@@ -155,7 +181,7 @@ def start_gcs(handle: NodeHandle, bind_host: str | None = None, node_ip: str = "
     once the other's lease lapses (``gcs_lease_s`` after its last renewal). Its PID is recorded in
     the session like every process, so ``rayredis stop`` and ``shutdown()`` stop a standby too.
     """
-    env = {"RAYREDIS_REDIS_PASSWORD": handle.password, "PYTHONUNBUFFERED": "1"}
+    env = handle.env()
     args = process.python_module_args("rayredis.gcs", "--redis-address", handle.address,
                                       "--session-dir", handle.session_dir, "--bind-host",
                                       bind_host or get_config().bind_host,
@@ -189,18 +215,21 @@ def start_raylet(handle: NodeHandle, *, num_cpus: float | None, num_gpus: float 
         args += ["--node-ip", node_ip]
     if head:
         args.append("--head")
-    env = {"RAYREDIS_REDIS_PASSWORD": handle.password, "PYTHONUNBUFFERED": "1"}
+    store = handle.store()
+    if store.replication is not None:
+        handle.sentinels = list(store.replication.sentinels)  # a node joining a replicated cluster
+    env = handle.env()
 
     def start() -> subprocess.Popen[bytes]:
         return process.spawn(process.python_module_args("rayredis.raylet", *args), handle.session_dir, "raylet",
                              f"raylet-{node_id[:8]}", env=env, die_with_parent=handle.bind_to_parent())
 
-    proc = start()
-    handle.track("raylet", "raylet", proc, start, f"The raylet (node {node_id[:8]})")
-    if not wait:
-        return node_id
-    client = redis.Redis.from_url(f"redis://:{handle.password}@{handle.address}")
     try:
+        proc = start()
+        handle.track("raylet", "raylet", proc, start, f"The raylet (node {node_id[:8]})")
+        if not wait:
+            return node_id
+        client = store.primary
         deadline = time.monotonic() + 60.0
         while not _ask(lambda: tables.node_alive(client, node_id)):
             if proc.poll() is not None:
@@ -211,14 +240,16 @@ def start_raylet(handle: NodeHandle, *, num_cpus: float | None, num_gpus: float 
                                      f"{handle.session_dir}/logs/raylet.log")
             time.sleep(0.01)
     finally:
-        client.close()
+        store.close()
     return node_id
 
 
 def start_worker_node(address: str, password: str, *, num_cpus: float | None, num_gpus: float = 0,
                       resources: dict[str, float] | None = None, object_store_memory: int = 0,
-                      die_with_parent: bool = False, wait: bool = True) -> NodeHandle:
-    """Start one raylet joining the cluster at ``address``, in a session directory of its own.
+                      die_with_parent: bool = False, wait: bool = True,
+                      sentinels: list[str] | None = None) -> NodeHandle:
+    """Start one raylet joining the cluster at ``address``, in a session directory of its own
+    (``sentinels``: a replicated cluster's, if known; else read from the cluster hash at ``address``).
 
     Several such nodes can share a host: each has its own node ID, socket, port, object-store
     segment prefix, logs and PID records, so each can be stopped without touching the others.
@@ -227,7 +258,8 @@ def start_worker_node(address: str, password: str, *, num_cpus: float | None, nu
     # Session names carry the second, our PID and 2 random bytes: never share another node's directory.
     while os.listdir(os.path.join(session_dir, "pids")) or os.listdir(os.path.join(session_dir, "logs")):
         session_dir = new_session_dir()
-    handle = NodeHandle(session_dir, address, password, die_with_parent=die_with_parent)
+    handle = NodeHandle(session_dir, address, password, die_with_parent=die_with_parent,
+                        sentinels=list(sentinels or []))
     try:
         handle.node_id = start_raylet(handle, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
                                       object_store_memory=object_store_memory, wait=wait)
@@ -239,7 +271,8 @@ def start_worker_node(address: str, password: str, *, num_cpus: float | None, nu
 
 
 def wait_for_gcs(handle: NodeHandle, timeout_s: float = 60.0) -> None:
-    client = redis.Redis.from_url(f"redis://:{handle.password}@{handle.address}")
+    store = handle.store()
+    client = store.primary
     try:
         deadline = time.monotonic() + timeout_s
         while not _ask(lambda: client.hget(keys.cluster_key(), "gcs_address")):
@@ -248,7 +281,7 @@ def wait_for_gcs(handle: NodeHandle, timeout_s: float = 60.0) -> None:
                                      f"{handle.session_dir}/logs/gcs_server.err")
             time.sleep(0.01)
     finally:
-        client.close()
+        store.close()
 
 
 def _ask(read: Callable[[], Any]) -> Any:

@@ -118,7 +118,8 @@ def stop_recorded(session_dir: str, grace_s: float = 5.0, force: bool = False,
     targets = [r for r in recorded(session_dir) if is_alive(r) and (roles is None or r.role in roles)]
     # Stop in phases, workers and raylets before the GCS and Redis, so each can exit cleanly.
     phases: dict[int, list[Recorded]] = {}
-    order = {"worker": 0, "raylet": 1, "gcs": 2, "redis": 3}
+    # Sentinels before the shards they watch: none starts a failover while the shards stop.
+    order = {"worker": 0, "raylet": 1, "gcs": 2, "sentinel": 3, "redis": 4}
     for r in targets:
         phases.setdefault(order.get(r.role, 1), []).append(r)
     sig = signal.SIGKILL if force else signal.SIGTERM

@@ -54,18 +54,27 @@ def port_in_use(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def data_dir(session_dir: str, index: int) -> str:
-    """Where shard ``index`` of a session keeps its config and append-only file."""
-    return os.path.join(session_dir, f"redis-{index}")
+def member_name(index: int, member: int = 0) -> str:
+    """``"0"`` for shard 0's first (or only) redis-server, ``"0-r1"`` for its first replica."""
+    return str(index) if member == 0 else f"{index}-r{member}"
+
+
+def data_dir(session_dir: str, index: int, member: int = 0) -> str:
+    """Where shard ``index`` (its ``member``-th redis-server, if replicated) keeps its config and AOF."""
+    return os.path.join(session_dir, f"redis-{member_name(index, member)}")
 
 
 def start_redis(
-    session_dir: str, port: int, password: str, bind_host: str, index: int, die_with_parent: bool = False
+    session_dir: str, port: int, password: str, bind_host: str, index: int, die_with_parent: bool = False,
+    member: int = 0, replicaof: str | None = None, announce_ip: str = "",
 ) -> subprocess.Popen[bytes]:
     """Start one redis-server and wait until it answers PING with our password.
 
-    Persistence is the append-only file in ``data_dir(session_dir, index)``: started again on the
-    same port with the same directory (as the node supervisor does), a shard reloads its data.
+    Persistence is the append-only file in ``data_dir(session_dir, index, member)``: started again
+    on the same port with the same directory (as the node supervisor does), a shard reloads its
+    data. ``replicaof`` (``host:port``) starts it as a replica of that master (replicated shards):
+    it authenticates with the same password (``masterauth``) and, once in sync, serves that data.
+    ``announce_ip``: the address its master reports for it (so Sentinel names a reachable one).
     """
     fsync = get_config().redis_appendfsync
     if fsync not in APPENDFSYNC_POLICIES:
@@ -77,13 +86,20 @@ def start_redis(
             f"listening there (another cluster?). Pick another port with --port, or stop it with "
             f"`rayredis stop`."
         )
-    directory = data_dir(session_dir, index)
+    directory = data_dir(session_dir, index, member)
     os.makedirs(directory, exist_ok=True)
     # The password goes in a file only we can read, never on the command line (visible in ps).
+    # (Sentinel may rewrite this file, CONFIG REWRITE, when it changes the role: it is rewritten here
+    # on every start, so each start's role is the one asked for.)
     conf = os.path.join(directory, "redis.conf")
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(f'requirepass "{password}"\n')
+        f.write(f'requirepass "{password}"\nmasterauth "{password}"\n')
+        if replicaof:
+            host, _, master_port = replicaof.rpartition(":")
+            f.write(f"replicaof {host} {master_port}\n")
+        if announce_ip:
+            f.write(f"replica-announce-ip {announce_ip}\n")
     args = [
         find_redis_server(), conf, "--port", str(port), "--bind", bind_host,
         "--protected-mode", "no", "--dir", directory,
@@ -92,7 +108,8 @@ def start_redis(
         "--daemonize", "no", "--loglevel", "warning", "--databases", "1",
         "--client-output-buffer-limit", "pubsub", "256mb", "128mb", "60",
     ]
-    proc = process.spawn(args, session_dir, "redis", f"redis-shard-{index}", die_with_parent=die_with_parent)
+    log = f"redis-shard-{member_name(index, member)}"
+    proc = process.spawn(args, session_dir, "redis", log, die_with_parent=die_with_parent)
     # No client-side retries: this loop is the retry, and it notices at once if the server exited.
     client = redis.Redis(host=bind_host, port=port, password=password, socket_connect_timeout=1.0,
                          retry=Retry(NoBackoff(), 0))
@@ -111,7 +128,7 @@ def start_redis(
                     process.forget_pid(session_dir, proc.pid)
                     raise RaySystemError(
                         f"redis-server on port {port} did not start; see "
-                        f"{session_dir}/logs/redis-shard-{index}.err"
+                        f"{session_dir}/logs/{log}.err"
                     ) from None
                 time.sleep(0.01)
     finally:

@@ -20,6 +20,8 @@ class ClusterFile:
     address: str
     password: str
     session_dir: str
+    #: The Sentinels of a replicated cluster (``host:port``), else empty.
+    sentinels: tuple[str, ...] = ()
 
 
 def new_session_dir() -> str:
@@ -59,7 +61,9 @@ def write_current_cluster(info: ClusterFile) -> None:
 def read_current_cluster() -> ClusterFile | None:
     try:
         with open(current_cluster_path()) as f:
-            return ClusterFile(**json.load(f))
+            raw = json.load(f)
+            raw["sentinels"] = tuple(raw.get("sentinels", ()))
+            return ClusterFile(**raw)
     except (OSError, ValueError, TypeError):
         return None
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from rayredis._private import process
 from rayredis._private.node import Component, NodeHandle
+from rayredis._private.sentinel import RestartDeferredError
 from rayredis.config import Config, get_config
 from rayredis.exceptions import RaySystemError
 from rayredis.gcs.outage import EXIT_CLUSTER_GONE
@@ -19,7 +20,7 @@ from rayredis.gcs.outage import EXIT_CLUSTER_GONE
 logger = logging.getLogger(__name__)
 
 #: Restart order when several processes are dead: Redis first (the others need it), the raylet last.
-_ORDER = {"redis": 0, "gcs": 1, "raylet": 2}
+_ORDER = {"redis": 0, "sentinel": 0, "gcs": 1, "raylet": 2}
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class _Dead:
     exit_code: int
     due: float
     waited: float
+    deferred: bool = False  # its restart was put off (``RestartDeferredError``) at least once
+    died: float = 0.0  # when it was found dead (monotonic)
 
 
 class NodeSupervisor(threading.Thread):
@@ -61,8 +64,11 @@ class NodeSupervisor(threading.Thread):
 
     Each restart reuses the process's first arguments (``Component.restart``): a Redis shard comes
     back on its port with its data dir and password, the raylet with its node ID, the GCS rereads
-    Redis. The new PID is recorded in the session (so ``shutdown()`` and ``rayredis stop`` stop
-    it) and the dead one's record is dropped. After too many deaths (``RestartPolicy``) it gives
+    Redis. A member of a replicated shard comes back as Sentinel allows: as the replica of the master
+    the Sentinels name, never as a competing master (its restart raises ``RestartDeferredError`` until
+    the failover is done; ``sentinel.restart_plan``); a Sentinel resumes from its rewritten config.
+    The new PID is recorded in the session (so ``shutdown()`` and ``rayredis stop`` stop it) and the
+    dead one's record is dropped. After too many deaths (``RestartPolicy``) it gives
     up: it calls ``on_give_up(reason)`` (default: log the reason and stop every process of the
     node) and sets ``gave_up``.
 
@@ -173,7 +179,7 @@ class NodeSupervisor(threading.Thread):
                           f"{self.handle.session_dir}/logs.")
             return None
         wait = self.policy.backoff(len(history))
-        dead = _Dead(pid, code, now + wait, wait)
+        dead = _Dead(pid, code, now + wait, wait, died=now)
         self._dead[comp.slot] = dead
         return dead
 
@@ -181,6 +187,17 @@ class NodeSupervisor(threading.Thread):
         self._history[comp.slot].append(time.monotonic())
         try:
             proc = comp.restart()
+        except RestartDeferredError as e:
+            # Not a failed start: the process must not come back yet (a replicated shard's master
+            # whose failover is pending). Try again shortly; this counts as no restart.
+            self._history[comp.slot].pop()
+            if not dead.deferred:
+                self.report(f"{comp.description} [pid={dead.pid}, exit_code={dead.exit_code}] exited; its restart "
+                            f"waits: {e}.")
+            dead.deferred = True
+            dead.due = time.monotonic() + max(self.interval_s, 0.1)
+            dead.waited = dead.due - dead.died
+            return
         except (RaySystemError, OSError) as e:
             self.report(f"{comp.description} could not be restarted: {e}")
             self._schedule(comp, dead.pid, dead.exit_code, time.monotonic())  # counts as one more death
@@ -210,4 +227,4 @@ class NodeSupervisor(threading.Thread):
 
 def _resumes(role: str) -> str:
     return {"gcs": " that resumes from Redis", "redis": " with its data (AOF)",
-            "raylet": " with the same node ID"}.get(role, "")
+            "raylet": " with the same node ID", "sentinel": " that resumes from its config"}.get(role, "")

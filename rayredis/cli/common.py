@@ -56,9 +56,12 @@ def resolve_cluster(address: str | None, password: str | None) -> tuple[str, str
 
 def connect(address: str, password: str | None) -> ShardedRedis:
     """A connected :class:`ShardedRedis`, or a :class:`CliError` that says what went wrong."""
+    info = read_current_cluster()
+    sentinels = list(info.sentinels) if info is not None and info.address == address and info.sentinels else None
     try:
-        probe(address, password, password_hint="--redis-password=<password>")
-        return ShardedRedis(address, password, socket_timeout=10.0).connect()
+        if sentinels is None:  # (a replicated cluster's Sentinels find it even while that address is down)
+            probe(address, password, password_hint="--redis-password=<password>")
+        return ShardedRedis(address, password, socket_timeout=10.0, sentinels=sentinels).connect()
     except exceptions.ControlStoreUnavailable as e:
         raise CliError(str(e)) from None
     except redis.exceptions.RedisError as e:

@@ -42,6 +42,9 @@ def add_parser(sub: Any) -> None:
                         "0 picks a free port)")
     p.add_argument("--num-redis-shards", type=int, default=None,
                    help="redis-server processes to start (head only): one primary plus data shards")
+    p.add_argument("--redis-replicas", type=int, default=None,
+                   help="replicas of each Redis shard (head only; default RAYREDIS_REDIS_REPLICAS or 0): with N > 0 "
+                        "Redis Sentinels fail a dead shard master over to a replica and clients follow it")
     p.add_argument("--num-cpus", type=float, default=None, help="CPUs this node offers (default: all)")
     p.add_argument("--num-gpus", type=float, default=None, help="GPUs this node offers (default 0)")
     p.add_argument("--resources", default=None, help="custom resources as JSON, e.g. '{\"Custom\": 4}'")
@@ -74,11 +77,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.head and not args.address:
         raise CliError("rayredis start needs either --head (start a new cluster) or --address=<host:port> "
                        "(join an existing cluster).")
-    for flag, value in (("--port", args.port), ("--num-redis-shards", args.num_redis_shards)):
+    for flag, value in (("--port", args.port), ("--num-redis-shards", args.num_redis_shards),
+                        ("--redis-replicas", args.redis_replicas)):
         if not args.head and value is not None:
             raise CliError(f"If --head is not passed in, {flag} is not allowed.")
     if args.num_redis_shards is not None and args.num_redis_shards < 1:
         raise CliError("--num-redis-shards must be at least 1.")
+    if args.redis_replicas is not None and args.redis_replicas < 0:
+        raise CliError("--redis-replicas must not be negative.")
     for flag, num in (("--num-cpus", args.num_cpus), ("--num-gpus", args.num_gpus),
                       ("--object-store-memory", args.object_store_memory)):
         if num is not None and num < 0:
@@ -104,7 +110,7 @@ def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host
         handle = node.start_head(
             port=port, num_redis_shards=args.num_redis_shards, num_cpus=args.num_cpus,
             num_gpus=args.num_gpus or 0, resources=resources, object_store_memory=args.object_store_memory or 0,
-            bind_host=bind_host, node_ip=ip,
+            bind_host=bind_host, node_ip=ip, redis_replicas=args.redis_replicas,
             password=args.redis_password or os.environ.get("RAYREDIS_REDIS_PASSWORD") or None)
     except (RaySystemError, OSError, ValueError) as e:
         raise CliError(f"Failed to start the head node: {e}") from None
@@ -112,9 +118,14 @@ def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host
     address = f"{ip}:{handle.address.rpartition(':')[2]}"
     entry = sessions.CliSession(handle.session_dir, sessions.HEAD, address, handle.node_id, bind_host=bind_host)
     sessions.register(entry)
-    write_current_cluster(ClusterFile(address, handle.password, handle.session_dir))
+    write_current_cluster(ClusterFile(address, handle.password, handle.session_dir, tuple(handle.sentinels)))
     _print_banner(ip)
     pw = _quote(handle.password)
+    replicated = ""
+    if handle.sentinels:
+        replicated = (f"\n  Redis shards are replicated; Sentinels: {','.join(handle.sentinels)}. A driver or node on "
+                      "another machine that\n  must connect while the primary's first address is down: add "
+                      f"RAYREDIS_REDIS_SENTINELS={','.join(handle.sentinels)}\n")
     print(f"""Next steps
   To add another node to this rayredis cluster, run
     rayredis start --address='{address}' --redis-password={pw}
@@ -134,7 +145,7 @@ def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host
   To view the status of the cluster, use
     rayredis status
 
-  Session directory (logs): {handle.session_dir}""", flush=True)
+  Session directory (logs): {handle.session_dir}{replicated}""", flush=True)
     return entry
 
 

@@ -8,13 +8,16 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.sentinel
+import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from rayredis import exceptions
 from rayredis._private import retry
 from rayredis.config import get_config
-from rayredis.store import keys
+from rayredis.store import keys, replication
+from rayredis.store.replication import Replication, WaitPolicy
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -66,8 +69,26 @@ def _keepalive() -> dict[str, Any]:
     return {"socket_keepalive": True, "socket_keepalive_options": opts}
 
 
+def _has_writes(policy: WaitPolicy | None, commands: Any) -> bool:
+    return policy is not None and any(replication.is_write(args[0]) for args, _ in commands)
+
+
+def _wait(connection: Any, policy: WaitPolicy) -> None:
+    """``WAIT`` on the connection that just wrote, so the write is on a replica before we go on."""
+    numreplicas, timeout_ms = policy.request()
+    connection.send_command("WAIT", numreplicas, timeout_ms)
+    policy.observe(int(connection.read_response()), f"{connection.host}:{connection.port}")
+
+
+async def _async_wait(connection: Any, policy: WaitPolicy) -> None:
+    numreplicas, timeout_ms = policy.request()
+    await connection.send_command("WAIT", numreplicas, timeout_ms)
+    policy.observe(int(await connection.read_response()), f"{connection.host}:{connection.port}")
+
+
 class _Pipeline(redis.client.Pipeline):
-    """A pipeline that loads its Lua scripts again before redis-py resends it on a new connection.
+    """A pipeline that loads its Lua scripts again before redis-py resends it on a new connection,
+    and (replicated shards: ``wait_policy``) WAITs for a replica after sending writes.
 
     redis-py checks the scripts once (``load_scripts``), then sends the pipeline and, after a
     connection error, resends it as it is: if the shard restarted in between with an empty script
@@ -76,6 +97,7 @@ class _Pipeline(redis.client.Pipeline):
     """
 
     _sent = False
+    wait_policy: WaitPolicy | None = None
 
     def execute(self, raise_on_error: bool = True) -> Any:
         self._sent = False
@@ -85,12 +107,24 @@ class _Pipeline(redis.client.Pipeline):
     def _execute_pipeline(self, connection: Any, commands: Any, raise_on_error: bool) -> Any:
         self._before_send()
         base: Any = super()
-        return base._execute_pipeline(connection, commands, raise_on_error)
+        return self._then_wait(connection, commands, base._execute_pipeline, raise_on_error)
 
     def _execute_transaction(self, connection: Any, commands: Any, raise_on_error: bool) -> Any:
         self._before_send()
         base: Any = super()
-        return base._execute_transaction(connection, commands, raise_on_error)
+        return self._then_wait(connection, commands, base._execute_transaction, raise_on_error)
+
+    def _then_wait(self, connection: Any, commands: Any, send: Any, raise_on_error: bool) -> Any:
+        policy = self.wait_policy
+        try:
+            out = send(connection, commands, raise_on_error)
+        except redis.exceptions.ResponseError:  # one command failed; the others' writes happened
+            if policy is not None and _has_writes(policy, commands):
+                _wait(connection, policy)
+            raise
+        if policy is not None and _has_writes(policy, commands):
+            _wait(connection, policy)
+        return out
 
     def _before_send(self) -> None:
         me: Any = self
@@ -100,16 +134,29 @@ class _Pipeline(redis.client.Pipeline):
 
 
 class _Redis(redis.Redis):
-    """A blocking client whose pipelines reload their scripts before a resend (:class:`_Pipeline`)."""
+    """A blocking client whose pipelines reload their scripts before a resend (:class:`_Pipeline`);
+    with a ``wait_policy`` (replicated shards) every write is followed by WAIT on its connection."""
+
+    wait_policy: WaitPolicy | None = None
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Any:
-        return _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipe = _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipe.wait_policy = self.wait_policy
+        return pipe
+
+    def _send_command_parse_response(self, conn: Any, command_name: Any, *args: Any, **options: Any) -> Any:
+        base: Any = super()
+        result = base._send_command_parse_response(conn, command_name, *args, **options)
+        if self.wait_policy is not None and replication.is_write(command_name):
+            _wait(conn, self.wait_policy)
+        return result
 
 
 class _AsyncPipeline(aioredis.client.Pipeline):
     """The asyncio twin of :class:`_Pipeline`."""
 
     _sent = False
+    wait_policy: WaitPolicy | None = None
 
     async def execute(self, raise_on_error: bool = True) -> Any:
         self._sent = False
@@ -119,12 +166,24 @@ class _AsyncPipeline(aioredis.client.Pipeline):
     async def _execute_pipeline(self, connection: Any, commands: Any, raise_on_error: bool) -> Any:
         await self._before_send()
         base: Any = super()
-        return await base._execute_pipeline(connection, commands, raise_on_error)
+        return await self._then_wait(connection, commands, base._execute_pipeline, raise_on_error)
 
     async def _execute_transaction(self, connection: Any, commands: Any, raise_on_error: bool) -> Any:
         await self._before_send()
         base: Any = super()
-        return await base._execute_transaction(connection, commands, raise_on_error)
+        return await self._then_wait(connection, commands, base._execute_transaction, raise_on_error)
+
+    async def _then_wait(self, connection: Any, commands: Any, send: Any, raise_on_error: bool) -> Any:
+        policy = self.wait_policy
+        try:
+            out = await send(connection, commands, raise_on_error)
+        except redis.exceptions.ResponseError:
+            if policy is not None and _has_writes(policy, commands):
+                await _async_wait(connection, policy)
+            raise
+        if policy is not None and _has_writes(policy, commands):
+            await _async_wait(connection, policy)
+        return out
 
     async def _before_send(self) -> None:
         me: Any = self
@@ -134,10 +193,38 @@ class _AsyncPipeline(aioredis.client.Pipeline):
 
 
 class _AsyncRedis(aioredis.Redis):
-    """An asyncio client whose pipelines reload their scripts before a resend."""
+    """An asyncio client whose pipelines reload their scripts before a resend; WAITs as :class:`_Redis`."""
+
+    wait_policy: WaitPolicy | None = None
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Any:
-        return _AsyncPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipe = _AsyncPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipe.wait_policy = self.wait_policy
+        return pipe
+
+    async def _send_command_parse_response(self, conn: Any, command_name: Any, *args: Any,
+                                           **options: Any) -> Any:
+        base: Any = super()
+        result = await base._send_command_parse_response(conn, command_name, *args, **options)
+        if self.wait_policy is not None and replication.is_write(command_name):
+            await _async_wait(conn, self.wait_policy)
+        return result
+
+
+# redis-py's Sentinel classes are untyped.
+_Sentinel: Any = redis.sentinel.Sentinel
+_SentinelPool: Any = redis.sentinel.SentinelConnectionPool
+_AsyncSentinel: Any = redis.asyncio.sentinel.Sentinel
+_AsyncSentinelPool: Any = redis.asyncio.sentinel.SentinelConnectionPool
+
+
+def _wait_policy() -> WaitPolicy:
+    cfg = get_config()
+    return WaitPolicy(cfg.redis_wait_timeout_ms, cfg.redis_wait_degraded_ms)
+
+
+def _hinted_sentinels(sentinels: list[str] | None) -> list[str]:
+    return sentinels if sentinels is not None else replication.parse_sentinels(get_config().redis_sentinels)
 
 
 class ShardedRedis:
@@ -145,9 +232,16 @@ class ShardedRedis:
 
     ``primary`` holds cluster-wide tables; ``for_id(id_bytes)`` picks the data shard of a task or
     object. With a single redis-server the primary is also the only data shard.
+
+    Replicated shards (``Config.redis_replicas``): each client follows its shard's current master
+    through the cluster's Sentinels (a ``SentinelConnectionPool``, which asks them on every new
+    connection) and WAITs for a replica after each write. The Sentinels are ``sentinels``, else
+    ``Config.redis_sentinels``, else what the cluster hash at ``primary_address`` names (read by
+    :meth:`connect`, which then swaps the primary client's pool: references to it stay valid).
     """
 
-    def __init__(self, primary_address: str, password: str | None, socket_timeout: float | None = 30.0):
+    def __init__(self, primary_address: str, password: str | None, socket_timeout: float | None = 30.0,
+                 sentinels: list[str] | None = None):
         self.primary_address = primary_address
         self.password = password
         host, port = parse_address(primary_address)
@@ -159,15 +253,46 @@ class ShardedRedis:
         self.primary: Any = _Redis(host=host, port=port, **self._options)
         self.shard_addresses: list[str] = []
         self.shards: list[Any] = []
+        self.replication: Replication | None = None
+        self._sentinel: Any = None
+        hint = _hinted_sentinels(sentinels)
+        if hint:
+            self._follow(hint)
+
+    def _follow(self, sentinels: list[str] | tuple[str, ...]) -> None:
+        """Route the primary client through the Sentinels from now on."""
+        self._sentinel = _Sentinel(replication.sentinel_addresses(sentinels),
+                                                 sentinel_kwargs=replication.sentinel_kwargs(self.password))
+        old = self.primary.connection_pool
+        self.primary.connection_pool = self._pool(replication.master_name(0))
+        self.primary.wait_policy = _wait_policy()
+        old.disconnect()
+
+    def _pool(self, name: str) -> Any:
+        return _SentinelPool(name, self._sentinel, is_master=True, **self._options)
 
     def connect(self) -> ShardedRedis:
         """Authenticate against the primary and open clients to the data shards it lists."""
-        probe(self.primary_address, self.password)
-        raw = self.primary.hget(keys.cluster_key(), "shards")
-        self.shard_addresses = json.loads(raw)
-        self.shards = _shard_clients(self.shard_addresses, self.primary_address, self.primary, _Redis,
-                                     **self._options)
+        if self._sentinel is None:
+            probe(self.primary_address, self.password)
+        fields = decode_hash(self.primary.hgetall(keys.cluster_key()))
+        if "shards" not in fields:
+            raise exceptions.ControlStoreUnavailable(f"The Redis primary of {self.primary_address} has no shard map.")
+        self.replication = rep = Replication.from_fields(fields)
+        if rep is not None and self._sentinel is None:
+            self._follow(rep.sentinels)
+        self.shard_addresses = json.loads(fields["shards"])
+        if rep is not None:
+            self.shards = [self.primary if name == rep.primary else self._client(name) for name in rep.data_shards]
+        else:
+            self.shards = _shard_clients(self.shard_addresses, self.primary_address, self.primary, _Redis,
+                                         **self._options)
         return self
+
+    def _client(self, name: str) -> Any:
+        client: Any = _Redis.from_pool(self._pool(name))
+        client.wait_policy = _wait_policy()
+        return client
 
     def for_id(self, id_bytes: bytes) -> Any:
         return self.shards[keys.shard_index_for_id(id_bytes, len(self.shards))]
@@ -182,12 +307,14 @@ class ShardedRedis:
     def close(self) -> None:
         for c in {id(c): c for c in [self.primary, *self.shards]}.values():
             c.close()
+        if self._sentinel is not None:
+            self._sentinel.close()
 
 
 class AsyncShardedRedis:
     """The asyncio twin of :class:`ShardedRedis`, used by the raylet and the GCS."""
 
-    def __init__(self, primary_address: str, password: str | None):
+    def __init__(self, primary_address: str, password: str | None, sentinels: list[str] | None = None):
         self.primary_address = primary_address
         self.password = password
         host, port = parse_address(primary_address)
@@ -197,15 +324,48 @@ class AsyncShardedRedis:
         self.primary: Any = _AsyncRedis(host=host, port=port, **self._options)
         self.shards: list[Any] = []
         self.shard_addresses: list[str] = []
+        self.replication: Replication | None = None
+        self._sentinel: Any = None
+        self._stale_pools: list[Any] = []
+        hint = _hinted_sentinels(sentinels)
+        if hint:
+            self._follow(hint)
+
+    def _follow(self, sentinels: list[str] | tuple[str, ...]) -> None:
+        self._sentinel = _AsyncSentinel(
+            replication.sentinel_addresses(sentinels), sentinel_kwargs=replication.async_sentinel_kwargs(self.password))
+        self._stale_pools.append(self.primary.connection_pool)  # disconnected in connect/close (async)
+        self.primary.connection_pool = self._pool(replication.master_name(0))
+        self.primary.wait_policy = _wait_policy()
+
+    def _pool(self, name: str) -> Any:
+        return _AsyncSentinelPool(name, self._sentinel, is_master=True, **self._options)
 
     async def connect(self) -> AsyncShardedRedis:
-        raw = await self.primary.hget(keys.cluster_key(), "shards")
-        if raw is None:
+        fields = decode_hash(await self.primary.hgetall(keys.cluster_key()))
+        if "shards" not in fields:
             raise exceptions.ControlStoreUnavailable(f"{self.primary_address} has no rayredis shard map")
-        self.shard_addresses = json.loads(raw)
-        self.shards = _shard_clients(self.shard_addresses, self.primary_address, self.primary, _AsyncRedis,
-                                     **self._options)
+        self.replication = rep = Replication.from_fields(fields)
+        if rep is not None and self._sentinel is None:
+            self._follow(rep.sentinels)
+        await self._drop_stale()
+        self.shard_addresses = json.loads(fields["shards"])
+        if rep is not None:
+            self.shards = [self.primary if name == rep.primary else self._client(name) for name in rep.data_shards]
+        else:
+            self.shards = _shard_clients(self.shard_addresses, self.primary_address, self.primary, _AsyncRedis,
+                                         **self._options)
         return self
+
+    def _client(self, name: str) -> Any:
+        client: Any = _AsyncRedis.from_pool(self._pool(name))
+        client.wait_policy = _wait_policy()
+        return client
+
+    async def _drop_stale(self) -> None:
+        pools, self._stale_pools = self._stale_pools, []
+        for pool in pools:
+            await pool.disconnect()
 
     def index_for_id(self, id_bytes: bytes) -> int:
         return keys.shard_index_for_id(id_bytes, len(self.shards))
@@ -219,6 +379,9 @@ class AsyncShardedRedis:
             if id(c) not in seen:
                 seen.add(id(c))
                 await c.aclose()
+        await self._drop_stale()
+        if self._sentinel is not None:
+            await self._sentinel.aclose()
 
 
 def _shard_clients(addresses: list[str], primary_address: str, primary: Any, make: Any,

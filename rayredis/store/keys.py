@@ -27,7 +27,8 @@ def shard_index_for_id(id_bytes: bytes, num_data_shards: int) -> int:
 
 def cluster_key() -> str:
     """HASH on the primary, owned by whoever starts the head: ``token``, ``gcs_address``,
-    ``shards`` (JSON list of ``host:port``), ``session_dir``, ``created``, ``version``."""
+    ``shards`` (JSON list of ``host:port``), ``session_dir``, ``created``, ``version``; with
+    replicated shards also ``sentinels``, ``masters`` and ``replicas`` (``store/replication.py``)."""
     return PREFIX + "cluster"
 
 
@@ -179,6 +180,13 @@ def placement_group_channel() -> str:
 def object_channel() -> str:
     """Channel on each data shard: object-id hex published when a location is added."""
     return PREFIX + "ch:obj"
+
+
+def failover_probe_key() -> str:
+    """STRING on each data shard (and the primary), a counter owned by the chaos runner's
+    ``redis-primary`` fault: INCRed (and WAITed for) before it kills a shard's master and after,
+    to time when writes are accepted again and to check that the acknowledged value survived."""
+    return PREFIX + "chaos:failover_probe"
 
 
 ALL_TABLE_PREFIXES = {

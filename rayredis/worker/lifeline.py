@@ -8,14 +8,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import redis
+import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from rayredis._private.logs import Throttle
+from rayredis.config import get_config
 from rayredis.exceptions import ControlStoreUnavailable
+from rayredis.store import replication
 from rayredis.store.client import ShardedRedis, parse_address
+
+_Sentinel: Any = redis.sentinel.Sentinel  # untyped in redis-py
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +71,17 @@ class Lifeline:
         self._stopping = threading.Event()
         host, port = parse_address(address)
         probe_timeout = max(0.1, min(2.0, self.interval_s))
-        self._client = redis.Redis(host=host, port=port, password=password, socket_timeout=probe_timeout,
-                                   socket_connect_timeout=probe_timeout, retry=Retry(NoBackoff(), 0))
+        options: dict[str, Any] = dict(password=password, socket_timeout=probe_timeout,
+                                       socket_connect_timeout=probe_timeout, retry=Retry(NoBackoff(), 0))
+        sentinels = replication.parse_sentinels(get_config().redis_sentinels)
+        self._sentinel: Any = None
+        if sentinels:
+            # Replicated shards: the primary is whichever member the Sentinels name the master now.
+            self._sentinel = _Sentinel(replication.sentinel_addresses(sentinels),
+                                       sentinel_kwargs=replication.sentinel_kwargs(password))
+            self._client: Any = self._sentinel.master_for(replication.master_name(0), **options)
+        else:
+            self._client = redis.Redis(host=host, port=port, **options)
         self._thread = threading.Thread(target=self._watch, name="rayredis-lifeline", daemon=True)
         #: The raylet stream was lost (the worker then exits with the lifeline's status, idle or busy).
         self.raylet_gone = False

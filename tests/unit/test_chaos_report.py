@@ -155,10 +155,27 @@ def test_node_recovery_needs_the_probe_and_the_lost_work() -> None:
 
 def test_args_all_and_defaults() -> None:
     args = runner.parse_args(["--faults", "all", "--nodes", "3", "--duration", "60"])
-    assert args.faults == list(faults.FAULTS) == ["worker", "gcs", "node", "pause", "raylet", "redis"]
+    assert args.faults == list(faults.FAULTS) == ["worker", "gcs", "node", "pause", "raylet", "redis",
+                                                  "redis-primary"]
+    assert args.redis_replicas == 1  # redis-primary needs replicated shards
     assert args.cooldown == 12.0  # node-level faults leave time for the death timeout and a replacement
     assert runner.parse_args(["--faults", "gcs,worker", "--duration", "20"]).cooldown == 5.0
     assert runner.parse_args(["--faults", "none"]).faults == []
+
+
+def test_redis_replicas_default_to_what_the_faults_need() -> None:
+    assert runner.parse_args(["--faults", "gcs"]).redis_replicas == 0
+    assert runner.parse_args(["--faults", "redis-primary"]).redis_replicas == 1
+    assert runner.parse_args(["--faults", "gcs", "--redis-replicas", "2"]).redis_replicas == 2
+    with pytest.raises(ValueError, match="needs replicated shards"):
+        runner.parse_args(["--faults", "redis-primary", "--redis-replicas", "0"])
+
+
+def test_redis_primary_recovery_is_the_time_until_writes_are_accepted() -> None:
+    f = {"kind": "redis-primary", "t": 10.0, "index": 0, "accepted_s": 2.1, "probe_recovery_s": 3.0}
+    rec, _ = runner._service_recovery(f, [])
+    assert rec == 2.1
+    assert faults.make_faults(["redis-primary"], restart_timeout_s=15.0)[0].name == "redis-primary"
 
 
 @pytest.mark.parametrize("bad", [["--nodes", "0"], ["--pause-min", "3", "--pause-max", "1"]])
