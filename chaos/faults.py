@@ -686,14 +686,15 @@ class KillRedisPrimary(Fault):
 
 
     def _repair(self, ctx: FaultContext, pid: int) -> int | None:
-        """Without a supervisor (a ``Cluster`` head has none), do what it would: start the killed
+        """Without a supervisor (an unsupervised ``Cluster`` head), do what it would: start the killed
         member again through its own restart (which makes it the new master's replica); returns the
         new PID, or None when a supervisor is there to do it."""
         from rayredis import api
 
         handle = ctx.handle
         comp = next((c for c in handle.components.values() if c.proc.pid == pid), None)
-        if api._supervisor is not None or comp is None:
+        head = ctx.cluster.cluster.head_node if ctx.cluster.cluster is not None else None
+        if api._supervisor is not None or (head is not None and head.supervisor is not None) or comp is None:
             return None
 
         def restart() -> int:
