@@ -200,11 +200,13 @@ def _r(x: float) -> float:
 
 
 def _non_head_raylets(c: ChaosCluster) -> list[tuple[int, tables.NodeRecord, process.Recorded]]:
-    """(slot, node-table entry, PID record) of every live non-head raylet."""
+    """(slot, node-table entry, PID record) of every live non-head raylet (not held by another
+    node-level fault: :meth:`ChaosCluster.claim`)."""
     nodes = c.nodes()
     out = []
+    held = c.claimed()
     for s in list(c.slots):
-        if s.is_head:
+        if s.is_head or s.index in held:
             continue
         rec = c.slot_record(s.index, nodes)
         raylet = c.recorded_raylet(rec) if rec is not None else None
@@ -254,7 +256,7 @@ class KillGcs(Fault):
             ctx.probe("actor", None)
             time.sleep(self.downtime_s)
             started = time.monotonic()
-            new_pid = ctx.cluster.ops.call(lambda: node.start_gcs(handle))
+            new_pid = ctx.cluster.ops.call(lambda: node.start_gcs(handle, **ctx.cluster.head_bind()))
             ready_s = answers_s = None
             deadline = started + self.ready_timeout_s
             while time.monotonic() < deadline:
@@ -582,17 +584,19 @@ def _port_of(pid: int) -> int | None:
     return None
 
 
+from chaos.partition import PartitionNode  # noqa: E402 - it builds on the helpers above
+
 #: Every fault ``--faults`` accepts, by name.
-FAULTS: dict[str, type[Fault]] = {f.name: f for f in (KillWorker, KillGcs, KillNode, Pause, KillRaylet, KillRedis)}
+FAULTS: dict[str, type[Fault]] = {f.name: f for f in (KillWorker, KillGcs, KillNode, Pause, KillRaylet, KillRedis,
+                                                      PartitionNode)}
 
 #: Faults on the roadmap that are not implemented yet (see chaos/README.md).
-PLANNED = {
-    "partition": "cut a node off the network with ip netns / iptables",
-}
+PLANNED: dict[str, str] = {}
 
 
 def make_faults(names: list[str], *, gcs_downtime_s: float = 1.0, pause_s: tuple[float, float] = (0.5, 2.0),
-                restart_timeout_s: float = 15.0) -> list[Fault]:
+                restart_timeout_s: float = 15.0,
+                partition_s: tuple[float, float] = PartitionNode.DEFAULT_RANGE_S) -> list[Fault]:
     """Fault objects for ``names`` (``["gcs", "worker"]``; ``"all"`` is every kind); unknown or
     planned names raise."""
     out: list[Fault] = []
@@ -605,6 +609,8 @@ def make_faults(names: list[str], *, gcs_downtime_s: float = 1.0, pause_s: tuple
             out.append(KillRaylet(restart_timeout_s=restart_timeout_s))
         elif n == KillRedis.name:
             out.append(KillRedis(restart_timeout_s=restart_timeout_s))
+        elif n == PartitionNode.name:
+            out.append(PartitionNode(min_s=partition_s[0], max_s=partition_s[1]))
         elif n in FAULTS:
             out.append(FAULTS[n]())
         elif n in PLANNED:
