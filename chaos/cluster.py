@@ -323,7 +323,11 @@ class ChaosCluster:
         assert self.cluster is not None
         # (Waits while a partition holds the slot; released by replace_slot.)
         self.claim(k, "node", wait_s=120.0)
+        # A raylet that fenced itself runs under a later node ID than the one Cluster knows, and
+        # names its segments with it: those are removed here, as remove_node does for the first ID.
+        ids = {r.node_id for r in self.nodes() if r.info is not None and r.info.session_dir == victim.session_dir}
         self.cluster.remove_node(victim, allow_graceful=False)
+        _unlink_segments([session.session_shm_tag(victim.session_dir) + nid[:6] + "_" for nid in ids])
         return victim
 
     def replace_slot(self, k: int) -> Node:
@@ -356,6 +360,17 @@ class ChaosCluster:
                 raise TimeoutError(f"fewer than {n} nodes reported their load within {timeout_s} s")
             time.sleep(0.1)
         time.sleep(1.0)
+
+
+def _unlink_segments(prefixes: list[str]) -> None:
+    try:
+        names = os.listdir(session.SHM_DIR)
+    except OSError:
+        return
+    for name in names:
+        if prefixes and name.startswith(tuple(prefixes)):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(session.SHM_DIR, name))
 
 
 def host_name(k: int) -> str:

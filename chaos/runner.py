@@ -843,6 +843,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         cluster.start()
         session_dir = cluster.head_session
+        if cluster.net is not None:
+            extra["netns_hosts"] = {"switch": cluster.net.switch,
+                                    "hosts": {h.name: [h.netns, h.ip] for h in cluster.net.hosts.values()}}
+            _log(f"hosts: {' '.join([cluster.net.switch, *(h.netns for h in cluster.net.hosts.values())])}",
+                 args.quiet)
         _log(f"cluster up: {args.nodes} node(s), primary {cluster.head.address}, head session {session_dir}",
              args.quiet)
 
