@@ -798,8 +798,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quiet", action="store_true", help="print only the final report")
     args = ap.parse_args(argv)
     spec = args.faults.strip()
-    if spec == "all":
-        args.faults = list(FAULTS)
+    if spec == "all":  # (partitions only with --netns)
+        args.faults = [k for k in FAULTS if k != "partition" or args.netns]
     else:
         args.faults = [] if spec in ("", "none") else [f.strip() for f in spec.split(",")]
     if args.nodes < 1:

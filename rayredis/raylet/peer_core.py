@@ -234,8 +234,11 @@ class PeerCore:
         """A local reader needs ``oid``'s data: pull it if it is only elsewhere (once at a time)."""
         e = self.nm.objects.get(oid)
         if e is not None and e.state == REMOTE and oid not in self.pulling:
+            # Never from a node the view has as dead: a node cut off the network would leave the
+            # pull hanging until TCP gives up, while the object could be rebuilt at once. (With no
+            # location left the pull fails at once, through the links, never from inside this call.)
             self.pulling.add(oid)
-            self.links.pull(oid, list(e.locations), e.size)
+            self.links.pull(oid, [n for n in e.locations if self.view.alive(n)], e.size)
 
     def pulled(self, oid: bytes, sender: bytes, inline: bytes | None, shm_name: str, size: int,
                contained: list[pb.ObjectInfo]) -> None:

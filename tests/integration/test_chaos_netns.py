@@ -101,7 +101,7 @@ def test_chaos_netns_partitions_and_node_kills_lose_nothing(tmp_path: Any) -> No
         if name not in ("nothing_lost", "no_get_hung"):
             assert ok, f"{name}\n{text}"
     if report["lost"]:
-        bug_j = [i for i in report["lost_items"] if BUG_J in (i.get("error") or "")]
+        bug_j = [i for i in report["lost_items"] if BUG_J in f"{i.get('error')} {i.get('error_detail')}"]
         assert len(bug_j) == report["lost"] == len(report["lost_items"]) and not report["hung"], text
         pytest.xfail(f"{len(bug_j)} results lost with bug J's signature (chaos/README.md, Known failures)")
     assert report["passed"], text

@@ -379,6 +379,31 @@ def test_a_return_lost_with_its_node_is_rebuilt_from_lineage() -> None:
     check(a, other)
 
 
+def test_no_pull_goes_to_a_node_the_view_has_as_dead() -> None:
+    """A node cut off the network is declared dead but still "has" the object (its process runs): the
+    owner rebuilds the object instead of pulling from it (a pull would hang until TCP gives up)."""
+    fabric, (a, b, c) = cluster((A, 1, {}), (B, 1, {"x": 1}), (C, 1, {"x": 1}))
+    driver, wb, wc = a.connect(True), b.connect(False), c.connect(False)
+    spec = task_spec("make", max_retries=1)
+    spec.resources["x"] = 1
+    a.send(driver, submit=[spec])
+    oid = ids.object_id_for_return(spec.task_id, 1)
+    on_b = assignments(wb)
+    runner, other, w_other = (b, c, wc) if on_b else (c, b, wb)
+    result(runner, wb if runner is b else wc, spec, shm=3000)
+    assert a.nm.objects.get(oid).state == REMOTE  # type: ignore[union-attr]
+    # Declared dead (the fabric could still serve it: a partitioned node's raylet runs on).
+    for n in (a, other):
+        n.nm.view.update({m.nm.node_id: ("addr", m.totals, m.totals, 0) for m in (a, other)})
+        n.nm.peers.node_gone(runner.nm.node_id)
+    a.send(driver, gets=[pb.GetRequest(req_id=9, object_ids=[oid])])
+    (again,) = assignments(w_other)
+    assert again.spec.task_id == spec.task_id and again.spec.attempt == 1
+    result(other, w_other, again.spec, shm=3000)
+    (reply,) = driver.take().get_replies
+    assert reply.objects[0].shm_name and reply.objects[0].size == 3000
+
+
 def test_a_lost_put_fails_with_a_reason() -> None:
     fabric, (a, b) = cluster((A, 1, {}), (B, 1, {"x": 1}))
     driver, wb = a.connect(True), b.connect(False)
