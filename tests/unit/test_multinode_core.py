@@ -14,7 +14,7 @@ from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.raylet.cluster_view import LOCAL, ClusterView, InfeasibleError, UnschedulableError
 from rayredis.raylet.connection import Connection
 from rayredis.raylet.node_manager import NodeManager
-from rayredis.raylet.object_store import READY, REMOTE, ObjectStore
+from rayredis.raylet.object_store import PENDING, READY, REMOTE, ObjectStore
 from rayredis.raylet.scheduler import LocalScheduler
 from tests.unit.test_node_manager import (
     FakeDirectory,
@@ -402,6 +402,38 @@ def test_no_pull_goes_to_a_node_the_view_has_as_dead() -> None:
     result(other, w_other, again.spec, shm=3000)
     (reply,) = driver.take().get_replies
     assert reply.objects[0].shm_name and reply.objects[0].size == 3000
+
+
+def test_a_holder_whose_view_lags_is_asked_again_instead_of_the_object_failing() -> None:
+    """C needs an object only B had; C has B as dead, its owner A not yet, and answers C's question
+    with B again. C asks again later (not: ObjectLostError), and once A sees B dead, A rebuilds it."""
+    fabric, (a, b, c, d) = cluster((A, 1, {}), (B, 1, {"x": 1}), (C, 1, {"y": 1}), (b"D" * 16, 1, {}))
+    driver, wb = a.connect(True), b.connect(False)
+    c.connect(False)
+    make = task_spec("make", max_retries=1)
+    make.resources["x"] = 1
+    a.send(driver, submit=[make])
+    (on_b,) = assignments(wb)
+    result(b, wb, make, shm=3000)
+    oid = ids.object_id_for_return(make.task_id, 1)
+    del fabric.nodes[B]  # cut off: no pull from it succeeds
+    c.nm.view.update({m.nm.node_id: ("addr", m.totals, m.totals, 0) for m in (a, c, d)})
+    c.nm.peers.node_gone(B)
+    use = task_spec("use", args=[oid])
+    use.resources["y"] = 1
+    a.send(driver, submit=[use])
+    e = c.nm.objects.get(oid)
+    assert e is not None and e.state == PENDING, "C gave the object up although its owner can rebuild it"
+    assert c.timers.pending_later(), "C does not ask again"
+    for n in (a, d):  # A's view catches up
+        n.nm.view.update({m.nm.node_id: ("addr", m.totals, m.totals, 0) for m in (a, c, d)})
+        n.nm.peers.node_gone(B)
+    c.timers.advance(1.0)
+    fabric.run()
+    again = a.nm.tasks.get(make.task_id)
+    assert again is not None and again.attempt == 1  # rebuilt by its owner (it waits for an "x" node)
+    e = c.nm.objects.get(oid)
+    assert e is not None and e.state == PENDING
 
 
 def test_a_lost_put_fails_with_a_reason() -> None:
