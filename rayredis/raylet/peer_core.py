@@ -73,6 +73,9 @@ class PeerCore:
         self.pulling: set[bytes] = set()
         #: Objects whose pulls failed while their sources still looked alive: retries so far.
         self.failed_pulls: dict[bytes, int] = {}
+        #: Nodes declared dead (node IDs are never reused: a raylet that comes back fences itself and
+        #: re-registers under a new one). What they still send is void: their work was moved.
+        self.dead: set[bytes] = set()
 
     # ---- telling ------------------------------------------------------------------------------
 
@@ -161,6 +164,12 @@ class PeerCore:
         """One batch from another raylet, in the order it was sent."""
         nm = self.nm
         sender = b.from_node
+        if sender in self.dead:
+            # A node cut off the network, declared dead, sends what it queued once it is healed,
+            # before it finds itself DEAD and fences: results of tasks retried elsewhere meanwhile
+            # (an error of its own, say), which must not seal their returns here.
+            logger.warning("ignoring a batch from node %s, which was declared dead", sender.hex()[:8])
+            return
         created = self.apply_infos(sender, b.objects)
         for ft in b.tasks:
             nm.submit_forwarded(sender, ft.spec, ft.attempt)
@@ -308,6 +317,7 @@ class PeerCore:
         """A node died or left: its holds here are void, and the tasks forwarded to it are retried
         elsewhere (if they may) or fail with ``NodeDiedError``."""
         nm = self.nm
+        self.dead.add(node)
         nm.objects.drop_holder(node)
         for nodes in self.watchers.values():
             nodes.discard(node)

@@ -5,8 +5,9 @@ long (the node is declared dead, its work moves, and on the heal its raylet fenc
 back under a new node ID) and short (nothing dies). Every result must be correct, none may be lost
 through a partition, no actor instance may run on next to its replacement (the counters' call
 sequences), and every other invariant must hold; afterwards no namespace of the run may be left.
-Losses through node kills end the test as ``xfail`` naming them (as in test_chaos_smoke.py). Placement-group items are off
-(``--pg-interval 0``): what node deaths do to them is bugs D, E and G (chaos/README.md), which
+Losses through node kills end the test as ``xfail`` naming them (as in test_chaos_smoke.py).
+Placement-group items are off (``--pg-interval 0``): what node deaths do to them is bugs D, E and G
+(chaos/README.md), which
 test_chaos_smoke.py covers. Also: a SIGTERMed run and a SIGKILLed owner leak no namespace.
 
 Needs root, ``ip netns`` and ``ebtables``: skipped with the reason otherwise, except on CI, where it fails.
