@@ -35,7 +35,7 @@ ARGS = ["--nodes", "3", "--netns", "--duration", "35", "--faults", "partition,no
         "--mean-interval", "4", "--item-timeout", "40", "--settle-timeout", "10", "--pg-interval", "0"]
 #: What node SIGKILLs still lose in these runs (chaos/README.md, "Known failures" and "--netns"): a
 #: fetch failing right after the kill (bug K), tasks whose node died more than max_retries times.
-KNOWN_NODE_LOSSES = "chaos/README.md, Known failures (K) and retries exhausted by repeated node deaths"
+KNOWN_NODE_LOSSES = "chaos/README.md, Known failures (K, L) and retries exhausted by repeated node deaths"
 
 
 def _require_netns() -> None:
