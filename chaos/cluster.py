@@ -6,6 +6,10 @@ a new node that takes over its slot, so work pinned to the slot (tasks waiting t
 waiting to be restarted, objects waiting to be rebuilt) finds a home again: the capacity comes back,
 the node does not (it has a new node ID).
 
+With ``netns`` every node runs on a host of its own (``chaos/netns_cluster.py``: a network namespace on
+a bridge, the node binding to the host's address), and this process's threads live on the head's host,
+so the driver attaches to the head's raylet as without ``netns``; a host can then be partitioned.
+
 Processes are found only through the node table (``tables.read_nodes``: ``NodeInfo.pid`` is the
 raylet's PID, ``NodeInfo.session_dir`` its session) and the sessions' PID records
 (``rayredis._private.process``, checked by kernel start time), never by process name.
@@ -14,13 +18,14 @@ raylet's PID, ``NodeInfo.session_dir`` its session) and the sessions' PID record
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -31,6 +36,9 @@ from rayredis._private import process, session
 from rayredis._private.node import NodeHandle
 from rayredis.cluster_utils import Cluster, Node
 from rayredis.store import tables
+
+if TYPE_CHECKING:
+    from chaos import netns
 
 SLOT_RESOURCE = "chaos_slot_{}"
 NODE_RESOURCE = "chaos_node"
@@ -102,9 +110,16 @@ class ChaosCluster:
     """A head (slot 0) and ``num_nodes - 1`` worker nodes (slots 1..), each with ``num_cpus`` CPUs."""
 
     def __init__(self, num_nodes: int, num_cpus: float, object_store_memory: int | None = None,
-                 redis_replicas: int = 0):
+                 redis_replicas: int = 0, use_netns: bool = False):
         if num_nodes < 1:
             raise ValueError("--nodes must be at least 1")
+        self.use_netns = use_netns
+        #: The hosts (network namespaces) of a ``use_netns`` cluster: ``head``, ``node1``, ...
+        self.net: netns.Network | None = None
+        self._net_stack: contextlib.ExitStack | None = None
+        self._root_ns: int | None = None
+        #: Slots a node-level fault is working on (slot -> fault kind): see :meth:`claim`.
+        self._claims: dict[int, str] = {}
         self.num_nodes = num_nodes
         #: Replicas per Redis shard on the head (Sentinel failover; the ``redis-primary`` fault needs >= 1).
         self.redis_replicas = redis_replicas
@@ -117,6 +132,7 @@ class ChaosCluster:
         #: Every session directory a node of this cluster ever had (the head's first).
         self.sessions: list[str] = []
         self._client: redis.Redis | None = None
+        self._claims_changed = threading.Condition(self.lock)
 
     # ---- life cycle ------------------------------------------------------------------------------
 
@@ -126,14 +142,24 @@ class ChaosCluster:
             args["object_store_memory"] = self.object_store_memory
         if k == 0 and self.redis_replicas:
             args["redis_replicas"] = self.redis_replicas
+        if self.net is not None:
+            args["host"] = self.host_of_slot(k)
         return args
 
     def start(self) -> None:
         """Start every node (from the calling thread, the main one) and connect this driver."""
+        if self.use_netns:
+            self._start_network()  # before any other thread starts: they all live on the head's host
         self.ops.start()
         # supervise: every node's supervisor restarts its dead raylet (and on the head Redis shards and
         # the GCS), as `rayredis start --block` does; the `raylet` and `redis` faults wait for that.
-        self.cluster = Cluster(initialize_head=True, head_node_args=self._node_args(0), supervise=True)
+        if self.net is not None:
+            from chaos.netns_cluster import NetnsCluster
+
+            self.cluster = NetnsCluster()
+            self.cluster.add_node(**self._node_args(0))
+        else:
+            self.cluster = Cluster(initialize_head=True, head_node_args=self._node_args(0), supervise=True)
         assert self.cluster.head_node is not None
         self.slots = [Slot(0, self.cluster.head_node)]
         self.sessions.append(self.cluster.head_node.session_dir)
@@ -142,7 +168,7 @@ class ChaosCluster:
             self.slots.append(Slot(k, n))
             self.sessions.append(n.session_dir)
         self.cluster.wait_for_nodes()
-        rayredis.init(address=self.cluster.address)
+        rayredis.init(address=self.cluster.address, _redis_password=self.cluster.redis_password)
         self.wait_for_view(self.num_nodes)
 
     def shutdown(self) -> None:
@@ -159,6 +185,77 @@ class ChaosCluster:
                     self._client = None
                 if self.ops.is_alive():
                     self.ops.stop()
+
+    # ---- hosts (``use_netns``) -----------------------------------------------------------------
+
+    def _start_network(self) -> None:
+        """One host per node, on a fresh bridge; moves the calling thread onto the head's host."""
+        from chaos import netns
+
+        reason = netns.unavailable_reason(partitions=True)
+        if reason is not None:
+            raise netns.NetnsError(f"--netns cannot run here: {reason}")
+        netns.sweep_stale()
+        self._net_stack = contextlib.ExitStack()
+        # The hosts share the machine's /dev/shm: the driver (this process) reads the head's segments
+        # as a local driver does, and the leftover check sees every segment.
+        self.net = self._net_stack.enter_context(
+            netns.hosts([host_name(k) for k in range(self.num_nodes)], private_shm=False))
+        self._root_ns = netns.enter(self.net[host_name(0)])
+
+    def host_of_slot(self, k: int) -> netns.Host:
+        """The host slot ``k``'s nodes run on (a replacement node takes its predecessor's host)."""
+        assert self.net is not None
+        return self.net[host_name(k)]
+
+    def head_bind(self) -> dict[str, str]:
+        """``bind_host``/``node_ip`` for a process restarted on the head (a GCS): its host's address."""
+        if self.net is None:
+            return {}
+        ip = self.net[host_name(0)].ip
+        return {"bind_host": ip, "node_ip": ip}
+
+    def close_network(self) -> list[str]:
+        """After :meth:`shutdown`: back to the machine's network, then remove every host, bridge and
+        partition rule. Returns what the teardown had to kill (nothing after a clean shutdown)."""
+        from chaos import netns
+
+        killed: list[str] = []
+        try:
+            if self._root_ns is not None:
+                netns.leave(self._root_ns)
+                self._root_ns = None
+        finally:
+            if self.net is not None:
+                try:
+                    killed = netns.teardown(self.net)
+                    killed += [f"namespace {n} not removed" for n in netns.remaining(self.net)]
+                finally:
+                    if self._net_stack is not None:
+                        self._net_stack.close()
+        return killed
+
+    def claim(self, k: int, who: str, wait_s: float = 0.0) -> bool:
+        """Reserve slot ``k`` for a node-level fault ``who`` (``node``, ``partition``), waiting up to
+        ``wait_s`` while another fault holds it; False if it stayed held. :meth:`release` frees it."""
+        deadline = time.monotonic() + wait_s
+        with self._claims_changed:
+            while self._claims.get(k, who) != who:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._claims_changed.wait(left)
+            self._claims[k] = who
+            return True
+
+    def release(self, k: int) -> None:
+        with self._claims_changed:
+            self._claims.pop(k, None)
+            self._claims_changed.notify_all()
+
+    def claimed(self) -> set[int]:
+        with self.lock:
+            return set(self._claims)
 
     # ---- what the cluster is made of -------------------------------------------------------------
 
@@ -235,7 +332,13 @@ class ChaosCluster:
                 raise ValueError("the head node is never killed (the driver is attached to its raylet)")
             victim = slot.node
         assert self.cluster is not None
+        # (Waits while a partition holds the slot; released by replace_slot.)
+        self.claim(k, "node", wait_s=120.0)
+        # A raylet that fenced itself runs under a later node ID than the one Cluster knows, and
+        # names its segments with it: those are removed here, as remove_node does for the first ID.
+        ids = {r.node_id for r in self.nodes() if r.info is not None and r.info.session_dir == victim.session_dir}
         self.cluster.remove_node(victim, allow_graceful=False)
+        _unlink_segments([session.session_shm_tag(victim.session_dir) + nid[:6] + "_" for nid in ids])
         return victim
 
     def replace_slot(self, k: int) -> Node:
@@ -243,7 +346,10 @@ class ChaosCluster:
         assert self.cluster is not None
         cluster = self.cluster
         args = self._node_args(k)
-        new = self.ops.call(lambda: cluster.add_node(**args))
+        try:
+            new = self.ops.call(lambda: cluster.add_node(**args))
+        finally:
+            self.release(k)
         with self.lock:
             slot = self.slots[k]
             slot.previous.append(slot.node)
@@ -265,6 +371,22 @@ class ChaosCluster:
                 raise TimeoutError(f"fewer than {n} nodes reported their load within {timeout_s} s")
             time.sleep(0.1)
         time.sleep(1.0)
+
+
+def _unlink_segments(prefixes: list[str]) -> None:
+    try:
+        names = os.listdir(session.SHM_DIR)
+    except OSError:
+        return
+    for name in names:
+        if prefixes and name.startswith(tuple(prefixes)):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(session.SHM_DIR, name))
+
+
+def host_name(k: int) -> str:
+    """The name of slot ``k``'s host in ``use_netns`` mode."""
+    return "head" if k == 0 else f"node{k}"
 
 
 # ---- after the shutdown -------------------------------------------------------------------------

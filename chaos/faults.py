@@ -207,11 +207,13 @@ def _r(x: float) -> float:
 
 
 def _non_head_raylets(c: ChaosCluster) -> list[tuple[int, tables.NodeRecord, process.Recorded]]:
-    """(slot, node-table entry, PID record) of every live non-head raylet."""
+    """(slot, node-table entry, PID record) of every live non-head raylet (not held by another
+    node-level fault: :meth:`ChaosCluster.claim`)."""
     nodes = c.nodes()
     out = []
+    held = c.claimed()
     for s in list(c.slots):
-        if s.is_head:
+        if s.is_head or s.index in held:
             continue
         rec = c.slot_record(s.index, nodes)
         raylet = c.recorded_raylet(rec) if rec is not None else None
@@ -262,7 +264,7 @@ class KillGcs(Fault):
             ctx.probe("actor", None)
             time.sleep(self.downtime_s)
             started = time.monotonic()
-            new_pid = ctx.cluster.ops.call(lambda: node.start_gcs(handle))
+            new_pid = ctx.cluster.ops.call(lambda: node.start_gcs(handle, **ctx.cluster.head_bind()))
             ready_s = answers_s = None
             deadline = started + self.ready_timeout_s
             while time.monotonic() < deadline:
@@ -713,18 +715,19 @@ class KillRedisPrimary(Fault):
         return ctx.cluster.ops.call(restart)
 
 
+from chaos.partition import PartitionNode  # noqa: E402 - it builds on the helpers above
+
 #: Every fault ``--faults`` accepts, by name.
-FAULTS: dict[str, type[Fault]] = {f.name: f for f in (KillWorker, KillGcs, KillNode, Pause, KillRaylet, KillRedis)}
-FAULTS[KillRedisPrimary.name] = KillRedisPrimary
+FAULTS: dict[str, type[Fault]] = {f.name: f for f in (KillWorker, KillGcs, KillNode, Pause, KillRaylet, KillRedis,
+                                                      KillRedisPrimary, PartitionNode)}
 
 #: Faults on the roadmap that are not implemented yet (see chaos/README.md).
-PLANNED = {
-    "partition": "cut a node off the network with ip netns / iptables",
-}
+PLANNED: dict[str, str] = {}
 
 
 def make_faults(names: list[str], *, gcs_downtime_s: float = 1.0, pause_s: tuple[float, float] = (0.5, 2.0),
-                restart_timeout_s: float = 15.0) -> list[Fault]:
+                restart_timeout_s: float = 15.0,
+                partition_s: tuple[float, float] = PartitionNode.DEFAULT_RANGE_S) -> list[Fault]:
     """Fault objects for ``names`` (``["gcs", "worker"]``; ``"all"`` is every kind); unknown or
     planned names raise."""
     out: list[Fault] = []
@@ -739,6 +742,8 @@ def make_faults(names: list[str], *, gcs_downtime_s: float = 1.0, pause_s: tuple
             out.append(KillRedis(restart_timeout_s=restart_timeout_s))
         elif n == KillRedisPrimary.name:
             out.append(KillRedisPrimary(restart_timeout_s=max(restart_timeout_s, 30.0)))
+        elif n == PartitionNode.name:
+            out.append(PartitionNode(min_s=partition_s[0], max_s=partition_s[1]))
         elif n in FAULTS:
             out.append(FAULTS[n]())
         elif n in PLANNED:

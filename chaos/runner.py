@@ -2,6 +2,7 @@
 
     python -m chaos.runner --seed 1 --duration 60 --faults gcs,worker --mean-interval 5
     python -m chaos.runner --nodes 3 --duration 60 --faults worker,node,gcs,pause --seed 1
+    python -m chaos.runner --nodes 3 --netns --duration 40 --faults partition,node --seed 1   # root
 
 Exit status: 0 when every submitted item came back with the expected value (lost == 0 and
 wrong == 0), every fault was injected as planned and every end-of-run invariant holds; 1
@@ -26,9 +27,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import rayredis
-from chaos import stats
+from chaos import netns, stats
 from chaos.cluster import CAPACITY, NODE_RESOURCE, ChaosCluster, shm_prefixes, slot_resource, wait_no_leftovers
 from chaos.faults import FAULTS, Fault, FaultContext, Planned, actor_entries, fault_rng, make_faults, plan_schedule
+from chaos.partition import PartitionNode
 from chaos.watch import ProcessWatch
 from chaos.workload import KINDS, Item, Workload
 from rayredis._private import debug, worker_context
@@ -37,7 +39,7 @@ from rayredis.store import tables
 from rayredis.store.client import ShardedRedis
 
 #: Fault kinds that take a node's raylet away: the default cooldown leaves time to recover from them.
-NODE_LEVEL = ("node", "raylet", "redis")
+NODE_LEVEL = ("node", "raylet", "redis", "partition")
 
 
 def _log(msg: str, quiet: bool = False) -> None:
@@ -127,7 +129,16 @@ def _describe(rec: dict[str, Any]) -> str:
     if rec.get("error"):
         parts.append(f"ERROR {rec['error']}")
     kind = rec["kind"]
-    if kind == "pause" and rec.get("target_pid"):
+    if kind == "partition" and rec.get("hold_s") is not None:
+        parts.append(f"cut {rec.get('host')} off for {rec['hold_s']}s ({rec.get('regime')})")
+        if rec.get("declared_dead"):
+            parts.append(f"declared dead after {_s(rec.get('declared_dead_s'))}")
+        if rec.get("fenced_node_id"):
+            parts.append(f"fenced: back as node {rec['fenced_node_id'][:8]} after {_s(rec.get('fenced_s'))}"
+                         f"{'' if rec.get('same_process') else ' (NOT the same process)'}")
+        elif rec.get("answers_s") is not None:
+            parts.append(f"answers again after {_s(rec['answers_s'])}")
+    elif kind == "pause" and rec.get("target_pid"):
         parts.append(f"paused {rec.get('component')} pid {rec['target_pid']} for {rec.get('pause_s')}s, "
                      f"answers after {_s(rec.get('answers_s'))}")
     elif rec.get("target_pid"):
@@ -149,7 +160,7 @@ def _describe(rec: dict[str, Any]) -> str:
     actor = rec.get("actor")
     if actor:
         parts.append(f"hosting actor {actor.get('name') or actor['actor_id'][:12]}")
-    if rec.get("declared_dead"):
+    if rec.get("declared_dead") and kind != "partition":
         parts.append("NODE DECLARED DEAD")
     return ", ".join(parts)
 
@@ -229,10 +240,33 @@ def _service_recovery(f: dict[str, Any], items: list[Item]) -> tuple[float | Non
         return (None if probe is None else _r(max(probe, done))), extra
     if kind == "redis-primary":
         return f.get("accepted_s"), extra
+    if kind == "partition":
+        return _partition_recovery(f, items)
     if kind in ("raylet", "redis"):
         back = f.get("restarted_s")
         return (None if back is None or probe is None else _r(max(back, probe))), extra
     return probe, extra
+
+
+def _partition_recovery(f: dict[str, Any], items: list[Item]) -> tuple[float | None, dict[str, Any]]:
+    """Short partition: heal -> the probe submitted at the heal succeeded. Long (declared dead): cut ->
+    every item in flight on the slot at the cut completed and the heal probe succeeded."""
+    t, healed = f["t"], f["t"] + float(f.get("healed_s") or 0.0)
+    probes = [i for i in items if i.kind == "probe" and i.detail.get("probe_for") == f["index"]
+              and i.submitted >= healed - 1e-3]
+    ok = min((i.finished for i in probes if i.status == "ok" and i.finished is not None), default=None)
+    extra: dict[str, Any] = {"heal_probe_s": None if ok is None else _r(ok - healed)}
+    if not f.get("declared_dead"):
+        return extra["heal_probe_s"], extra
+    hit = [i for i in items if f["slot"] in i.slots and i.kind != "probe" and i.submitted <= t
+           and (i.finished is None or i.finished >= t)]
+    extra["inflight_on_node"] = len(hit)
+    extra["inflight_on_node_lost"] = sum(1 for i in hit if i.status != "ok")
+    if ok is None or extra["inflight_on_node_lost"]:
+        return None, extra
+    done = max((i.finished - t for i in hit if i.finished is not None), default=0.0)
+    extra["lost_work_done_s"] = _r(done)
+    return _r(max(ok - t, done)), extra
 
 
 _METRICS = {"": "recovery_s", "new_work_": "new_work_recovery_s", "target_": "target_recovery_s",
@@ -255,7 +289,7 @@ def _summarize(faults: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 _SPAN_FIELDS = ("service_recovery_s", "declared_dead_s", "replaced_s", "answers_s", "gcs_answers_s",
-                "restarted_s", "probe_recovery_s", "target_recovery_s")
+                "restarted_s", "probe_recovery_s", "target_recovery_s", "healed_s", "fenced_s")
 
 
 def _span(f: dict[str, Any], end_t: float) -> float:
@@ -276,7 +310,7 @@ def _touches(f: dict[str, Any], item: Item) -> bool:
                   or item.detail.get("actor_id") == actor.get("actor_id")):
         return True
     slot = f.get("slot")
-    return f["kind"] in ("node", "raylet", "pause", "worker") and slot is not None and (
+    return f["kind"] in ("node", "raylet", "pause", "worker", "partition") and slot is not None and (
         slot in item.slots or slot in item.ran_on)
 
 
@@ -443,6 +477,9 @@ def build_report(args: argparse.Namespace, items: list[Item], fired: list[dict[s
                                                        if f.get("probe_recovery_s") is not None], 0.5)),
                    "probe_p99_s": _r(_percentile(ps, 0.99)),
                    "recovery_means": FAULTS[kind].recovery if kind in FAULTS else ""}
+            if kind == "partition":
+                row["declared_dead"] = sum(1 for f in ok if f.get("declared_dead"))
+                row["fenced"] = sum(1 for f in ok if f.get("fenced_node_id"))
         row.update(fx["by_kind"].get(kind, {"tasks_retried": 0, "objects_reconstructed": 0, "actors_restarted": 0,
                                              "results_lost": 0, "hung": 0, "wrong": 0, "items": 0}))
         by_fault_kind[kind] = row
@@ -453,7 +490,8 @@ def build_report(args: argparse.Namespace, items: list[Item], fired: list[dict[s
     targeted = {p for f in faults for p in f.get("all_targets") or [f.get("target_pid")] if p}
     deaths = extra.pop("process_deaths", [])
     unexpected = [d for d in deaths if d["pid"] not in targeted]
-    killed_nodes = {f.get("node_id") for f in faults if f["kind"] in ("node", "raylet") and not f.get("skipped")}
+    killed_nodes = {f.get("node_id") for f in faults if not f.get("skipped") and (
+        f["kind"] in ("node", "raylet") or f["kind"] == "partition" and f.get("may_die"))}
     false_deaths = [n for n in extra.pop("dead_nodes", []) if n not in killed_nodes]
     resources = extra.get("resources") or {}
     left = extra.get("leftovers") or {}
@@ -474,7 +512,8 @@ def build_report(args: argparse.Namespace, items: list[Item], fired: list[dict[s
     }
     report = {
         "seed": args.seed, "duration_s": args.duration, "faults_requested": args.faults,
-        "nodes": args.nodes, "num_cpus": args.num_cpus,
+        "nodes": args.nodes, "num_cpus": args.num_cpus, "netns": args.netns,
+        "partition_s": [args.partition_min, args.partition_max],
         "mean_interval_s": args.mean_interval, "gcs_downtime_s": args.gcs_downtime,
         "pause_s": [args.pause_min, args.pause_max], "restart_timeout_s": args.restart_timeout,
         "new_actor_interval_s": args.new_actor_interval, "pg_interval_s": args.pg_interval,
@@ -733,6 +772,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--gcs-downtime", type=float, default=1.0, help="seconds the cluster runs without a GCS")
     ap.add_argument("--pause-min", type=float, default=0.5, help="shortest SIGSTOP of a pause fault (default 0.5)")
     ap.add_argument("--pause-max", type=float, default=2.0, help="longest SIGSTOP of a pause fault (default 2.0)")
+    ap.add_argument("--netns", action="store_true",
+                    help="every node on a host of its own (a network namespace on a bridge; needs root, `ip netns` "
+                         "and ebtables); required by the partition fault")
+    ap.add_argument("--partition-min", type=float, default=PartitionNode.DEFAULT_RANGE_S[0],
+                    help="shortest partition (default %(default)s s); successive partitions alternate long "
+                         "(> 2x the node-death timeout) and short (< half of it)")
+    ap.add_argument("--partition-max", type=float, default=PartitionNode.DEFAULT_RANGE_S[1],
+                    help="longest partition (default %(default)s s)")
     ap.add_argument("--restart-timeout", type=float, default=15.0,
                     help="seconds the raylet/redis faults wait for the supervisor's restart (default 15)")
     ap.add_argument("--warmup", type=float, default=2.0, help="no faults during the first seconds")
@@ -759,8 +806,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quiet", action="store_true", help="print only the final report")
     args = ap.parse_args(argv)
     spec = args.faults.strip()
-    if spec == "all":
-        args.faults = list(FAULTS)
+    if spec == "all":  # (partitions only with --netns)
+        args.faults = [k for k in FAULTS if k != "partition" or args.netns]
     else:
         args.faults = [] if spec in ("", "none") else [f.strip() for f in spec.split(",")]
     if args.nodes < 1:
@@ -773,6 +820,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         raise ValueError("--redis-replicas must not be negative")
     if "redis-primary" in args.faults and args.redis_replicas < 1:
         raise ValueError("the redis-primary fault needs replicated shards: --redis-replicas 1 or more")
+    if not 0 < args.partition_min <= args.partition_max:
+        raise ValueError("--partition-min must be > 0 and <= --partition-max")
+    if "partition" in args.faults and not args.netns:
+        raise ValueError("the partition fault needs --netns (each node on a host of its own, to cut off)")
+    if args.netns and (reason := netns.unavailable_reason(partitions=True)) is not None:
+        raise ValueError(f"--netns cannot run here: {reason}")
     if args.cooldown is None:
         args.cooldown = min(12.0 if any(k in NODE_LEVEL for k in args.faults) else 5.0, args.duration / 4)
     return args
@@ -780,7 +833,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _faults_of(args: argparse.Namespace) -> list[Fault]:
     return make_faults(args.faults, gcs_downtime_s=args.gcs_downtime, pause_s=(args.pause_min, args.pause_max),
-                       restart_timeout_s=args.restart_timeout)
+                       restart_timeout_s=args.restart_timeout, partition_s=(args.partition_min, args.partition_max))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -797,13 +850,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     workload: Workload | None = None
     watch: ProcessWatch | None = None
     watchdog = Watchdog(args.item_timeout + 30.0)
-    cluster = ChaosCluster(args.nodes, args.num_cpus, args.object_store_memory, redis_replicas=args.redis_replicas)
+    cluster = ChaosCluster(args.nodes, args.num_cpus, args.object_store_memory, redis_replicas=args.redis_replicas,
+                           use_netns=args.netns)
     session_dir = ""
     t0 = time.monotonic()
     t0_wall = time.time()
     try:
         cluster.start()
         session_dir = cluster.head_session
+        if cluster.net is not None:
+            extra["netns_hosts"] = {"switch": cluster.net.switch,
+                                    "hosts": {h.name: [h.netns, h.ip] for h in cluster.net.hosts.values()}}
+            _log(f"hosts: {' '.join([cluster.net.switch, *(h.netns for h in cluster.net.hosts.values())])}",
+                 args.quiet)
         _log(f"cluster up: {args.nodes} node(s), primary {cluster.head.address}, head session {session_dir}",
              args.quiet)
 
@@ -882,8 +941,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         except Exception:  # noqa: BLE001 - Redis may be gone (a redis fault): fall back to what we started
             nodes = []
         prefixes = shm_prefixes(list(cluster.sessions), nodes, cluster.known_nodes())
-        cluster.shutdown()
-        extra["leftovers"] = wait_no_leftovers(list(cluster.sessions), prefixes)
+        try:
+            cluster.shutdown()
+            extra["leftovers"] = wait_no_leftovers(list(cluster.sessions), prefixes)
+        finally:
+            # (After the leftover check: the namespace teardown kills whatever still runs on a host.)
+            net_left = cluster.close_network()
+        if net_left:
+            extra.setdefault("leftovers", {}).setdefault("processes", []).extend(
+                f"on a host at the namespace teardown: {p}" for p in net_left)
         extra["sessions"] = list(cluster.sessions)
     report = build_report(args, items, fault_thread.fired if fault_thread else [], plan, session_dir, extra)
     return report

@@ -9,6 +9,8 @@ Each script starts its own ``cluster_utils.Cluster``, prints ``BUG <letter> repr
     python -m chaos.repro.rebuild_loop               # F (racy: up to 5 attempts)
     python -m chaos.repro.pg_tentative_bundle        # G (racy: 20 groups)
     python -m chaos.repro.data_shard_down            # H
+    python -m chaos.repro.partition_pull             # I (root: ip netns; fixed)
+    python -m chaos.repro.partition_resolve          # J (root: ip netns; racy; fixed)
 """
 
 from __future__ import annotations

@@ -16,6 +16,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: A holder that answered with locations this node has as dead (the two nodes' views of the node
+#: table differ for up to a heartbeat or two) is asked again this often, this many times at most.
+REASK_S = 0.5
+REASK_LIMIT = 10
+
 
 class Lineage:
     """The tasks this node owns whose return objects live only on other nodes.
@@ -35,6 +40,8 @@ class Lineage:
         self.records: dict[bytes, TaskRecord] = {}
         #: Objects whose rebuild this node asked another node for (answers arrive as ObjectInfo).
         self.asked: set[bytes] = set()
+        #: How often each of those was asked again (see ``REASK_LIMIT``).
+        self.reasked: dict[bytes, int] = {}
 
     def keep(self, rec: TaskRecord) -> bool:
         """Keep ``rec`` (and its pins) if some of its returns live only elsewhere; True if kept."""
@@ -51,6 +58,7 @@ class Lineage:
         objects = self.nm.objects
         for oid in oids:
             self.asked.discard(oid)
+            self.reasked.pop(oid, None)
             tid = ids.task_of_object(oid)
             rec = self.records.get(tid)
             if rec is not None and all(objects.get(o) is None for o in rec.return_ids):
@@ -69,16 +77,35 @@ class Lineage:
             self._rerun(rec, why)
             return
         holder = e.held_at
-        if holder and nm.view.alive(holder) and holder not in e.locations and oid not in self.asked:
-            self.asked.add(oid)
-            e.state, e.locations = PENDING, []
-            nm.peers.resolve(oid, holder)  # it rebuilds it (or asks its own holder) and tells us
-            return
+        if holder and nm.view.alive(holder) and holder not in e.locations:
+            if oid not in self.asked:
+                self.asked.add(oid)
+                e.state, e.locations = PENDING, []
+                nm.peers.resolve(oid, holder)  # it rebuilds it (or asks its own holder) and tells us
+                return
+            # Asked already, and the holder answered with locations that are dead here: it has not
+            # seen them die yet (its view lags), and will rebuild the object once it does.
+            n = self.reasked.get(oid, 0)
+            if n < REASK_LIMIT:
+                self.reasked[oid] = n + 1
+                e.state, e.locations = PENDING, []
+                nm.timers.call_later(REASK_S, self._reask, oid, holder)
+                return
         kind = "a put object, which has no lineage" if ids.is_put_object(oid) else \
             "no node that is alive keeps the lineage of the task that made it (its owner died?)"
         blob = serialization.serialize_error(exceptions.ObjectLostError(
             oid.hex(), f"Cause: {why}; it cannot be rebuilt: {kind}.")).to_bytes()
         nm.seal(oid, blob, "", len(blob))
+
+    def _reask(self, oid: bytes, holder: bytes) -> None:
+        e = self.nm.objects.get(oid)
+        if e is None or e.state != PENDING or e.locations:
+            return  # answered meanwhile
+        if self.nm.view.alive(holder):
+            self.nm.peers.resolve(oid, holder)
+        else:
+            self.reasked[oid] = REASK_LIMIT
+            self.recover(oid, f"node {holder.hex()[:8]}, which was asked for it, died")
 
     def _rerun(self, rec: TaskRecord, why: str) -> None:
         nm = self.nm

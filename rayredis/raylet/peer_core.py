@@ -76,6 +76,9 @@ class PeerCore:
         self.pulling: set[bytes] = set()
         #: Objects whose pulls failed while their sources still looked alive: retries so far.
         self.failed_pulls: dict[bytes, int] = {}
+        #: Nodes declared dead (node IDs are never reused: a raylet that comes back fences itself and
+        #: re-registers under a new one). What they still send is void: their work was moved.
+        self.dead: set[bytes] = set()
 
     # ---- telling ------------------------------------------------------------------------------
 
@@ -175,6 +178,12 @@ class PeerCore:
         """One batch from another raylet, in the order it was sent."""
         nm = self.nm
         sender = b.from_node
+        if sender in self.dead:
+            # A node cut off the network, declared dead, sends what it queued once it is healed,
+            # before it finds itself DEAD and fences: results of tasks retried elsewhere meanwhile
+            # (an error of its own, say), which must not seal their returns here.
+            logger.warning("ignoring a batch from node %s, which was declared dead", sender.hex()[:8])
+            return
         created = self.apply_infos(sender, b.objects)
         for ft in b.tasks:
             nm.submit_forwarded(sender, ft.spec, ft.attempt)
@@ -248,8 +257,11 @@ class PeerCore:
         """A local reader needs ``oid``'s data: pull it if it is only elsewhere (once at a time)."""
         e = self.nm.objects.get(oid)
         if e is not None and e.state == REMOTE and oid not in self.pulling:
+            # Never from a node the view has as dead: a node cut off the network would leave the
+            # pull hanging until TCP gives up, while the object could be rebuilt at once. (With no
+            # location left the pull fails at once, through the links, never from inside this call.)
             self.pulling.add(oid)
-            self.links.pull(oid, list(e.locations), e.size)
+            self.links.pull(oid, [n for n in e.locations if self.view.alive(n)], e.size)
 
     def pulled(self, oid: bytes, sender: bytes, inline: bytes | None, shm_name: str, size: int,
                contained: list[pb.ObjectInfo]) -> None:
@@ -317,6 +329,7 @@ class PeerCore:
         """A node died or left: its holds here are void, and the tasks forwarded to it are retried
         elsewhere (if they may) or fail with ``NodeDiedError``."""
         nm = self.nm
+        self.dead.add(node)
         nm.objects.drop_holder(node)
         for nodes in self.watchers.values():
             nodes.discard(node)

@@ -51,6 +51,9 @@ class Peers:
         self._stubs: dict[bytes, tuple[str, Any, Any]] = {}
         self._seen: dict[bytes, tuple[int, int]] = {}  # sender -> (epoch, last seq applied)
         self._bg: set[asyncio.Task[Any]] = set()
+        #: Pulls in progress per source node, and those :meth:`forget` gave up (the node is gone).
+        self._pulls: dict[bytes, set[asyncio.Task[bool]]] = {}
+        self._abandoned: set[asyncio.Task[bool]] = set()
 
     # ---- PeerLinks -----------------------------------------------------------------------------
 
@@ -90,7 +93,11 @@ class Peers:
         return stub
 
     def forget(self, node: bytes) -> None:
-        """``node`` is gone: stop its link (what was queued for it is dropped)."""
+        """``node`` is gone: stop its link (what was queued for it is dropped) and give up the pulls
+        from it (a node cut off the network never answers them: they would hang until TCP gives up)."""
+        for t in self._pulls.pop(node, set()):
+            self._abandoned.add(t)
+            t.cancel()
         link = self._links.pop(node, None)
         if link is not None and link.task is not None:
             link.task.cancel()
@@ -169,16 +176,28 @@ class Peers:
         why = "no location"
         missing = bool(locations)
         for node in locations:
+            one = asyncio.get_running_loop().create_task(self._pull_from(node, oid))
+            self._pulls.setdefault(node, set()).add(one)
             try:
-                if await self._pull_from(node, oid):
+                if await one:
                     return
                 why = f"node {node.hex()[:8]} no longer has it"
             except asyncio.CancelledError:
-                raise
+                if one not in self._abandoned:
+                    raise  # this pull itself is cancelled (the raylet stops)
+                why = f"node {node.hex()[:8]} is gone"
+                logger.warning("pull of %s from %s given up: the node is gone", oid.hex(), node.hex()[:8])
             except Exception as e:  # noqa: BLE001 - try the next location, then report
                 why = f"{type(e).__name__}: {e}"
                 missing = False
                 logger.warning("pull of %s from %s failed: %s", oid.hex(), node.hex()[:8], why)
+            finally:
+                self._abandoned.discard(one)
+                pulls = self._pulls.get(node)
+                if pulls is not None:
+                    pulls.discard(one)
+                    if not pulls:
+                        del self._pulls[node]
         self.nm.peers.pull_failed(oid, why, missing)
 
     async def _copy_segment(self, node: bytes, oid: bytes, chunk: pb.ObjectChunk) -> bool:

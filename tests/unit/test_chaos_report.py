@@ -3,6 +3,7 @@ to faults, actor-restart accounting, service recovery and argument handling."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -155,9 +156,9 @@ def test_node_recovery_needs_the_probe_and_the_lost_work() -> None:
 
 def test_args_all_and_defaults() -> None:
     args = runner.parse_args(["--faults", "all", "--nodes", "3", "--duration", "60"])
-    assert args.faults == list(faults.FAULTS) == ["worker", "gcs", "node", "pause", "raylet", "redis",
-                                                  "redis-primary"]
+    assert args.faults == ["worker", "gcs", "node", "pause", "raylet", "redis", "redis-primary"]  # no partition
     assert args.redis_replicas == 1  # redis-primary needs replicated shards
+    assert list(faults.FAULTS) == [*args.faults, "partition"]
     assert args.cooldown == 12.0  # node-level faults leave time for the death timeout and a replacement
     assert runner.parse_args(["--faults", "gcs,worker", "--duration", "20"]).cooldown == 5.0
     assert runner.parse_args(["--faults", "none"]).faults == []
@@ -184,7 +185,7 @@ def test_bad_args_exit_2(bad: list[str]) -> None:
 
 
 def test_unknown_planned_and_repeated_faults_are_refused() -> None:
-    for names, match in ((["bogus"], "Unknown"), (["partition"], "planned"), (["node", "node"], "twice")):
+    for names, match in ((["bogus"], "Unknown"), (["node", "node"], "twice")):
         with pytest.raises(ValueError, match=match):
             faults.make_faults(names)
     assert [f.name for f in faults.make_faults(["pause", "redis"], pause_s=(0.1, 0.2), restart_timeout_s=1.0)] \
@@ -196,3 +197,28 @@ def test_the_schedule_cycles_through_every_kind() -> None:
     plan = faults.plan_schedule(1, kinds, 4.0, 2.0, 33.0)
     assert plan == faults.plan_schedule(1, kinds, 4.0, 2.0, 33.0)
     assert {p.kind for p in plan[:4]} == set(kinds)
+
+
+def test_partitions_alternate_long_and_short() -> None:
+    from chaos.partition import PartitionNode
+
+    p = PartitionNode(min_s=1.0, max_s=8.0, death_timeout_s=3.0)
+    rng = random.Random(1)
+    drawn = [p.duration(rng) for _ in range(4)]
+    assert [r for _, r in drawn] == ["long", "short", "long", "short"]
+    assert all(6.0 <= h <= 8.0 for h, r in drawn if r == "long")
+    assert all(1.0 <= h <= 1.5 for h, r in drawn if r == "short")
+    narrow = PartitionNode(min_s=1.0, max_s=2.0, death_timeout_s=3.0)  # no room for a long one
+    assert all(r == "short" and 1.0 <= h <= 2.0 for h, r in (narrow.duration(rng) for _ in range(4)))
+
+
+def test_partition_rows_and_recovery() -> None:
+    items = [Item(1, "probe", 1, submitted=10.0, finished=10.5, actual=1, detail={"probe_for": 0}),
+             Item(2, "probe", 1, submitted=12.0, finished=13.0, actual=1, detail={"probe_for": 0})]
+    assert all(i.status == "ok" for i in items)
+    short = {"kind": "partition", "t": 10.0, "index": 0, "healed_s": 1.9, "slot": 1, "declared_dead": False}
+    got, extra = runner._partition_recovery(short, items)
+    assert got == 1.1 and extra["heal_probe_s"] == 1.1  # heal (11.9) -> the probe submitted after it
+    long_ = {**short, "declared_dead": True}
+    got, extra = runner._partition_recovery(long_, items)
+    assert got == 3.0 and extra["inflight_on_node"] == 0  # cut -> the heal probe

@@ -14,7 +14,7 @@ from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.raylet.cluster_view import LOCAL, ClusterView, InfeasibleError, UnschedulableError
 from rayredis.raylet.connection import Connection
 from rayredis.raylet.node_manager import NodeManager
-from rayredis.raylet.object_store import READY, REMOTE, ObjectStore
+from rayredis.raylet.object_store import PENDING, READY, REMOTE, ObjectStore
 from rayredis.raylet.peer_core import PULL_RETRIES, PULL_RETRY_S
 from rayredis.raylet.scheduler import LocalScheduler
 from tests.unit.test_node_manager import (
@@ -378,6 +378,63 @@ def test_a_return_lost_with_its_node_is_rebuilt_from_lineage() -> None:
     a.send(driver, remove_refs=[oid])
     assert not a.nm.objects.entries and not other.nm.objects.entries
     check(a, other)
+
+
+def test_no_pull_goes_to_a_node_the_view_has_as_dead() -> None:
+    """A node cut off the network is declared dead but still "has" the object (its process runs): the
+    owner rebuilds the object instead of pulling from it (a pull would hang until TCP gives up)."""
+    fabric, (a, b, c) = cluster((A, 1, {}), (B, 1, {"x": 1}), (C, 1, {"x": 1}))
+    driver, wb, wc = a.connect(True), b.connect(False), c.connect(False)
+    spec = task_spec("make", max_retries=1)
+    spec.resources["x"] = 1
+    a.send(driver, submit=[spec])
+    oid = ids.object_id_for_return(spec.task_id, 1)
+    on_b = assignments(wb)
+    runner, other, w_other = (b, c, wc) if on_b else (c, b, wb)
+    result(runner, wb if runner is b else wc, spec, shm=3000)
+    assert a.nm.objects.get(oid).state == REMOTE  # type: ignore[union-attr]
+    # Declared dead (the fabric could still serve it: a partitioned node's raylet runs on).
+    for n in (a, other):
+        n.nm.view.update({m.nm.node_id: ("addr", m.totals, m.totals, 0) for m in (a, other)})
+        n.nm.peers.node_gone(runner.nm.node_id)
+    a.send(driver, gets=[pb.GetRequest(req_id=9, object_ids=[oid])])
+    (again,) = assignments(w_other)
+    assert again.spec.task_id == spec.task_id and again.spec.attempt == 1
+    result(other, w_other, again.spec, shm=3000)
+    (reply,) = driver.take().get_replies
+    assert reply.objects[0].shm_name and reply.objects[0].size == 3000
+
+
+def test_a_holder_whose_view_lags_is_asked_again_instead_of_the_object_failing() -> None:
+    """C needs an object only B had; C has B as dead, its owner A not yet, and answers C's question
+    with B again. C asks again later (not: ObjectLostError), and once A sees B dead, A rebuilds it."""
+    fabric, (a, b, c, d) = cluster((A, 1, {}), (B, 1, {"x": 1}), (C, 1, {"y": 1}), (b"D" * 16, 1, {}))
+    driver, wb = a.connect(True), b.connect(False)
+    c.connect(False)
+    make = task_spec("make", max_retries=1)
+    make.resources["x"] = 1
+    a.send(driver, submit=[make])
+    (on_b,) = assignments(wb)
+    result(b, wb, make, shm=3000)
+    oid = ids.object_id_for_return(make.task_id, 1)
+    del fabric.nodes[B]  # cut off: no pull from it succeeds
+    c.nm.view.update({m.nm.node_id: ("addr", m.totals, m.totals, 0) for m in (a, c, d)})
+    c.nm.peers.node_gone(B)
+    use = task_spec("use", args=[oid])
+    use.resources["y"] = 1
+    a.send(driver, submit=[use])
+    e = c.nm.objects.get(oid)
+    assert e is not None and e.state == PENDING, "C gave the object up although its owner can rebuild it"
+    assert c.timers.pending_later(), "C does not ask again"
+    for n in (a, d):  # A's view catches up
+        n.nm.view.update({m.nm.node_id: ("addr", m.totals, m.totals, 0) for m in (a, c, d)})
+        n.nm.peers.node_gone(B)
+    c.timers.advance(1.0)
+    fabric.run()
+    again = a.nm.tasks.get(make.task_id)
+    assert again is not None and again.attempt == 1  # rebuilt by its owner (it waits for an "x" node)
+    e = c.nm.objects.get(oid)
+    assert e is not None and e.state == PENDING
 
 
 def test_a_lost_put_fails_with_a_reason() -> None:
