@@ -45,6 +45,12 @@ def _master_port(h: NodeHandle, shard: int) -> int:
     return int(view.master.rpartition(":")[2])
 
 
+def _master_port_or(h: NodeHandle, shard: int, default: int) -> int:
+    """The shard's master port, or ``default`` while the Sentinels name none (mid-election)."""
+    view = sentinel.ask_sentinels(h.sentinels, h.password, master_name(shard))
+    return default if view.master is None else int(view.master.rpartition(":")[2])
+
+
 def _pid_on(port: int, password: str) -> int:
     client = _member(port, password)
     try:
@@ -139,7 +145,10 @@ def test_shard_master_sigkill_mid_workload_loses_nothing(shard: int) -> None:
         assert ray.get(calls, timeout=120) == list(range(2, len(calls) + 2))
         assert ray.get(counter.incr.remote(), timeout=60) == len(calls) + 2
 
-        new_port = _master_port(h, shard)
+        # On a loaded machine the Sentinels may still be electing: the work above does not wait for them.
+        deadline = time.monotonic() + 30.0
+        while (new_port := _master_port_or(h, shard, old_port)) == old_port and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert new_port != old_port, "Sentinel did not fail the shard over"
         assert int(probe_client.get(keys.failover_probe_key())) >= acked  # the acknowledged write survived
         _wait_for(lambda: _role(old_port, h.password) == "slave", 60, "the killed member to rejoin as a replica")
