@@ -76,9 +76,6 @@ class CoreWorker:
         finally:
             probe.remove()
         self.refs = ReferenceCounter(self._send_ref)
-        #: Callbacks for tasks submitted with ``notify_done``, called (reader thread) when they end.
-        self._on_done: dict[bytes, Any] = {}
-        self.raylet.on_tasks_done = self._tasks_done
         info = self.raylet.info
         if is_driver and cfg.raylet_reconnect_timeout_s > 0:
             self.raylet.reconnector = NodeReconnector(self, info.node_id, cfg.raylet_reconnect_timeout_s)
@@ -366,16 +363,6 @@ class CoreWorker:
         else:
             self.raylet.send("submit", spec, record=lambda: self.owner.submitted(spec, keep))
         return refs
-
-    def when_done(self, tid: bytes, callback: Any) -> None:
-        """Call ``callback(tid)`` once the task ``tid`` (submitted with ``notify_done``) ends."""
-        self._on_done[tid] = callback
-
-    def _tasks_done(self, tids: Sequence[bytes]) -> None:
-        for tid in tids:
-            cb = self._on_done.pop(tid, None)
-            if cb is not None:
-                cb(tid)
 
     def cancel(self, ref: ObjectRef, force: bool, recursive: bool) -> None:
         self.raylet.send("cancels", pb.CancelRequest(object_id=ref.binary(), force=force,
