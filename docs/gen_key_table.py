@@ -100,8 +100,9 @@ USAGE: dict[str, tuple[str, str, str]] = {
         "field lives while the actor is not DEAD"),
     "placement_group_key": (
         "`util/placement_group.py` (create by `tables.queue_placement_group_create` in MULTI with "
-        "SADD+PUBLISH; ->REMOVED by `hfield_cas`); GCS `RedisGcsStore` (PENDING->CREATED, and ->REMOVED "
-        "when the job ends, by `pg_state_cas`; HSET `nodes` by `set_pg_nodes`, `returned` by `mark_pg_returned`)",
+        "SADD+PUBLISH; ->REMOVED by `hfield_cas`); GCS `RedisGcsStore` (the reservation steps `txn`, "
+        "`txn_phase`, `txn_seq`, PENDING->CREATED with `nodes`, by `pg_cas` (`hash_cas`); ->REMOVED when the "
+        "job ends, by `pg_state_cas`; `returned` by `mark_pg_returned`)",
         "GCS `RedisGcsStore.pg` / `pgs`; `PlacementGroup.wait`, `get_placement_group`, `placement_group_table` "
         "(`tables.read_placement_group` / `read_placement_groups`); CLI `state dump` (SCAN)",
         "never deleted"),

@@ -19,10 +19,12 @@ from rayredis.gcs.scheduling import pick_node_for_actor, place_bundles
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.store.tables import (
     ActorEntry,
+    BundleTxn,
     NodeRecord,
     NodeState,
     PlacementGroupEntry,
     PlacementGroupState,
+    TxnPhase,
     alive,
 )
 
@@ -137,11 +139,17 @@ def on_node_dead(entries: Iterable[ActorEntry], node: str) -> list[tuple[str, Tr
 
 
 # ---- placement groups ----------------------------------------------------------------------------
+#
+# Bundles are reserved in two phases (as in Ray): every node prepares its bundles (sets the resources
+# aside; no task can use them), and only once all are prepared does each commit them (exposes the
+# bundle resources to tasks). The reservation is recorded in the group's entry before any raylet is
+# asked and each phase change is a compare-and-set, so a GCS that dies half-way leaves a record
+# the next one resolves: a PREPARED reservation is committed, a PREPARING one is cancelled.
 
 
 @dataclass(frozen=True)
 class NodeBundles:
-    """The bundles of one placement group that one node reserves (indexes and their JSON specs)."""
+    """The bundles of one reservation that one node holds (indexes and their JSON specs)."""
 
     node: str
     indexes: tuple[int, ...]
@@ -149,26 +157,61 @@ class NodeBundles:
 
 
 @dataclass(frozen=True)
-class Reserve:
-    """Reserve the bundles node by node, all or nothing (see :func:`rollback`)."""
+class Begin:
+    """CAS-record ``txn`` as PREPARING, the group still in ``state`` with no reservation in progress."""
 
+    state: PlacementGroupState
+    txn: BundleTxn
+
+
+@dataclass(frozen=True)
+class Prepare:
+    """Phase 1 on each node in turn; when one does not prepare, what the others may hold is cancelled
+    and the reservation cleared (as :class:`Abort`), and the actions stop."""
+
+    txn: BundleTxn
     requests: tuple[NodeBundles, ...]
 
 
 @dataclass(frozen=True)
-class MarkCreated:
-    """CAS the group PENDING -> CREATED and record ``placement`` (node id per bundle).
+class MarkPrepared:
+    """CAS ``txn`` PREPARING -> PREPARED (the group still in ``state``): from here on it is committed."""
 
-    The placement is recorded even when the CAS is lost (the group was removed meanwhile), so the
-    removal that follows returns the reservation just made.
-    """
+    state: PlacementGroupState
+    txn: BundleTxn
 
-    placement: tuple[str, ...]
+
+@dataclass(frozen=True)
+class Commit:
+    """Phase 2 on each alive node (a dead node's bundles are lost with it and re-placed once the group
+    is CREATED); stops, to be retried, when an alive node does not commit."""
+
+    txn: BundleTxn
+    requests: tuple[NodeBundles, ...]
+
+
+@dataclass(frozen=True)
+class Finish:
+    """CAS the group (still in ``state``, ``txn`` PREPARED) to CREATED with ``nodes`` (node per
+    bundle), clearing the reservation."""
+
+    state: PlacementGroupState
+    txn: BundleTxn
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Abort:
+    """``txn`` stayed PREPARING (its GCS died, or a cancel failed): cancel it on each alive node of
+    ``requests``, then CAS-clear it."""
+
+    txn: BundleTxn
+    requests: tuple[NodeBundles, ...]
 
 
 @dataclass(frozen=True)
 class ReturnBundles:
-    """Release the group's bundles on each of ``nodes``."""
+    """Release the group's bundles (prepared or committed) on each of ``nodes``."""
 
     nodes: tuple[str, ...]
 
@@ -189,50 +232,62 @@ class RemoveWithJob:
     from_state: PlacementGroupState
 
 
-@dataclass(frozen=True)
-class Replace:
-    """Bundles of a CREATED group whose node died: reserve each on its new node (one at a time,
-    recording each in the group's ``nodes`` as it succeeds, so a repeat only redoes the rest)."""
-
-    moves: tuple[NodeBundles, ...]  # one bundle each
+PgAction = Begin | Prepare | MarkPrepared | Commit | Finish | Abort | ReturnBundles | MarkReturned | RemoveWithJob
 
 
-PgAction = Reserve | MarkCreated | ReturnBundles | MarkReturned | RemoveWithJob | Replace
-
-
-def reservation(bundles: Sequence[dict[str, float]], placement: Sequence[str]) -> Reserve:
-    """Group ``placement`` (node per bundle) by node, nodes in order of first use."""
+def requests(bundles: Sequence[dict[str, float]], txn: BundleTxn) -> tuple[NodeBundles, ...]:
+    """``txn``'s bundles grouped by node, nodes in order of first use."""
     by_node: dict[str, list[int]] = {}
-    for i, n in enumerate(placement):
+    for i, n in txn.moves:
         by_node.setdefault(n, []).append(i)
-    return Reserve(tuple(NodeBundles(n, tuple(idxs), tuple(json.dumps(bundles[i]) for i in idxs))
-                         for n, idxs in by_node.items()))
+    return tuple(NodeBundles(n, tuple(idxs), tuple(json.dumps(bundles[i]) for i in idxs))
+                 for n, idxs in by_node.items())
 
 
-def rollback(reserve: Reserve, failed: int) -> ReturnBundles:
-    """Request ``failed`` of ``reserve`` was refused: give back what the earlier requests reserved."""
-    return ReturnBundles(tuple(r.node for r in reserve.requests[:failed]))
+def placed(entry: PlacementGroupEntry, txn: BundleTxn) -> tuple[str, ...]:
+    """The group's node per bundle once ``txn`` is done."""
+    nodes = list(entry.nodes) if len(entry.nodes) == len(entry.bundles) else [""] * len(entry.bundles)
+    for i, n in txn.moves:
+        nodes[i] = n
+    return tuple(nodes)
+
+
+def two_phase(entry: PlacementGroupEntry, moves: Sequence[tuple[int, str]]) -> list[PgAction]:
+    """Reserve ``moves`` (bundle index, node) as the group's next reservation, from Begin to Finish."""
+    txn = BundleTxn(entry.txn_seq + 1, tuple(moves))
+    reqs = requests(entry.bundles, txn)
+    return [Begin(entry.state, txn), Prepare(txn, reqs), MarkPrepared(entry.state, txn), Commit(txn, reqs),
+            Finish(entry.state, txn, placed(entry, txn))]
 
 
 def decide_pg(entry: PlacementGroupEntry, view: ClusterView) -> list[PgAction]:
     """The actions that move ``entry`` forward given ``view`` (empty: nothing to do)."""
     if entry.state in REMOVABLE and not entry.detached and entry.job in view.finished_jobs:
         return [RemoveWithJob(entry.state)]
+    if entry.state == PlacementGroupState.REMOVED:
+        if entry.returned:
+            return []
+        held = set(entry.nodes) | set(entry.txn.nodes() if entry.txn is not None else ())
+        return [ReturnBundles(tuple(sorted(held))), MarkReturned()]
+    if entry.txn is not None:  # a reservation left half-way
+        reqs = requests(entry.bundles, entry.txn)
+        if entry.txn_phase == TxnPhase.PREPARED:
+            return [Commit(entry.txn, reqs), Finish(entry.state, entry.txn, placed(entry, entry.txn))]
+        return [Abort(entry.txn, reqs)]
     if entry.state == PlacementGroupState.PENDING:
         placement = place_bundles(view.nodes, [ResourceSet.from_floats(b) for b in entry.bundles], entry.strategy)
         if placement is None:
             return []
-        return [reservation(entry.bundles, placement), MarkCreated(tuple(placement))]
+        return two_phase(entry, list(enumerate(placement)))
     if entry.state == PlacementGroupState.CREATED and any(n not in view.alive for n in entry.nodes):
         return _replace_lost(entry, view)
-    if entry.state == PlacementGroupState.REMOVED and not entry.returned:
-        return [ReturnBundles(tuple(sorted(set(entry.nodes)))), MarkReturned()]
     return []
 
 
 def _replace_lost(entry: PlacementGroupEntry, view: ClusterView) -> list[PgAction]:
     """New nodes for the bundles of dead nodes, keeping the strategy with the surviving bundles
-    (STRICT_SPREAD avoids their nodes, STRICT_PACK joins them); empty while nothing fits."""
+    (STRICT_SPREAD avoids their nodes, STRICT_PACK joins them), reserved in two phases like the
+    group's first placement; empty while nothing fits."""
     lost = [i for i, n in enumerate(entry.nodes) if n not in view.alive]
     survivors = {n for n in entry.nodes if n in view.alive}
     nodes = list(view.nodes)
@@ -243,8 +298,7 @@ def _replace_lost(entry: PlacementGroupEntry, view: ClusterView) -> list[PgActio
     placement = place_bundles(nodes, [ResourceSet.from_floats(entry.bundles[i]) for i in lost], entry.strategy)
     if placement is None:
         return []
-    return [Replace(tuple(NodeBundles(node, (i,), (json.dumps(entry.bundles[i]),))
-                          for i, node in zip(lost, placement)))]
+    return two_phase(entry, list(zip(lost, placement)))
 
 
 def ends_with_job(entry: PlacementGroupEntry, job: str) -> bool:

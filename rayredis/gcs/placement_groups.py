@@ -1,27 +1,32 @@
-"""GCS placement-group management: the I/O shell that runs decide_pg and executes its all-or-nothing actions."""
+"""GCS placement-group management: the I/O shell that runs decide_pg and executes its two-phase reservations."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
 from typing import Literal
 
 from rayredis.gcs import decisions
 from rayredis.gcs.decisions import (
+    Abort,
+    Begin,
     ClusterView,
-    MarkCreated,
+    Commit,
+    Finish,
+    MarkPrepared,
     MarkReturned,
+    NodeBundles,
     PgAction,
+    Prepare,
     RemoveWithJob,
-    Replace,
-    Reserve,
     ReturnBundles,
 )
 from rayredis.gcs.lease import LeaseLostError
 from rayredis.gcs.raylet_clients import RayletClients
 from rayredis.gcs.store import PlacementGroupStore
-from rayredis.store.tables import PlacementGroupEntry, PlacementGroupState
+from rayredis.store.tables import BundleTxn, PlacementGroupEntry, PlacementGroupState, TxnPhase
 
 logger = logging.getLogger(__name__)
 
@@ -80,49 +85,81 @@ class PlacementGroupManager:
     async def execute(self, pg: str, actions: Sequence[PgAction]) -> Outcome:
         """Run ``actions`` in order; the first that fails ends them.
 
-        Returns "done" when all ran, "stopped" when one failed, and "rehandle" when the group moved
-        under us (lost the CREATED CAS: it was removed while reserving) and must be decided again.
+        Returns "done" when all ran, "stopped" when one failed (the rescan retries), and "rehandle"
+        when the group moved under us (a lost CAS: it was removed meanwhile) or a half-done
+        reservation was cleared, so it must be decided again.
         """
         for action in actions:
-            if isinstance(action, Reserve):
-                if not await self.reserve(pg, action):
-                    return "stopped"
-            elif isinstance(action, MarkCreated):
-                applied = await self.store.pg_state_cas(pg, PlacementGroupState.PENDING, PlacementGroupState.CREATED)
-                await self.store.set_pg_nodes(pg, action.placement)
-                if not applied:  # removed meanwhile: give the reservation back
+            if isinstance(action, Begin):
+                if not await self.store.pg_cas(pg, {"state": action.state.value, "txn_phase": ""}, {
+                        "txn_phase": TxnPhase.PREPARING.value, "txn": action.txn.to_json(),
+                        "txn_seq": str(action.txn.seq)}):
                     return "rehandle"
+            elif isinstance(action, Prepare):
+                if not await self.prepare(pg, action):
+                    return "stopped"
+            elif isinstance(action, MarkPrepared):
+                if not await self.store.pg_cas(pg, _expect(action.state, TxnPhase.PREPARING, action.txn),
+                                               {"txn_phase": TxnPhase.PREPARED.value}):
+                    return "rehandle"  # removed while preparing: the removal returns what was prepared
+            elif isinstance(action, Commit):
+                if not await self.commit(pg, action):
+                    return "stopped"
+            elif isinstance(action, Finish):
+                if not await self.store.pg_cas(pg, _expect(action.state, TxnPhase.PREPARED, action.txn), {
+                        "state": PlacementGroupState.CREATED.value, "nodes": json.dumps(list(action.nodes)),
+                        "txn_phase": "", "txn": ""}):
+                    return "rehandle"
+                moved = sorted({n[:8] for _, n in action.txn.moves})
+                logger.info("placement group %s: %s on %s", pg,
+                            "created" if action.state == PlacementGroupState.PENDING else "bundles re-placed", moved)
+            elif isinstance(action, Abort):
+                if not await self.cancel(pg, action.txn, action.requests):
+                    return "stopped"
+                return "rehandle"
             elif isinstance(action, ReturnBundles):
                 if not await self.return_bundles(pg, action):
                     return "stopped"
             elif isinstance(action, RemoveWithJob):
                 await self.store.pg_state_cas(pg, action.from_state, PlacementGroupState.REMOVED)
                 return "rehandle"  # removed (by us or meanwhile): decide again to return its bundles
-            elif isinstance(action, Replace):
-                entry = await self.store.pg(pg)
-                if entry is None or entry.state != PlacementGroupState.CREATED:
-                    return "rehandle"
-                nodes = list(entry.nodes)
-                for move in action.moves:
-                    if not await self.raylets.reserve_bundles(move.node, pg, move.indexes, move.bundles_json):
-                        return "stopped"  # retried by the next rescan, from what was recorded
-                    for i in move.indexes:
-                        nodes[i] = move.node
-                    await self.store.set_pg_nodes(pg, nodes)
-                logger.info("placement group %s: bundles of dead nodes re-placed on %s", pg,
-                            sorted({m.node[:8] for m in action.moves}))
             elif isinstance(action, MarkReturned):
                 await self.store.mark_pg_returned(pg)
                 self.locks.pop(pg, None)
         return "done"
 
-    async def reserve(self, pg: str, action: Reserve) -> bool:
-        """All or nothing: when one node refuses, the nodes before it give their bundles back."""
+    async def prepare(self, pg: str, action: Prepare) -> bool:
+        """Phase 1, node by node; when one does not prepare, cancel on those that may hold bundles."""
         for i, req in enumerate(action.requests):
-            if not await self.raylets.reserve_bundles(req.node, pg, req.indexes, req.bundles_json):
-                await self.return_bundles(pg, decisions.rollback(action, i))
+            got = await self.raylets.prepare_bundles(req.node, pg, req.indexes, req.bundles_json, action.txn.seq)
+            if got != "prepared":
+                held = action.requests[:i + 1] if got == "unreachable" else action.requests[:i]
+                await self.cancel(pg, action.txn, held)
                 return False
         return True
+
+    async def commit(self, pg: str, action: Commit) -> bool:
+        """Phase 2 on every alive node; False if one of them did not commit."""
+        alive = (await self.store.cluster_view([])).alive
+        ok = True
+        for req in action.requests:
+            if req.node in alive and not await self.raylets.commit_bundles(req.node, pg, req.indexes,
+                                                                           req.bundles_json, action.txn.seq):
+                ok = False
+        return ok
+
+    async def cancel(self, pg: str, txn: BundleTxn, reqs: Sequence[NodeBundles]) -> bool:
+        """Every alive node of ``reqs`` gives back what ``txn`` prepared there, then the reservation is
+        cleared (if still PREPARING: a CAS); False, leaving it for the rescan, if one did not answer."""
+        alive = (await self.store.cluster_view([])).alive
+        ok = True
+        for req in reqs:
+            if req.node in alive and not await self.raylets.cancel_bundles(req.node, pg, req.indexes, txn.seq):
+                ok = False
+        if ok:
+            await self.store.pg_cas(pg, {"txn_phase": TxnPhase.PREPARING.value, "txn_seq": str(txn.seq)},
+                                    {"txn_phase": "", "txn": ""})
+        return ok
 
     async def return_bundles(self, pg: str, action: ReturnBundles) -> bool:
         """Every live node gives its bundles back (a dead node's went with it); False if one failed."""
@@ -132,3 +169,8 @@ class PlacementGroupManager:
             if node in alive and not await self.raylets.return_bundles(node, pg):
                 ok = False
         return ok
+
+
+def _expect(state: PlacementGroupState, phase: TxnPhase, txn: BundleTxn) -> dict[str, str]:
+    """The CAS condition of a step of ``txn``: the group in ``state`` with ``txn`` in ``phase``."""
+    return {"state": state.value, "txn_phase": phase.value, "txn_seq": str(txn.seq)}

@@ -1,10 +1,10 @@
-"""The GCS's calls to raylets (CreateActor, ReserveBundles, ReturnBundles) over cached, token-carrying channels."""
+"""The GCS's calls to raylets (CreateActor, Prepare/Commit/Cancel/ReturnBundles) over cached, token-carrying gRPC."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import grpc
 
@@ -15,6 +15,10 @@ from rayredis.store import tables
 
 logger = logging.getLogger(__name__)
 
+#: What a PrepareBundles call found: the raylet prepared the bundles, refused (it holds nothing new
+#: for them), or could not be asked or did not answer (it may have prepared them).
+Prepared = Literal["prepared", "refused", "unreachable"]
+
 #: The generated stub constructor, typed (the generated gRPC module carries no annotations).
 _raylet_stub: Callable[[Any], Any] = pb_grpc.RayletStub
 
@@ -24,8 +28,15 @@ class RayletClients(Protocol):
 
     async def create_actor(self, node: str, actor_id: str, attempt: int, spec: pb.TaskSpec) -> bool: ...
 
-    async def reserve_bundles(self, node: str, pg_id: str, indexes: Sequence[int],
-                              bundles_json: Sequence[str]) -> bool: ...
+    async def prepare_bundles(self, node: str, pg_id: str, indexes: Sequence[int], bundles_json: Sequence[str],
+                              txn: int) -> Prepared: ...
+
+    async def commit_bundles(self, node: str, pg_id: str, indexes: Sequence[int], bundles_json: Sequence[str],
+                             txn: int) -> bool: ...
+
+    async def cancel_bundles(self, node: str, pg_id: str, indexes: Sequence[int], txn: int) -> bool:
+        """True also when the node is unknown (it has no registration: nothing to give back)."""
+        ...
 
     async def return_bundles(self, node: str, pg_id: str) -> bool:
         """True also when the node is unknown (it has no registration: nothing to give back)."""
@@ -80,19 +91,51 @@ class GrpcRayletClients:
             logger.warning("CreateActor for %s on node %s failed: %s", actor_id, node[:12], e)
             return False
 
-    async def reserve_bundles(self, node: str, pg_id: str, indexes: Sequence[int],
-                              bundles_json: Sequence[str]) -> bool:
+    async def prepare_bundles(self, node: str, pg_id: str, indexes: Sequence[int], bundles_json: Sequence[str],
+                              txn: int) -> Prepared:
+        stub = await self._stub(node)
+        if stub is None:
+            return "refused"
+        self.guard()
+        try:
+            r = await stub.PrepareBundles(pb.PrepareBundlesRequest(
+                pg_id=bytes.fromhex(pg_id), bundle_indexes=list(indexes), bundles_json=list(bundles_json), txn=txn),
+                timeout=10, metadata=self.metadata)
+        except Exception as ex:  # noqa: BLE001 - the reservation is cancelled (and retried by the rescan)
+            logger.warning("PrepareBundles on %s failed: %s", node[:12], ex)
+            return "unreachable"
+        if not r.ok:
+            logger.info("PrepareBundles on %s refused: %s", node[:12], r.error)
+        return "prepared" if r.ok else "refused"
+
+    async def commit_bundles(self, node: str, pg_id: str, indexes: Sequence[int], bundles_json: Sequence[str],
+                             txn: int) -> bool:
         stub = await self._stub(node)
         if stub is None:
             return False
         self.guard()
         try:
-            r = await stub.ReserveBundles(pb.ReserveBundlesRequest(
-                pg_id=bytes.fromhex(pg_id), bundle_indexes=list(indexes), bundles_json=list(bundles_json)),
+            r = await stub.CommitBundles(pb.CommitBundlesRequest(
+                pg_id=bytes.fromhex(pg_id), bundle_indexes=list(indexes), bundles_json=list(bundles_json), txn=txn),
                 timeout=10, metadata=self.metadata)
-            return bool(r.ok)
-        except Exception as ex:  # noqa: BLE001 - the group stays PENDING and the rescan retries
-            logger.warning("ReserveBundles on %s failed: %s", node[:12], ex)
+        except Exception as ex:  # noqa: BLE001 - the reservation stays PREPARED and the rescan commits it
+            logger.warning("CommitBundles on %s failed: %s", node[:12], ex)
+            return False
+        if not r.ok:
+            logger.warning("CommitBundles on %s refused: %s", node[:12], r.error)
+        return bool(r.ok)
+
+    async def cancel_bundles(self, node: str, pg_id: str, indexes: Sequence[int], txn: int) -> bool:
+        stub = await self._stub(node)
+        if stub is None:
+            return True
+        self.guard()
+        try:
+            await stub.CancelBundles(pb.CancelBundlesRequest(pg_id=bytes.fromhex(pg_id), bundle_indexes=list(indexes),
+                                                             txn=txn), timeout=10, metadata=self.metadata)
+            return True
+        except Exception as ex:  # noqa: BLE001 - the reservation stays PREPARING and the rescan cancels it
+            logger.warning("CancelBundles on %s failed: %s", node[:12], ex)
             return False
 
     async def return_bundles(self, node: str, pg_id: str) -> bool:

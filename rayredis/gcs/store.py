@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -47,7 +46,9 @@ class PlacementGroupStore(ClusterReader, Protocol):
 
     async def pg_state_cas(self, pg_id: str, old: PlacementGroupState, new: PlacementGroupState) -> bool: ...
 
-    async def set_pg_nodes(self, pg_id: str, placement: Sequence[str]) -> None: ...
+    async def pg_cas(self, pg_id: str, expect: Mapping[str, str], fields: Mapping[str, str]) -> bool:
+        """Set ``fields`` of the group's entry if each field of ``expect`` has that value ("" = absent)."""
+        ...
 
     async def mark_pg_returned(self, pg_id: str) -> None: ...
 
@@ -175,8 +176,12 @@ class RedisGcsStore:
         k, a = tables.pg_state_cas_args(pg_id, old, new)
         return _applied(await self._hfield_cas(k, a))
 
-    async def set_pg_nodes(self, pg_id: str, placement: Sequence[str]) -> None:
-        _applied(await self._hset(keys.placement_group_key(pg_id), {"nodes": json.dumps(list(placement))}))
+    async def pg_cas(self, pg_id: str, expect: Mapping[str, str], fields: Mapping[str, str]) -> bool:
+        k, a = tables.pg_cas_args(pg_id, expect, fields)
+        if self.fence is None or self.fenced is None:
+            return bool(await self.scripts.hash_cas(keys=k, args=a))
+        self.fence.check()
+        return _applied(await self.fenced.hash_cas(keys=[*k, keys.gcs_lease_key()], args=[*a, self.fence.holder]))
 
     async def mark_pg_returned(self, pg_id: str) -> None:
         _applied(await self._hset(keys.placement_group_key(pg_id), {"returned": "1"}))

@@ -43,6 +43,8 @@ from rayredis.store.scripts import Scripts
 from rayredis.store.tables import NodeState
 
 logger = logging.getLogger(__name__)
+#: A bundle prepared this long ago and still not committed is checked against its group's entry.
+PREPARED_CHECK_S = 10.0
 _EOF: Any = getattr(grpc.aio, "EOF")  # noqa: B009 - missing from grpc's type stubs
 
 
@@ -73,12 +75,26 @@ class RayletServicer(pb_grpc.RayletServicer):
     async def NodeStats(self, request: pb.NodeStatsRequest, context: Any) -> pb.NodeStatsReply:  # noqa: N802
         return pb.NodeStatsReply(json=self.r.nm.load().to_json())
 
-    async def ReserveBundles(self, request: pb.ReserveBundlesRequest, context: Any) -> pb.ReserveBundlesReply:  # noqa: N802
-        ok, err = self.r.node.bundles.reserve(request.pg_id, list(request.bundle_indexes),
-                                              [json.loads(b) for b in request.bundles_json])
+    async def PrepareBundles(self, request: pb.PrepareBundlesRequest, context: Any) -> pb.PrepareBundlesReply:  # noqa: N802
+        ok, err = self.r.node.bundles.prepare(request.pg_id, list(request.bundle_indexes),
+                                              [json.loads(b) for b in request.bundles_json], request.txn,
+                                              time.monotonic())
+        await self.r.write_load()  # (set aside: less available, no bundle resource yet)
+        return pb.PrepareBundlesReply(ok=ok, error=err)
+
+    async def CommitBundles(self, request: pb.CommitBundlesRequest, context: Any) -> pb.CommitBundlesReply:  # noqa: N802
+        ok, err = self.r.node.bundles.commit(request.pg_id, list(request.bundle_indexes),
+                                             [json.loads(b) for b in request.bundles_json], request.txn,
+                                             time.monotonic())
         self.r.nm.request_schedule()
         await self.r.write_load()  # other nodes see the bundles as soon as the group is announced
-        return pb.ReserveBundlesReply(ok=ok, error=err)
+        return pb.CommitBundlesReply(ok=ok, error=err)
+
+    async def CancelBundles(self, request: pb.CancelBundlesRequest, context: Any) -> pb.CancelBundlesReply:  # noqa: N802
+        self.r.node.bundles.cancel(request.pg_id, list(request.bundle_indexes), request.txn)
+        self.r.nm.request_schedule()
+        await self.r.write_load()
+        return pb.CancelBundlesReply()
 
     async def ReturnBundles(self, request: pb.ReturnBundlesRequest, context: Any) -> pb.ReturnBundlesReply:  # noqa: N802
         self.r.node.bundles.release(request.pg_id)
@@ -254,11 +270,33 @@ class Raylet:
                 await self._refresh_view()
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
                 logger.warning("heartbeat failed: %s", e)
+            try:
+                await self._check_prepared()
+            except Exception:  # a backstop: never let it stop the heartbeat
+                logger.exception("checking prepared bundles failed")
             dead = pool.reap()
             if dead:
                 # Keep replacing workers that fail to start, up to 20 failures in total.
                 self.nm.workers_failed_to_start(dead, reschedule=pool.startup_failures - len(dead) + 1 < 20)
             await asyncio.sleep(self.cfg.heartbeat_interval_s)
+
+    async def _check_prepared(self) -> None:
+        """Give back bundles prepared long ago for a reservation the group's entry no longer records
+        (a deposed GCS's late PrepareBundles, say): nobody would ever commit or cancel them."""
+        b = self.node.bundles
+        stale = b.prepared_before(time.monotonic() - PREPARED_CHECK_S)
+        if not stale:
+            return
+        entries = {e.pg_id: e for e in await tables.aread_placement_groups(self.redis.primary,
+                                                                           [pg.hex() for pg in stale])}
+        for pg in stale:
+            e = entries.get(pg.hex())
+            live = e.txn.seq if e is not None and e.txn is not None and e.state != tables.PlacementGroupState.REMOVED \
+                else None
+            if b.drop_prepared(pg, keep_txn=live):
+                logger.warning("placement group %s: gave back bundles prepared for a reservation it no longer has",
+                               pg.hex()[:12])
+                self.nm.request_schedule()
 
     # ---- the other nodes -------------------------------------------------------------------------
 

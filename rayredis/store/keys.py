@@ -121,10 +121,13 @@ def named_actors_key() -> str:
 def placement_group_key(pg_id_hex: str) -> str:
     """HASH on the primary: one placement group (``state``, ``bundles`` JSON, ``strategy``,
     ``nodes`` JSON (node per bundle), ``name``, ``namespace``, ``job``, ``detached``, ``created``,
-    ``returned``). Created as PENDING by whichever process calls ``placement_group()`` (a driver or
-    a worker); the GCS moves PENDING->CREATED by CAS after reserving every bundle and then writes
-    ``nodes``; ``remove_placement_group`` moves it to REMOVED by CAS and the GCS then returns the
-    bundles and sets ``returned``."""
+    ``returned``, and the two-phase reservation in progress: ``txn`` JSON (``tables.BundleTxn``),
+    ``txn_phase`` and ``txn_seq``). Created as PENDING by whichever process calls
+    ``placement_group()`` (a driver or a worker). The GCS reserves bundles by ``hash_cas`` steps:
+    records the reservation PREPARING, asks the raylets to prepare, moves it to PREPARED, asks them
+    to commit, then moves the group to CREATED with its ``nodes`` and clears the reservation (or,
+    when a prepare fails, cancels and clears it). ``remove_placement_group`` moves it to REMOVED by
+    CAS and the GCS then returns the bundles and sets ``returned``."""
     return PREFIX + "pg:" + pg_id_hex
 
 

@@ -9,8 +9,8 @@ from typing import Any
 _DIR = pathlib.Path(__file__).parent / "scripts"
 
 #: Script names, one ``.lua`` file each.
-NAMES = ("hfield_cas", "actor_create", "actor_transition", "task_transition", "object_location_remove",
-         "gcs_lease")
+NAMES = ("hfield_cas", "hash_cas", "actor_create", "actor_transition", "task_transition",
+         "object_location_remove", "gcs_lease")
 
 #: Put in front of a script to fence it on the GCS lease: the caller appends the lease key to KEYS
 #: and its holder id to ARGV; both are removed before the script proper runs, which then sees the
@@ -50,6 +50,7 @@ class Scripts:
             setattr(self, name, client.register_script(source(name)))
 
     hfield_cas: Any
+    hash_cas: Any
     actor_create: Any
     actor_transition: Any
     task_transition: Any
@@ -59,12 +60,13 @@ class Scripts:
 
 class FencedScripts:
     """The GCS's decision writes, each applied only while the lease holds the caller's id
-    (:data:`FENCE_PRELUDE`): ``hfield_cas``, ``actor_transition`` and a plain ``hset``."""
+    (:data:`FENCE_PRELUDE`): ``hfield_cas``, ``hash_cas``, ``actor_transition`` and a plain ``hset``."""
 
     def __init__(self, client: Any):
-        for name in ("hfield_cas", "actor_transition", "hset"):
+        for name in ("hfield_cas", "hash_cas", "actor_transition", "hset"):
             setattr(self, name, client.register_script(fenced_source(name)))
 
     hfield_cas: Any
+    hash_cas: Any
     actor_transition: Any
     hset: Any

@@ -48,11 +48,20 @@ class JobState(str, Enum):
 
 
 class PlacementGroupState(str, Enum):
-    """``rr:pg:<id>`` ``state`` values: PENDING until every bundle is reserved, REMOVED is terminal."""
+    """``rr:pg:<id>`` ``state`` values: PENDING until every bundle is committed, REMOVED is terminal."""
 
     PENDING = "PENDING"
     CREATED = "CREATED"
     REMOVED = "REMOVED"
+
+
+class TxnPhase(str, Enum):
+    """``rr:pg:<id>`` ``txn_phase`` values of a two-phase bundle reservation ("" = none in progress)."""
+
+    #: Recorded before any raylet is asked to prepare: the raylets named may hold prepared bundles.
+    PREPARING = "PREPARING"
+    #: Every bundle of the reservation was prepared: it is committed, whichever GCS finishes it.
+    PREPARED = "PREPARED"
 
 
 class TaskState(str, Enum):
@@ -383,6 +392,28 @@ def actor_create_call(actor_id: str, fields: Mapping[str, Any]) -> tuple[list[st
 
 
 @dataclass(frozen=True)
+class BundleTxn:
+    """A two-phase reservation of some bundles of a group (``rr:pg:<id>`` ``txn``): all of them for a
+    PENDING group, those of dead nodes for a CREATED one. ``seq`` numbers the group's reservations."""
+
+    seq: int
+    #: (bundle index, node) for each bundle the reservation places.
+    moves: tuple[tuple[int, str], ...]
+
+    def to_json(self) -> str:
+        return json.dumps({"seq": self.seq, "moves": [[i, n] for i, n in self.moves]})
+
+    @classmethod
+    def from_json(cls, s: str) -> BundleTxn:
+        d = json.loads(s)
+        return cls(int(d["seq"]), tuple((int(i), str(n)) for i, n in d["moves"]))
+
+    def nodes(self) -> tuple[str, ...]:
+        """The nodes it places bundles on, in order of first use."""
+        return tuple(dict.fromkeys(n for _, n in self.moves))
+
+
+@dataclass(frozen=True)
 class PlacementGroupEntry:
     """One ``rr:pg:<id>`` hash, parsed."""
 
@@ -397,17 +428,25 @@ class PlacementGroupEntry:
     detached: bool = False
     created: float = 0.0
     returned: bool = False
+    #: The reservation in progress (None: none) and its phase.
+    txn: BundleTxn | None = None
+    txn_phase: TxnPhase | None = None
+    #: The ``seq`` of the group's last reservation (0: none yet).
+    txn_seq: int = 0
 
     @classmethod
     def from_redis(cls, pg_id: str, raw: Raw) -> PlacementGroupEntry | None:
         if not raw:
             return None
+        txn, phase = _s(raw.get(b"txn")), _s(raw.get(b"txn_phase"))
         return cls(pg_id=pg_id, state=PlacementGroupState(_s(raw.get(b"state"), "PENDING")),
                    bundles=json.loads(raw.get(b"bundles", b"[]")), strategy=_s(raw.get(b"strategy"), "PACK"),
                    nodes=json.loads(raw.get(b"nodes", b"[]")), name=_s(raw.get(b"name")),
                    namespace=_s(raw.get(b"namespace")), job=_i(raw.get(b"job")),
                    detached=_s(raw.get(b"detached")) == "1", created=float(_s(raw.get(b"created")) or 0.0),
-                   returned=_s(raw.get(b"returned")) == "1")
+                   returned=_s(raw.get(b"returned")) == "1",
+                   txn=BundleTxn.from_json(txn) if txn and phase else None,
+                   txn_phase=TxnPhase(phase) if txn and phase else None, txn_seq=_i(raw.get(b"txn_seq")))
 
 
 def read_placement_group(primary: Any, pg_id: str) -> PlacementGroupEntry | None:
@@ -443,6 +482,15 @@ def pg_state_cas_args(pg_id: str, old: PlacementGroupState,
                       new: PlacementGroupState) -> tuple[list[str], list[str]]:
     """KEYS and ARGV of the ``hfield_cas`` script on a placement group's ``state`` field."""
     return [keys.placement_group_key(pg_id)], ["state", old.value, new.value, keys.placement_group_channel(), pg_id]
+
+
+def pg_cas_args(pg_id: str, expect: Mapping[str, str], fields: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """KEYS and ARGV of the ``hash_cas`` script on a placement group: set ``fields`` if every field of
+    ``expect`` has its value there ("" = absent), announced on the placement-group channel."""
+    conditions = [x for kv in expect.items() for x in kv]
+    sets = [x for kv in fields.items() for x in kv]
+    return ([keys.placement_group_key(pg_id)],
+            [str(len(expect)), *conditions, keys.placement_group_channel(), pg_id, *sets])
 
 
 def queue_placement_group_create(pipe: Any, pg_id: str, bundles: Sequence[Mapping[str, float]], strategy: str, *,

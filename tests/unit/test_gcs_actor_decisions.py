@@ -24,6 +24,7 @@ from rayredis.gcs.decisions import (
     Transition,
     decide_actor,
 )
+from rayredis.gcs.raylet_clients import Prepared
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.store.tables import ActorEntry, NodeInfo, NodeLoad, NodeRecord
 
@@ -232,8 +233,15 @@ class FakeRaylets:
         self.calls.append(("create", node, actor_id, attempt, dict(spec.resources)))
         return self.accept
 
-    async def reserve_bundles(self, node: str, pg_id: str, indexes: Sequence[int],
-                              bundles_json: Sequence[str]) -> bool:
+    async def prepare_bundles(self, node: str, pg_id: str, indexes: Sequence[int], bundles_json: Sequence[str],
+                              txn: int) -> Prepared:
+        raise AssertionError("not an actor call")
+
+    async def commit_bundles(self, node: str, pg_id: str, indexes: Sequence[int], bundles_json: Sequence[str],
+                             txn: int) -> bool:
+        raise AssertionError("not an actor call")
+
+    async def cancel_bundles(self, node: str, pg_id: str, indexes: Sequence[int], txn: int) -> bool:
         raise AssertionError("not an actor call")
 
     async def return_bundles(self, node: str, pg_id: str) -> bool:

@@ -113,8 +113,12 @@ def test_fenced_writes_apply_while_the_lease_holds_the_id(run: Callable[[Scenari
         assert await c.hget(keys.job_state_key(), "1") == b"RUNNING"
         assert JobInfo.from_json(await c.hget(keys.jobs_key(), "1")).namespace == "ns"
         await c.hset(keys.placement_group_key(PG), mapping={"state": "PENDING", "bundles": "[]", "job": "3"})
-        assert await store.pg_state_cas(PG, PlacementGroupState.PENDING, PlacementGroupState.CREATED)
-        await store.set_pg_nodes(PG, [NODE])
+        txn = json.dumps({"seq": 1, "moves": [[0, NODE]]})
+        assert await store.pg_cas(PG, {"state": "PENDING", "txn_phase": ""},
+                                  {"txn_phase": "PREPARING", "txn": txn, "txn_seq": "1"})
+        assert await store.pg_cas(PG, {"state": "PENDING", "txn_phase": "PREPARING", "txn_seq": "1"},
+                                  {"state": "CREATED", "nodes": json.dumps([NODE]), "txn_phase": "", "txn": ""})
+        assert not await store.pg_state_cas(PG, PlacementGroupState.PENDING, PlacementGroupState.CREATED)
         await store.mark_pg_returned(PG)
         [e] = await store.pgs([PG])
         assert (e.state, e.nodes, e.returned) == (PlacementGroupState.CREATED, [NODE], True)
@@ -135,7 +139,7 @@ def test_redis_refuses_every_write_of_another_holder(run: Callable[[Scenario], N
             store.node_dead_cas(NODE),
             store.add_job(JobInfo(job_id=1, driver_pid=9, node_id=NODE, namespace="ns", entrypoint="x.py")),
             store.pg_state_cas(PG, PlacementGroupState.PENDING, PlacementGroupState.CREATED),
-            store.set_pg_nodes(PG, [NODE]),
+            store.pg_cas(PG, {"state": "PENDING"}, {"nodes": json.dumps([NODE])}),
             store.mark_pg_returned(PG),
         ]
         for w in writes:
@@ -163,7 +167,8 @@ def test_the_local_check_stops_writes_and_raylet_calls_before_they_are_sent(
 
         store = RedisGcsStore(c, Fence("me", lost))
         await c.hset(keys.node_state_key(), NODE, "ALIVE")
-        for w in (store.node_dead_cas(NODE), store.next_job_id(), store.set_pg_nodes(PG, [NODE])):
+        for w in (store.node_dead_cas(NODE), store.next_job_id(),
+                  store.pg_cas(PG, {}, {"nodes": json.dumps([NODE])})):
             with pytest.raises(LeaseLostError):
                 await w
         assert await c.hget(keys.node_state_key(), NODE) == b"ALIVE"
@@ -173,7 +178,9 @@ def test_the_local_check_stops_writes_and_raylet_calls_before_they_are_sent(
         await c.hset(keys.nodes_key(), NODE, info.to_json())
         raylets = GrpcRayletClients(c, "token", guard=lost)
         for call in (raylets.create_actor(NODE, A, 0, pb.TaskSpec()),
-                     raylets.reserve_bundles(NODE, PG, [0], [json.dumps({"CPU": 1})]),
+                     raylets.prepare_bundles(NODE, PG, [0], [json.dumps({"CPU": 1})], 1),
+                     raylets.commit_bundles(NODE, PG, [0], [json.dumps({"CPU": 1})], 1),
+                     raylets.cancel_bundles(NODE, PG, [0], 1),
                      raylets.return_bundles(NODE, PG)):
             with pytest.raises(LeaseLostError):
                 await call

@@ -16,7 +16,7 @@ from rayredis.gcs.raylet_clients import GrpcRayletClients
 from rayredis.gcs.store import RedisGcsStore
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.store import keys
-from rayredis.store.tables import JobInfo, NodeInfo, NodeLoad, PlacementGroupState
+from rayredis.store.tables import BundleTxn, JobInfo, NodeInfo, NodeLoad, PlacementGroupState, TxnPhase
 from tests.unit.conftest import REDIS_PASSWORD
 
 A = "aa" * 16
@@ -103,13 +103,24 @@ def test_placement_group_cas_and_fields(run: Callable[[Scenario], None]) -> None
         await c.sadd(keys.placement_groups_index_key(), PG)
         pending, created, removed = (PlacementGroupState.PENDING, PlacementGroupState.CREATED,
                                      PlacementGroupState.REMOVED)
-        assert await store.pg_state_cas(PG, pending, created)
+        txn = BundleTxn(1, ((0, NODE_A),))
+        begin = {"txn_phase": "PREPARING", "txn": txn.to_json(), "txn_seq": "1"}
+        assert await store.pg_cas(PG, {"state": "PENDING", "txn_phase": ""}, begin)
+        assert not await store.pg_cas(PG, {"state": "PENDING", "txn_phase": ""}, begin)  # never twice
+        [e] = await store.pgs([PG])
+        assert (e.txn, e.txn_phase, e.txn_seq) == (txn, TxnPhase.PREPARING, 1)
+        assert not await store.pg_cas(PG, {"txn_phase": "PREPARING", "txn_seq": "2"}, {"txn_phase": "PREPARED"})
+        assert await store.pg_cas(PG, {"txn_phase": "PREPARING", "txn_seq": "1"}, {"txn_phase": "PREPARED"})
+        assert (await store.pg(PG)).txn_phase == TxnPhase.PREPARED  # type: ignore[union-attr]
+        assert await store.pg_cas(PG, {"state": "PENDING", "txn_phase": "PREPARED", "txn_seq": "1"},
+                                  {"state": "CREATED", "nodes": json.dumps([NODE_A]), "txn_phase": "", "txn": ""})
         assert not await store.pg_state_cas(PG, pending, removed)
-        await store.set_pg_nodes(PG, [NODE_A])
+        assert await store.pg_state_cas(PG, created, removed)
         await store.mark_pg_returned(PG)
         assert await store.pg_ids() == [PG]
         [e] = await store.pgs([PG])
-        assert (e.state, e.nodes, e.returned, e.job) == (created, [NODE_A], True, 4)
+        assert (e.state, e.nodes, e.returned, e.job) == (removed, [NODE_A], True, 4)
+        assert (e.txn, e.txn_phase, e.txn_seq) == (None, None, 1)
         assert await store.pg("dd" * 14) is None
 
     run(scenario)
@@ -119,7 +130,9 @@ def test_raylet_clients_of_an_unregistered_node(run: Callable[[Scenario], None])
     async def scenario(c: Any, store: RedisGcsStore) -> None:
         raylets = GrpcRayletClients(c, "token")
         assert not await raylets.create_actor(NODE_A, A, 0, pb.TaskSpec())
-        assert not await raylets.reserve_bundles(NODE_A, PG, [0], ["{}"])
+        assert await raylets.prepare_bundles(NODE_A, PG, [0], ["{}"], 1) == "refused"
+        assert not await raylets.commit_bundles(NODE_A, PG, [0], ["{}"], 1)
+        assert await raylets.cancel_bundles(NODE_A, PG, [0], 1)  # nothing prepared there to give back
         assert await raylets.return_bundles(NODE_A, PG)  # nothing reserved there to give back
         await raylets.close()
 

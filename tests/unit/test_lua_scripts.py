@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from rayredis.store import keys
+from rayredis.store import keys, tables
 from rayredis.store.scripts import NAMES, Scripts, source
 from tests.unit.conftest import REDIS_PASSWORD
 
@@ -345,6 +345,25 @@ def test_hfield_cas_other_fields_untouched(r: redis.Redis, scripts: Scripts) -> 
     r.hset(NODES, mapping={"n1": "ALIVE", "n2": "ALIVE"})
     assert cas(scripts, "n1", "ALIVE", "DEAD") == 1
     assert r.hgetall(NODES) == {b"n1": b"DEAD", b"n2": b"ALIVE"}
+
+
+# ---- hash_cas -------------------------------------------------------------------------------------------
+
+
+def test_hash_cas_sets_several_fields_only_if_every_condition_holds(r: redis.Redis, scripts: Scripts,
+                                                                     sub: Any) -> None:
+    pg = keys.placement_group_key("p1")
+    r.hset(pg, mapping={"state": "PENDING", "bundles": "[]"})
+    k, a = tables.pg_cas_args("p1", {"state": "PENDING", "txn_phase": ""}, {"txn_phase": "PREPARING", "txn_seq": "1"})
+    assert scripts.hash_cas(keys=k, args=a) == 1
+    assert scripts.hash_cas(keys=k, args=a) == 0  # txn_phase is no longer absent: applied once
+    assert sub.drain() == [(keys.placement_group_channel(), "p1")]
+    k, a = tables.pg_cas_args("p1", {"state": "PENDING", "txn_seq": "2"}, {"txn_phase": "PREPARED"})
+    assert scripts.hash_cas(keys=k, args=a) == 0  # one condition of two fails: nothing written
+    k, a = tables.pg_cas_args("p1", {"txn_phase": "PREPARING", "txn_seq": "1"},
+                              {"state": "CREATED", "txn_phase": ""})
+    assert scripts.hash_cas(keys=k, args=a) == 1
+    assert r.hgetall(pg) == {b"state": b"CREATED", b"bundles": b"[]", b"txn_phase": b"", b"txn_seq": b"1"}
 
 
 # ---- Scripts wrapper ------------------------------------------------------------------------------------

@@ -407,23 +407,59 @@ class NodeStatsReply(_message.Message):
     json: str
     def __init__(self, json: _Optional[str] = ...) -> None: ...
 
-class ReserveBundlesRequest(_message.Message):
-    __slots__ = ("pg_id", "bundle_indexes", "bundles_json")
+class PrepareBundlesRequest(_message.Message):
+    __slots__ = ("pg_id", "bundle_indexes", "bundles_json", "txn")
     PG_ID_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_INDEXES_FIELD_NUMBER: _ClassVar[int]
     BUNDLES_JSON_FIELD_NUMBER: _ClassVar[int]
+    TXN_FIELD_NUMBER: _ClassVar[int]
     pg_id: bytes
     bundle_indexes: _containers.RepeatedScalarFieldContainer[int]
     bundles_json: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, pg_id: _Optional[bytes] = ..., bundle_indexes: _Optional[_Iterable[int]] = ..., bundles_json: _Optional[_Iterable[str]] = ...) -> None: ...
+    txn: int
+    def __init__(self, pg_id: _Optional[bytes] = ..., bundle_indexes: _Optional[_Iterable[int]] = ..., bundles_json: _Optional[_Iterable[str]] = ..., txn: _Optional[int] = ...) -> None: ...
 
-class ReserveBundlesReply(_message.Message):
+class PrepareBundlesReply(_message.Message):
     __slots__ = ("ok", "error")
     OK_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     error: str
     def __init__(self, ok: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class CommitBundlesRequest(_message.Message):
+    __slots__ = ("pg_id", "bundle_indexes", "bundles_json", "txn")
+    PG_ID_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_INDEXES_FIELD_NUMBER: _ClassVar[int]
+    BUNDLES_JSON_FIELD_NUMBER: _ClassVar[int]
+    TXN_FIELD_NUMBER: _ClassVar[int]
+    pg_id: bytes
+    bundle_indexes: _containers.RepeatedScalarFieldContainer[int]
+    bundles_json: _containers.RepeatedScalarFieldContainer[str]
+    txn: int
+    def __init__(self, pg_id: _Optional[bytes] = ..., bundle_indexes: _Optional[_Iterable[int]] = ..., bundles_json: _Optional[_Iterable[str]] = ..., txn: _Optional[int] = ...) -> None: ...
+
+class CommitBundlesReply(_message.Message):
+    __slots__ = ("ok", "error")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    error: str
+    def __init__(self, ok: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class CancelBundlesRequest(_message.Message):
+    __slots__ = ("pg_id", "bundle_indexes", "txn")
+    PG_ID_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_INDEXES_FIELD_NUMBER: _ClassVar[int]
+    TXN_FIELD_NUMBER: _ClassVar[int]
+    pg_id: bytes
+    bundle_indexes: _containers.RepeatedScalarFieldContainer[int]
+    txn: int
+    def __init__(self, pg_id: _Optional[bytes] = ..., bundle_indexes: _Optional[_Iterable[int]] = ..., txn: _Optional[int] = ...) -> None: ...
+
+class CancelBundlesReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class ReturnBundlesRequest(_message.Message):
     __slots__ = ("pg_id",)

@@ -54,10 +54,20 @@ class RayletStub:
                 request_serializer=rayredis__pb2.NodeStatsRequest.SerializeToString,
                 response_deserializer=rayredis__pb2.NodeStatsReply.FromString,
                 _registered_method=True)
-        self.ReserveBundles = channel.unary_unary(
-                '/rayredis.Raylet/ReserveBundles',
-                request_serializer=rayredis__pb2.ReserveBundlesRequest.SerializeToString,
-                response_deserializer=rayredis__pb2.ReserveBundlesReply.FromString,
+        self.PrepareBundles = channel.unary_unary(
+                '/rayredis.Raylet/PrepareBundles',
+                request_serializer=rayredis__pb2.PrepareBundlesRequest.SerializeToString,
+                response_deserializer=rayredis__pb2.PrepareBundlesReply.FromString,
+                _registered_method=True)
+        self.CommitBundles = channel.unary_unary(
+                '/rayredis.Raylet/CommitBundles',
+                request_serializer=rayredis__pb2.CommitBundlesRequest.SerializeToString,
+                response_deserializer=rayredis__pb2.CommitBundlesReply.FromString,
+                _registered_method=True)
+        self.CancelBundles = channel.unary_unary(
+                '/rayredis.Raylet/CancelBundles',
+                request_serializer=rayredis__pb2.CancelBundlesRequest.SerializeToString,
+                response_deserializer=rayredis__pb2.CancelBundlesReply.FromString,
                 _registered_method=True)
         self.ReturnBundles = channel.unary_unary(
                 '/rayredis.Raylet/ReturnBundles',
@@ -103,7 +113,19 @@ class RayletServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ReserveBundles(self, request, context):
+    def PrepareBundles(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommitBundles(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelBundles(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -150,10 +172,20 @@ def add_RayletServicer_to_server(servicer, server):
                     request_deserializer=rayredis__pb2.NodeStatsRequest.FromString,
                     response_serializer=rayredis__pb2.NodeStatsReply.SerializeToString,
             ),
-            'ReserveBundles': grpc.unary_unary_rpc_method_handler(
-                    servicer.ReserveBundles,
-                    request_deserializer=rayredis__pb2.ReserveBundlesRequest.FromString,
-                    response_serializer=rayredis__pb2.ReserveBundlesReply.SerializeToString,
+            'PrepareBundles': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepareBundles,
+                    request_deserializer=rayredis__pb2.PrepareBundlesRequest.FromString,
+                    response_serializer=rayredis__pb2.PrepareBundlesReply.SerializeToString,
+            ),
+            'CommitBundles': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitBundles,
+                    request_deserializer=rayredis__pb2.CommitBundlesRequest.FromString,
+                    response_serializer=rayredis__pb2.CommitBundlesReply.SerializeToString,
+            ),
+            'CancelBundles': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelBundles,
+                    request_deserializer=rayredis__pb2.CancelBundlesRequest.FromString,
+                    response_serializer=rayredis__pb2.CancelBundlesReply.SerializeToString,
             ),
             'ReturnBundles': grpc.unary_unary_rpc_method_handler(
                     servicer.ReturnBundles,
@@ -290,7 +322,7 @@ class Raylet:
             _registered_method=True)
 
     @staticmethod
-    def ReserveBundles(request,
+    def PrepareBundles(request,
             target,
             options=(),
             channel_credentials=None,
@@ -303,9 +335,63 @@ class Raylet:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/rayredis.Raylet/ReserveBundles',
-            rayredis__pb2.ReserveBundlesRequest.SerializeToString,
-            rayredis__pb2.ReserveBundlesReply.FromString,
+            '/rayredis.Raylet/PrepareBundles',
+            rayredis__pb2.PrepareBundlesRequest.SerializeToString,
+            rayredis__pb2.PrepareBundlesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitBundles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rayredis.Raylet/CommitBundles',
+            rayredis__pb2.CommitBundlesRequest.SerializeToString,
+            rayredis__pb2.CommitBundlesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelBundles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rayredis.Raylet/CancelBundles',
+            rayredis__pb2.CancelBundlesRequest.SerializeToString,
+            rayredis__pb2.CancelBundlesReply.FromString,
             options,
             channel_credentials,
             insecure,
