@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
+import threading
 from typing import Any
 
 from rayredis import exceptions, ids, options, serialization
@@ -149,7 +150,7 @@ class ActorClass:
                              f"Pick another name, look it up with get_actor({name!r}), or pass "
                              f"get_if_exists=True.")
         return ActorHandle(aid, self._name, self._methods, ao.max_task_retries, owner=not detached and not name,
-                           keep=keep, sigs=self._sigs)
+                           keep=keep, sigs=self._sigs, max_pending_calls=opts.get("max_pending_calls", -1))
 
 
 class _ActorOptions:
@@ -188,8 +189,12 @@ class ActorHandle:
 
     def __init__(self, actor_id: bytes, class_name: str, methods: dict[str, int], max_task_retries: int = 0,
                  owner: bool = False, keep: list[Any] | None = None,
-                 sigs: dict[str, signature.ParamSpec] | None = None):
+                 sigs: dict[str, signature.ParamSpec] | None = None, max_pending_calls: int = -1):
         self._actor_id = actor_id
+        #: Ray's per-handle limit on calls not finished yet (-1 or 0: none), and those calls.
+        self._max_pending_calls = max_pending_calls
+        self._pending: set[bytes] = set()
+        self._pending_lock = threading.Lock()
         #: Parameters per method, for call-site checks (None: unknown, e.g. a handle from get_actor).
         self._sigs = sigs
         self._bound: dict[str, Any] = {}
@@ -217,6 +222,8 @@ class ActorHandle:
         spec = pb.TaskSpec(task_id=ids.task_id(), kind=pb.ACTOR_TASK, actor_id=self._actor_id, method_name=method_name,
                            name=f"{self._class_name}.{method_name}", num_returns=num_returns,
                            caller_id=cw.worker_id, seq_no=next(_seq))
+        if self._max_pending_calls > 0:
+            self._admit(cw, spec)
         keep: list[Any] = []
         if args or kwargs:
             cw.build_args(spec, args, kwargs, keep)
@@ -224,6 +231,19 @@ class ActorHandle:
         if num_returns == 1:
             return refs[0]
         return None if num_returns == 0 else refs
+
+    def _admit(self, cw: Any, spec: pb.TaskSpec) -> None:
+        """Count the call against ``max_pending_calls`` (raising, as Ray, when the handle is at the
+        limit); the raylet reports when it ends (``notify_done``)."""
+        with self._pending_lock:
+            if len(self._pending) >= self._max_pending_calls:
+                raise exceptions.PendingCallsLimitExceeded(
+                    f"The task {spec.method_name} could not be submitted to {self!r} because more than "
+                    f"{self._max_pending_calls} tasks are queued on the actor. This limit can be adjusted "
+                    f"with the `max_pending_calls` actor option.")
+            self._pending.add(spec.task_id)
+        spec.notify_done = True
+        cw.when_done(spec.task_id, self._pending.discard)
 
     @property
     def _ray_actor_id(self) -> Any:
@@ -241,7 +261,7 @@ class ActorHandle:
     def __reduce__(self) -> Any:
         self._shared = True
         return (ActorHandle, (self._actor_id, self._class_name, self._methods, self._max_task_retries, False, None,
-                              self._sigs))
+                              self._sigs, self._max_pending_calls))
 
     def __del__(self) -> None:
         # Like Ray: an unnamed, non-detached actor dies when its creator drops the last handle,

@@ -200,5 +200,9 @@ class TaskUnschedulableError(RayError):
     """The task can never be scheduled (e.g. a hard node affinity to a node that is dead)."""
 
 
+class PendingCallsLimitExceeded(RayError):
+    """An actor handle already has ``max_pending_calls`` calls that have not finished."""
+
+
 class PlacementGroupSchedulingError(RayError):
     """A placement group could not be created."""

@@ -24,6 +24,8 @@ class RemoteFunction:
         self._name = getattr(fn, "__qualname__", getattr(fn, "__name__", "task"))
         self._default_options = options.validate(dict(task_options), options.TASK_OPTIONS,
                                                   f"remote function {self._name!r}")
+        if self._default_options.get("num_gpus") and "max_calls" not in self._default_options:
+            self._default_options["max_calls"] = 1  # as Ray: a GPU task's worker does not linger
         self._pickled: bytes | None = None
         params = signature.describe(fn)
         self._signature = signature.rebuild(params) if params is not None else None
@@ -43,11 +45,12 @@ class RemoteFunction:
         return self._submit(args, kwargs, self._default_options)
 
     def options(self, **task_options: Any) -> _Options:
-        options.validate(task_options, options.TASK_OPTIONS, f"remote function {self._name!r}")
+        _check_overrides(task_options, self._name)
         return _Options(self, {**self._default_options, **task_options})
 
     def _remote(self, args: Any = None, kwargs: Any = None, **task_options: Any) -> Any:
-        """Ray's ``f._remote(args=[...], kwargs={...}, **options)``."""
+        """Ray's ``f._remote(args=[...], kwargs={...}, **options)`` (``max_calls`` here is ignored, as in Ray)."""
+        task_options.pop("max_calls", None)
         options.validate(task_options, options.TASK_OPTIONS, f"remote function {self._name!r}")
         return self._submit(tuple(args or ()), dict(kwargs or {}), {**self._default_options, **task_options})
 
@@ -64,7 +67,7 @@ class RemoteFunction:
         spec = pb.TaskSpec(kind=pb.NORMAL_TASK, function_id=fid, name=opts.get("name") or self._name,
                            num_returns=opts.get("num_returns", 1),
                            max_retries=opts.get("max_retries", cw.cfg.default_max_retries),
-                           job_id=job)
+                           max_calls=opts.get("max_calls", 0), job_id=job)
         retry = opts.get("retry_exceptions", False)
         spec.retry_exceptions = bool(retry)
         if isinstance(retry, (list, tuple)):
@@ -94,6 +97,13 @@ class RemoteFunction:
         return refs
 
 
+def _check_overrides(task_options: dict[str, Any], name: str) -> None:
+    """Validate ``.options(...)``: as in Ray, ``max_calls`` belongs to the function's definition."""
+    options.validate(task_options, options.TASK_OPTIONS, f"remote function {name!r}")
+    if "max_calls" in task_options:
+        raise ValueError("Setting 'max_calls' is not supported in '.options()'.")
+
+
 class _Options:
     """``f.options(...)``: the same function with some options overridden."""
 
@@ -105,7 +115,7 @@ class _Options:
         return self._rf._submit(args, kwargs, self._opts)
 
     def options(self, **more: Any) -> _Options:
-        options.validate(more, options.TASK_OPTIONS, f"remote function {self._rf._name!r}")
+        _check_overrides(more, self._rf._name)
         return _Options(self._rf, {**self._opts, **more})
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

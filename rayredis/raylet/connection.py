@@ -36,6 +36,8 @@ class Connection:
         self.batch = pb.RayletBatch()
         self.has_data = False
         self.closed = False
+        #: The worker said it exits after its last result (max_calls): it is out of the pool.
+        self.exiting = False
         self._wake = wake
 
     def out(self) -> pb.RayletBatch:

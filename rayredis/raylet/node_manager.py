@@ -82,7 +82,7 @@ class NodeManager:
             self._drop_job_tasks(conn.job_id)
         elif conn.actor_id:
             self.actors.worker_died(conn)
-        else:
+        elif not conn.exiting:  # (an exiting worker already left the pool with its last result)
             run = self.scheduler.worker_gone(conn.worker_id)
             if run is not None:
                 self._task_worker_died(run.task.task_id, f"worker pid={conn.pid} died")
@@ -329,6 +329,8 @@ class NodeManager:
             self.actors.call_finished(rec, r)
             return
         self.scheduler.finished(r.task_id)
+        if r.worker_exiting:
+            self._worker_exiting(conn)
         self._worker_free(conn)
         if r.failed and r.retryable and not rec.cancelled and self._can_retry(rec):
             self._discard_returns(r)
@@ -337,8 +339,23 @@ class NodeManager:
         self.finish(rec, r.returns, FAILED if r.failed else FINISHED)
 
     def _worker_free(self, conn: Connection) -> None:
-        if not conn.actor_id and not conn.is_driver and not conn.closed:
+        if not conn.actor_id and not conn.is_driver and not conn.closed and not conn.exiting:
             self.scheduler.worker_idle(conn.worker_id)
+
+    def _worker_exiting(self, conn: Connection) -> None:
+        """The worker ran its function ``max_calls`` times and exits: it gets no more work, and a
+        new worker may start in its place right away."""
+        if not conn.exiting and not conn.actor_id and not conn.is_driver:
+            conn.exiting = True
+            self.scheduler.worker_gone(conn.worker_id)
+
+    def _notify_done(self, rec: TaskRecord) -> None:
+        """Tell the submitting client that its task ended (specs with ``notify_done``: calls on
+        an actor handle with ``max_pending_calls``)."""
+        conn = self.conns.get(rec.submitter)
+        if conn is not None and not conn.closed:
+            conn.out().tasks_done.append(rec.spec.task_id)
+            conn.flush()
 
     def _discard_returns(self, r: pb.TaskResult) -> None:
         for p in r.returns:
@@ -355,6 +372,8 @@ class NodeManager:
                       list(p.contained))
         if rec.owner_node:
             self.peers.task_done(rec, state is not FINISHED)
+        if rec.spec.notify_done:
+            self._notify_done(rec)
         for oid in rec.pinned:
             self.objects.unpin(oid)
         self.writer.task_state(tid, state, rec.attempt)
@@ -382,6 +401,8 @@ class NodeManager:
                 self.objects.unpin(oid)
         if rec.spec.kind == ACTOR_TASK:
             self.actors.remote_call_done(rec)
+        if rec.spec.notify_done:
+            self._notify_done(rec)
         self.drain_freed()
 
     def forwarded_lost(self, rec: TaskRecord, why: str) -> None:

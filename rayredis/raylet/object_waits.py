@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rayredis import serialization
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.raylet.connection import Connection
 from rayredis.raylet.connection_objects import readable_by
@@ -68,7 +69,8 @@ class ObjectWaits:
         self.gets[key] = GetWait(conn, missing, oids)
         for o in missing:
             self.get_index.setdefault(o, set()).add(key)
-        self._check_get(key)
+        failed = next((o for o in oids if o not in missing and self._is_error(o)), None) if missing else None
+        self._check_get(key, failed)
         self._pull(missing)
 
     def _pull(self, oids: set[bytes] | list[bytes]) -> None:
@@ -85,14 +87,19 @@ class ObjectWaits:
             return
         if now_ready is not None:
             w.missing.discard(now_ready)
-        if w.missing:
-            return
+        if w.missing and not (now_ready is not None and self._is_error(now_ready)):
+            return  # (an error answers at once, as Ray's get raises without waiting for the rest)
         del self.gets[key]
         conn = w.conn
         reply = conn.out().get_replies.add(req_id=key[1])
         for o in w.oids:
             reply.objects.append(readable_by(conn, object_data(self.objects, o)))
         conn.flush()
+
+    def _is_error(self, oid: bytes) -> bool:
+        e = self.objects.get(oid)
+        return e is not None and e.inline is not None and \
+            serialization.blob_kind(e.inline) == serialization.KIND_ERROR
 
     def forget_get(self, conn: Connection, req_id: int) -> None:
         self.gets.pop((conn.worker_id, req_id), None)

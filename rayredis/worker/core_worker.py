@@ -76,6 +76,9 @@ class CoreWorker:
         finally:
             probe.remove()
         self.refs = ReferenceCounter(self._send_ref)
+        #: Callbacks for tasks submitted with ``notify_done``, called (reader thread) when they end.
+        self._on_done: dict[bytes, Any] = {}
+        self.raylet.on_tasks_done = self._tasks_done
         info = self.raylet.info
         if is_driver and cfg.raylet_reconnect_timeout_s > 0:
             self.raylet.reconnector = NodeReconnector(self, info.node_id, cfg.raylet_reconnect_timeout_s)
@@ -266,7 +269,19 @@ class CoreWorker:
 
     def get(self, refs: Sequence[ObjectRef], timeout: float | None) -> list[Any]:
         oids = [r.binary() for r in refs]
-        blobs = self.get_blobs(oids, timeout)
+        if len(oids) > 1:  # an element known to have failed raises without waiting for the rest
+            cached = [self.refs.values.get(o) for o in oids]
+            blobs = cached if any(b is not None and serialization.blob_kind(b) == serialization.KIND_ERROR
+                                  for b in cached) else self.get_blobs(oids, timeout)
+        else:
+            blobs = self.get_blobs(oids, timeout)
+        if len(blobs) > 1 and any(b is None for b in blobs):
+            # The raylet answers as soon as one element failed (the rest may never be ready): that
+            # error is raised first, as in Ray.
+            for blob in blobs:
+                if blob is not None and serialization.blob_kind(blob) == serialization.KIND_ERROR:
+                    value = serialization.deserialize(blob)
+                    raise value.as_instanceof_cause() if isinstance(value, exceptions.RayTaskError) else value
         result = []
         for oid, blob in zip(oids, blobs):
             if blob is None:
@@ -363,6 +378,16 @@ class CoreWorker:
         else:
             self.raylet.send("submit", spec, record=lambda: self.owner.submitted(spec, keep))
         return refs
+
+    def when_done(self, tid: bytes, callback: Any) -> None:
+        """Call ``callback(tid)`` once the task ``tid`` (submitted with ``notify_done``) ends."""
+        self._on_done[tid] = callback
+
+    def _tasks_done(self, tids: Sequence[bytes]) -> None:
+        for tid in tids:
+            cb = self._on_done.pop(tid, None)
+            if cb is not None:
+                cb(tid)
 
     def cancel(self, ref: ObjectRef, force: bool, recursive: bool) -> None:
         self.raylet.send("cancels", pb.CancelRequest(object_id=ref.binary(), force=force,

@@ -43,6 +43,8 @@ class Executor:
         self._lock = threading.RLock()
         self.exit_requested = threading.Event()
         self.cancel_target: bytes | None = None
+        #: Tasks run per function id, for ``max_calls``.
+        self.calls: dict[bytes, int] = {}
 
     # ---- callbacks from the raylet reader thread --------------------------------------------------
 
@@ -172,7 +174,15 @@ class Executor:
             exc = e
         finally:
             self.cw.set_ctx(None)
-        self._report(spec, result=result, exc=exc, exited=exited)
+        self._report(spec, result=result, exc=exc, exited=exited, last_call=self._last_call(spec))
+
+    def _last_call(self, spec: pb.TaskSpec) -> bool:
+        """Count a task of its function; True once it reached the function's ``max_calls`` (this
+        worker then exits, as Ray's does, freeing whatever the function held)."""
+        if spec.kind != NORMAL or not spec.max_calls:
+            return False
+        n = self.calls[spec.function_id] = self.calls.get(spec.function_id, 0) + 1
+        return n >= spec.max_calls
 
     async def execute_async(self, a: pb.Assignment) -> None:
         assert self.cw is not None and self.async_sem is not None
@@ -226,9 +236,9 @@ class Executor:
                 init(*args, **kwargs)
 
     def _report(self, spec: pb.TaskSpec, result: Any = None, exc: BaseException | None = None,
-                exited: bool = False) -> None:
+                exited: bool = False, last_call: bool = False) -> None:
         assert self.cw is not None
-        r = pb.TaskResult(task_id=spec.task_id, attempt=spec.attempt)
+        r = pb.TaskResult(task_id=spec.task_id, attempt=spec.attempt, worker_exiting=last_call)
         n = spec.num_returns
         oids = [ids.object_id_for_return(spec.task_id, i + 1) for i in range(n)]
         if exited:
@@ -256,7 +266,7 @@ class Executor:
             for oid in oids:
                 r.returns.append(self.cw.put_result(oid, err, serialization.KIND_ERROR))
         self.cw.raylet.send("results", r)
-        if exited:
+        if exited or last_call:
             self.exit_requested.set()
             self.inbox.put(None)
 

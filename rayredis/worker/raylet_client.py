@@ -9,7 +9,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -167,6 +167,8 @@ class RayletClient:
         self.on_cancel = on_cancel
         self.on_disconnect = on_disconnect
         self.on_logs = on_logs
+        #: Called with the ids in ``RayletBatch.tasks_done`` (tasks submitted with ``notify_done``).
+        self.on_tasks_done: Callable[[Sequence[bytes]], None] | None = None
         self.reconnector = reconnector
         self.closed = False
         #: Counts the raylet processes this client was connected to (a reconnect adds one).
@@ -367,6 +369,8 @@ class RayletClient:
         if b.logs and self.on_logs is not None:
             for lines in b.logs:
                 self.on_logs(lines)
+        if b.tasks_done and self.on_tasks_done is not None:
+            self.on_tasks_done(b.tasks_done)
         if b.cancel_tasks and self.on_cancel is not None:
             for tid in b.cancel_tasks:
                 self.on_cancel(tid)
