@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 from rayredis import ids
 from rayredis._private import process
@@ -27,6 +28,10 @@ class WorkerPool:
         self.starting: set[bytes] = set()
         self.dedicated: dict[bytes, bytes] = {}
         self.startup_failures = 0
+        #: Workers that disconnected but have not exited yet, with the time to SIGKILL them by.
+        #: Never waited for on the event loop: a worker that closes its connection may wait for the
+        #: raylet's end of it to close before it exits.
+        self.leaving: dict[bytes, tuple[subprocess.Popen[bytes], float]] = {}
         #: Abstract Unix socket of the raylet (local workers use it instead of gRPC).
         self.socket_name = socket_name
 
@@ -47,16 +52,36 @@ class WorkerPool:
     def dedicate(self, wid: bytes, actor_id: bytes) -> None:
         self.dedicated[wid] = actor_id
 
+    #: Seconds a disconnected worker gets to exit by itself before it is SIGKILLed.
+    EXIT_GRACE_S = 2.0
+
     def exited(self, wid: bytes) -> None:
+        """The worker's connection closed: collect it now if it is gone, else from ``reap``
+        (without blocking), SIGKILLing it once it had ``EXIT_GRACE_S`` to exit."""
         proc = self.procs.pop(wid, None)
         self.dedicated.pop(wid, None)
-        if proc is not None:
-            try:
-                proc.wait(timeout=2.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        self.starting.discard(wid)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            self.leaving[wid] = (proc, time.monotonic() + self.EXIT_GRACE_S)
+        else:
             process.forget_pid(self.session_dir, proc.pid)
+
+    def _reap_leaving(self) -> None:
+        now = time.monotonic()
+        for wid, (proc, kill_at) in list(self.leaving.items()):
+            if proc.poll() is not None:
+                del self.leaving[wid]
+                process.forget_pid(self.session_dir, proc.pid)
+            elif now >= kill_at:
+                logger.warning("worker %s (pid %d) did not exit %.0f s after it disconnected: killing it",
+                               wid.hex()[:12], proc.pid, self.EXIT_GRACE_S)
+                try:
+                    os.kill(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.leaving[wid] = (proc, float("inf"))  # collected by a later poll
 
     def kill(self, wid: bytes) -> None:
         proc = self.procs.get(wid)
@@ -67,7 +92,9 @@ class WorkerPool:
                 pass
 
     def reap(self) -> list[bytes]:
-        """Notice workers that died before they connected (startup failures); returns their ids."""
+        """Collect disconnected workers that exited, and notice workers that died before they
+        connected (startup failures); returns the latter's ids."""
+        self._reap_leaving()
         dead: list[bytes] = []
         for wid in list(self.starting):
             proc = self.procs.get(wid)
@@ -82,6 +109,9 @@ class WorkerPool:
         return dead
 
     def stop_all(self) -> None:
+        for wid, (proc, _) in self.leaving.items():
+            self.procs.setdefault(wid, proc)
+        self.leaving.clear()
         for proc in self.procs.values():
             if proc.poll() is None:
                 try:
