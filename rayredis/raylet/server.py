@@ -200,12 +200,16 @@ class Raylet:
         link_server = await start_link_server(self.args.bind_host or cfg.bind_host, token, self._on_link_batch)
         self.link_address = f"{self.node_ip}:{link_server.sockets[0].getsockname()[1]}"
         node.writer.start()
-        if await tables.anode_info(self.redis.primary, self.node_id.hex()) is not None:
+        if await tables.anode_dead(self.redis.primary, self.node_id.hex()):
+            # Restarted (by its supervisor) under a node ID that was declared dead meanwhile: the GCS
+            # already moved that node's work, so nothing of it is recovered here (it would run twice).
+            self.fenced = True
+        elif await tables.anode_info(self.redis.primary, self.node_id.hex()) is not None:
             # This node ID ran before: its previous process died (a supervisor restarted it).
             await recovery.recover(self.redis.primary, self.scripts, self.node_id.hex(), node.objects.shm_prefix)
         # Clients (a driver reconnecting after a restart among them) come once that is done.
         unix_server = await start_unix_server(self, self.socket_name, token)
-        if not await self._register(totals, capacity):
+        if self.fenced or not await self._register(totals, capacity):
             logger.error("this node is DEAD in the node table: fencing, re-registering as a new node")
             self.fenced = True
             self.stopping.set()

@@ -222,6 +222,11 @@ async def anode_info(primary: Any, node_id: str) -> NodeInfo | None:
     return NodeInfo.from_json(raw) if raw else None
 
 
+async def anode_dead(primary: Any, node_id: str) -> bool:
+    """Whether ``node_id`` was declared DEAD (a raylet started under it must fence)."""
+    return _s(await primary.hget(keys.node_state_key(), node_id)) == NodeState.DEAD.value
+
+
 def node_alive(primary: Any, node_id: str) -> bool:
     """Whether ``node_id`` is ALIVE, from a blocking client of the primary."""
     return _s(primary.hget(keys.node_state_key(), node_id)) == NodeState.ALIVE.value
