@@ -527,6 +527,48 @@ class KillRaylet(Fault):
         return self._record(t0, **fields)
 
 
+def replication_settled(handle: NodeHandle, timeout_s: float) -> float | None:
+    """On a replicated cluster, wait until every shard is whole again: the master the Sentinels
+    name answers as a master with every replica of its shard online (synced) and the Sentinels
+    agreeing on it; returns how long that took, None when it did not within ``timeout_s`` (0.0
+    on an unreplicated cluster). A one-replica shard survives one failure at a time: the Redis
+    faults wait for this before the next one may fire (``FaultThread``'s shared lane)."""
+    if not handle.sentinels:
+        return 0.0
+    t0 = time.monotonic()
+
+    def whole() -> bool:
+        reader = _redis(handle)
+        try:
+            rep = Replication.from_fields(reader.hgetall(keys.cluster_key()))
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            return False
+        finally:
+            reader.close()
+        if rep is None:
+            return False
+        for name in rep.masters:
+            view = sentinel.ask_sentinels(handle.sentinels, handle.password, name)
+            if view.master is None:
+                return False
+            host, _, port = view.master.rpartition(":")
+            member = redis.Redis(host=host, port=int(port), password=handle.password, socket_timeout=1.0,
+                                 socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+            try:
+                info = member.info("replication")
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                return False
+            finally:
+                member.close()
+            online = sum(1 for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
+                         and v.get("state") == "online")
+            if info.get("role") != "master" or online < rep.replicas:
+                return False
+        return True
+
+    return time.monotonic() - t0 if _wait(whole, timeout_s, 0.1) else None
+
+
 @dataclass
 class KillRedis(Fault):
     """SIGKILL a random Redis shard and wait for the supervisor to restart it with its AOF data (the
@@ -571,11 +613,17 @@ class KillRedis(Fault):
             keys_after = int(probe_client.dbsize()) if ok else None
         finally:
             probe_client.close()
+        settled = replication_settled(handle, self.restart_timeout_s) if ok else None
+        error = None
+        if not ok:
+            error = (f"Redis shard :{port} (pid {target.pid}) was not restarted with its data within "
+                     f"{self.restart_timeout_s} s: {NO_REDIS_SUPERVISOR}")
+        elif settled is None:
+            error = f"the replicated shards were not whole again within {self.restart_timeout_s} s of the restart"
         return self._record(t0, target_pid=target.pid, target_died=died, port=port, primary=primary,
                             keys_before=keys_before, keys_after=keys_after,
                             restarted_s=None if restarted_s is None else _r(restarted_s),
-                            error=None if ok else f"Redis shard :{port} (pid {target.pid}) was not restarted with "
-                                                  f"its data within {self.restart_timeout_s} s: {NO_REDIS_SUPERVISOR}")
+                            settled_s=None if settled is None else _r(settled), error=error)
 
 
 def _port_of(pid: int) -> int | None:
@@ -671,6 +719,7 @@ class KillRedisPrimary(Fault):
             client.close()
             member.close()
             manager.close()
+        settled = replication_settled(handle, self.restart_timeout_s) if back else None
         lost = bool(ok and acked >= 1 and after and after[0] <= before)
         error = None
         if not ok:
@@ -680,11 +729,14 @@ class KillRedisPrimary(Fault):
         elif not back:
             error = (f"the killed master :{port} did not come back as a replica within {self.restart_timeout_s} s: "
                      f"{NO_REDIS_SUPERVISOR}")
+        elif settled is None:
+            error = f"the replicated shards were not whole again within {self.restart_timeout_s} s of the failover"
         return self._record(t0, target_pid=target.pid, target_died=died, shard=shard, port=port,
                             new_master=new_master, new_pid=repaired_pid, counter_before=before, replicas_acked=acked,
                             counter_after=after[0] if after else None, acked_write_lost=lost,
                             accepted_s=None if accepted_s is None else _r(accepted_s),
-                            restarted_s=None if back_s is None else _r(back_s), error=error)
+                            restarted_s=None if back_s is None else _r(back_s),
+                            settled_s=None if settled is None else _r(settled), error=error)
 
 
     def _repair(self, ctx: FaultContext, pid: int) -> int | None:

@@ -47,6 +47,12 @@ def _log(msg: str, quiet: bool = False) -> None:
         print(f"[chaos] {msg}", file=sys.stderr, flush=True)
 
 
+#: Fault kinds that share one lane: a Redis shard with one replica survives one failure at a time,
+#: so a ``redis`` and a ``redis-primary`` fault never overlap (each waits for its shards to be whole
+#: again, ``faults.replication_settled``, before it ends).
+LANE_OF = {"redis-primary": "redis", "redis": "redis"}
+
+
 class FaultThread(threading.Thread):
     """Fires the planned faults at their times (seconds after ``t0``) until stopped.
 
@@ -81,10 +87,11 @@ class FaultThread(threading.Thread):
             for p in self.plan:
                 if self.stop.wait(max(0.0, self.t0 + p.t - time.monotonic())):
                     break
-                if p.kind in self._busy:
-                    self._skip(p, f"the previous {p.kind} fault was still in progress")
+                lane = LANE_OF.get(p.kind, p.kind)
+                if lane in self._busy:
+                    self._skip(p, f"the previous {lane} fault was still in progress")
                     continue
-                self._busy.add(p.kind)
+                self._busy.add(lane)
                 lanes[p.kind].put(p)
         finally:
             for q in lanes.values():
@@ -98,7 +105,7 @@ class FaultThread(threading.Thread):
                 if not self.stop.is_set():
                     self._fire(p)
             finally:
-                self._busy.discard(p.kind)
+                self._busy.discard(LANE_OF.get(p.kind, p.kind))
 
     def _skip(self, p: Planned, reason: str) -> None:
         t = time.monotonic()

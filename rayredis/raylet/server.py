@@ -219,7 +219,8 @@ class Raylet:
             node.scheduler.worker_started(prestart)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        bg = [loop.create_task(self._heartbeat()), loop.create_task(self._subscribe())]
+        bg = [loop.create_task(self._heartbeat()), loop.create_task(self._housekeeping()),
+              loop.create_task(self._subscribe())]
         logger.info("raylet %s listening on %s", self.node_id.hex(), self.address)
         await self.stopping.wait()
         logger.info("raylet stopping")
@@ -263,20 +264,45 @@ class Raylet:
         return False
 
     async def _heartbeat(self) -> None:
+        """Only the heartbeat (and the load report) is written here, so that nothing slower the
+        raylet does each period (rereading the node table, giving back stale bundles) delays it
+        into a false death; that work runs in :meth:`_housekeeping`."""
         hexid = self.node_id.hex()
+        while True:
+            started = time.monotonic()
+            pipe = self.redis.primary.pipeline(transaction=False)
+            pipe.wait_policy = None  # (no WAIT for a replica: a beat lost in a failover costs nothing)
+            pipe.hincrby(keys.node_heartbeat_key(), hexid, 1)
+            pipe.hset(keys.node_load_key(), hexid, self.nm.load().to_json())
+            write = asyncio.ensure_future(pipe.execute())
+            try:
+                # Bounded: a write stuck on one connection must not silence the node into a false
+                # death; the next beat goes out on another connection.
+                await asyncio.wait_for(asyncio.shield(write), self.cfg.node_death_timeout_s / 3)
+            except asyncio.TimeoutError:
+                frames = _awaiting(write)
+                logger.warning("a heartbeat write hung for %.1f s; dropping it and writing the next one on "
+                               "another connection. It was at:\n%s", time.monotonic() - started, frames)
+                write.cancel()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
+                logger.warning("heartbeat failed: %s", e)
+            took = time.monotonic() - started
+            if took > self.cfg.node_death_timeout_s / 3:
+                logger.warning("a heartbeat took %.1f s to write (Redis slow or failing over)", took)
+            await asyncio.sleep(self.cfg.heartbeat_interval_s)
+
+    async def _housekeeping(self) -> None:
+        """Each heartbeat period: reread the cluster view, give back stale prepared bundles, collect
+        exited workers."""
         pool = self.node.pool
         while True:
             try:
-                pipe = self.redis.primary.pipeline(transaction=False)
-                pipe.hincrby(keys.node_heartbeat_key(), hexid, 1)
-                pipe.hset(keys.node_load_key(), hexid, self.nm.load().to_json())
-                await pipe.execute()
                 await self._refresh_view()
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
-                logger.warning("heartbeat failed: %s", e)
+                logger.warning("reading the node table failed: %s", e)
             try:
                 await self._check_prepared()
-            except Exception:  # a backstop: never let it stop the heartbeat
+            except Exception:  # a backstop: never let it stop the housekeeping
                 logger.exception("checking prepared bundles failed")
             dead = pool.reap()
             if dead:
@@ -428,6 +454,18 @@ def default_store_capacity() -> int:
     except OSError:
         free = 2 * 1024**3
     return max(64 * 1024**2, int(free * 0.3))
+
+
+def _awaiting(task: asyncio.Future[Any]) -> str:
+    """Where a pending task's coroutine is suspended, innermost last (for a hang's log line)."""
+    coro: Any = getattr(task, "get_coro", lambda: None)()
+    lines: list[str] = []
+    while coro is not None and len(lines) < 40:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
