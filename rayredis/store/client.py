@@ -73,17 +73,50 @@ def _has_writes(policy: WaitPolicy | None, commands: Any) -> bool:
     return policy is not None and any(replication.is_write(args[0]) for args, _ in commands)
 
 
+class DemotedError(redis.exceptions.ConnectionError):
+    """The member a connection talks to is a replica now (a failover demoted it): nothing written
+    there stands, so the caller's retry reconnects to the new master and sends it all again (a
+    ConnectionError, which redis-py's and our retry policies retry)."""
+
+
+def _demoted(err: BaseException) -> bool:
+    """Whether ``err`` is Redis refusing a write or a WAIT because the member is a replica."""
+    text = str(err)
+    return isinstance(err, redis.exceptions.ReadOnlyError) or (
+        isinstance(err, redis.exceptions.ResponseError)
+        and (text.startswith("READONLY") or "WAIT cannot be used with replica" in text))
+
+
+def raise_if_demoted(connection: Any, results: Any) -> None:
+    """Raise :class:`DemotedError` when a pipeline's per-command ``results`` show the member was a
+    replica (READONLY), after dropping the connection so the retry asks the Sentinels again."""
+    if isinstance(results, list) and any(isinstance(r, Exception) and _demoted(r) for r in results):
+        raise DemotedError(f"{connection.host}:{connection.port} is a replica now (failover): resending")
+
+
 def _wait(connection: Any, policy: WaitPolicy) -> None:
     """``WAIT`` on the connection that just wrote, so the write is on a replica before we go on."""
     numreplicas, timeout_ms = policy.request()
     connection.send_command("WAIT", numreplicas, timeout_ms)
-    policy.observe(int(connection.read_response()), f"{connection.host}:{connection.port}")
+    try:
+        acked = int(connection.read_response())
+    except redis.exceptions.ResponseError as e:
+        if _demoted(e):
+            raise DemotedError(f"{connection.host}:{connection.port} is a replica now (failover): {e}") from e
+        raise
+    policy.observe(acked, f"{connection.host}:{connection.port}")
 
 
 async def _async_wait(connection: Any, policy: WaitPolicy) -> None:
     numreplicas, timeout_ms = policy.request()
     await connection.send_command("WAIT", numreplicas, timeout_ms)
-    policy.observe(int(await connection.read_response()), f"{connection.host}:{connection.port}")
+    try:
+        acked = int(await connection.read_response())
+    except redis.exceptions.ResponseError as e:
+        if _demoted(e):
+            raise DemotedError(f"{connection.host}:{connection.port} is a replica now (failover): {e}") from e
+        raise
+    policy.observe(acked, f"{connection.host}:{connection.port}")
 
 
 class _Pipeline(redis.client.Pipeline):
@@ -118,10 +151,13 @@ class _Pipeline(redis.client.Pipeline):
         policy = self.wait_policy
         try:
             out = send(connection, commands, raise_on_error)
-        except redis.exceptions.ResponseError:  # one command failed; the others' writes happened
+        except redis.exceptions.ResponseError as e:  # one command failed; the others' writes happened
+            if _demoted(e):
+                raise DemotedError(f"{connection.host}:{connection.port} is a replica now (failover): {e}") from e
             if policy is not None and _has_writes(policy, commands):
                 _wait(connection, policy)
             raise
+        raise_if_demoted(connection, out)
         if policy is not None and _has_writes(policy, commands):
             _wait(connection, policy)
         return out
@@ -177,10 +213,13 @@ class _AsyncPipeline(aioredis.client.Pipeline):
         policy = self.wait_policy
         try:
             out = await send(connection, commands, raise_on_error)
-        except redis.exceptions.ResponseError:
+        except redis.exceptions.ResponseError as e:
+            if _demoted(e):
+                raise DemotedError(f"{connection.host}:{connection.port} is a replica now (failover): {e}") from e
             if policy is not None and _has_writes(policy, commands):
                 await _async_wait(connection, policy)
             raise
+        raise_if_demoted(connection, out)
         if policy is not None and _has_writes(policy, commands):
             await _async_wait(connection, policy)
         return out
