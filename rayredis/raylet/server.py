@@ -306,7 +306,7 @@ class Raylet:
                 logger.exception("checking prepared bundles failed")
             dead = pool.reap()
             if dead:
-                # Keep replacing workers that fail to start, up to 20 failures in total.
+                # Keep replacing workers that fail to start, up to 20 failures in a row.
                 self.nm.workers_failed_to_start(dead, reschedule=pool.startup_failures - len(dead) + 1 < 20)
             await asyncio.sleep(self.cfg.heartbeat_interval_s)
 

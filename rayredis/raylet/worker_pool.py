@@ -27,6 +27,8 @@ class WorkerPool:
         self.procs: dict[bytes, subprocess.Popen[bytes]] = {}
         self.starting: set[bytes] = set()
         self.dedicated: dict[bytes, bytes] = {}
+        #: Workers that died before connecting since the last one that connected (a streak: a
+        #: worker that starts fine resets it, so occasional failures never add up to the cap).
         self.startup_failures = 0
         #: Workers that disconnected but have not exited yet, with the time to SIGKILL them by.
         #: Never waited for on the event loop: a worker that closes its connection may wait for the
@@ -48,6 +50,7 @@ class WorkerPool:
 
     def registered(self, wid: bytes) -> None:
         self.starting.discard(wid)
+        self.startup_failures = 0
 
     def dedicate(self, wid: bytes, actor_id: bytes) -> None:
         self.dedicated[wid] = actor_id

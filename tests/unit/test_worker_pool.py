@@ -58,3 +58,18 @@ def test_stop_all_kills_lingering_workers_too(tmp_path: Path) -> None:
     pool.stop_all()
     assert proc.poll() == -9 and pool.leaving == {} and pool.procs == {}
     assert os.listdir(tmp_path / "pids") == []
+
+
+def test_the_count_of_failed_starts_is_a_streak_that_a_connected_worker_resets(tmp_path: Path) -> None:
+    pool = _pool(tmp_path)
+    for n in range(3):
+        proc = _child(tmp_path, pool, b"f%d" % n, "raise SystemExit(3)")
+        pool.starting.add(b"f%d" % n)
+        proc.wait(timeout=10)
+    assert sorted(pool.reap()) == [b"f0", b"f1", b"f2"] and pool.startup_failures == 3
+    ok = _child(tmp_path, pool, b"ok", "import time; time.sleep(60)")
+    pool.starting.add(b"ok")
+    pool.registered(b"ok")  # (it connected)
+    assert pool.startup_failures == 0
+    pool.stop_all()
+    assert ok.poll() == -9
