@@ -39,9 +39,11 @@ def _our_processes() -> set[tuple[int, str]]:
 
 def _our_shm() -> set[str]:
     """Shared-memory segments of this test session's clusters (tagged by their session dirs)."""
+    from rayredis._private import session
+
     try:
         sessions = glob.glob(os.path.join(_TMP, "**", "session_*"), recursive=True)
-        tags = tuple(f"rayredis_{os.path.basename(n)[-4:]}_" for n in sessions)
+        tags = tuple(session.session_shm_tag(n) for n in sessions)
         return {n for n in os.listdir("/dev/shm") if tags and n.startswith(tags)}
     except OSError:
         return set()

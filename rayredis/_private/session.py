@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -78,8 +79,12 @@ def remove_current_cluster(session_dir: str) -> None:
 
 
 def session_shm_tag(session_dir: str) -> str:
-    """The name prefix of every shared-memory segment the raylets of ``session_dir`` create."""
-    return f"rayredis_{os.path.basename(session_dir)[-4:]}_"
+    """The name prefix of every shared-memory segment the raylets of ``session_dir`` create: 48 bits
+    of a hash of the whole session name (date, time, PID and random suffix), so that stopping one
+    session never matches another live session's segments (4 characters of it used to collide
+    among a few hundred sessions). The basename only: a container sees the same name at another path."""
+    digest = hashlib.sha256(os.path.basename(os.path.normpath(session_dir)).encode()).hexdigest()[:12]
+    return f"rayredis_{digest}_"
 
 
 def remove_session_shm(session_dir: str) -> None:

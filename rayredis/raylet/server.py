@@ -19,7 +19,7 @@ import grpc
 import redis.exceptions
 
 from rayredis import ids
-from rayredis._private import auth
+from rayredis._private import auth, session
 from rayredis._private.logs import setup_process_logging
 from rayredis.common.resources import ResourceSet
 from rayredis.config import Config, get_config, secret_from_env
@@ -189,7 +189,7 @@ class Raylet:
             node_id=self.node_id, node_ip=self.node_ip, totals=totals, capacity=capacity,
             # Resources bound how many tasks run; the cap only matters for fractional and zero-CPU tasks.
             max_workers=max(1, int(whole_cpus * cfg.max_workers_per_cpu)),
-            shm_prefix=f"rayredis_{os.path.basename(self.session_dir)[-4:]}_{self.node_id.hex()[:6]}_",
+            shm_prefix=f"{session.session_shm_tag(self.session_dir)}{self.node_id.hex()[:6]}_",
             store=self.redis, cfg=cfg, session_dir=self.session_dir,
             raylet_address=f"127.0.0.1:{port}" if self.node_ip == cfg.bind_host else self.address,
             worker_env={"RAYREDIS_REDIS_PASSWORD": self.password or "", "RAYREDIS_CLUSTER_TOKEN": token,

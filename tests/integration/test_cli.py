@@ -17,6 +17,7 @@ import redis
 
 from rayredis._private import process
 from rayredis._private.redis_server import free_port
+from rayredis._private.session import session_shm_tag
 from rayredis.store import keys
 
 CLI = [sys.executable, "-m", "rayredis.cli.main"]
@@ -49,7 +50,7 @@ def cli_session_dirs(env: dict[str, str]) -> list[str]:
 
 
 def shm_of(session_dir: str) -> list[str]:
-    tag = f"rayredis_{os.path.basename(session_dir)[-4:]}_"
+    tag = session_shm_tag(session_dir)
     return [n for n in os.listdir("/dev/shm") if n.startswith(tag)]
 
 
@@ -152,7 +153,7 @@ def test_cluster_lifecycle(env: dict[str, str]) -> None:
         assert procs and all(process.is_alive(r) for r in procs)
         assert shm_of(sessions[0]) or shm_of(sessions[1])  # the detached actor's object
         # A segment a crashed process would leave behind: `stop` removes it by the session tag.
-        stray = Path("/dev/shm") / f"rayredis_{os.path.basename(sessions[1])[-4:]}_000000_stray"
+        stray = Path("/dev/shm") / f"{session_shm_tag(sessions[1])}000000_stray"
         stray.write_bytes(b"")
         stop = cli(env, "stop").stdout
         assert re.search(r"^Stopped all \d+ rayredis processes\.$", stop, re.M), stop

@@ -12,6 +12,7 @@ import pytest
 
 import rayredis as ray
 from rayredis import exceptions
+from rayredis._private import session
 from rayredis.store import keys
 
 
@@ -24,7 +25,7 @@ def _store_stats() -> dict:
 
 
 def _segments(session_dir: str) -> list[str]:
-    tag = f"rayredis_{os.path.basename(session_dir)[-4:]}_"
+    tag = session.session_shm_tag(session_dir)
     return [n for n in os.listdir("/dev/shm") if n.startswith(tag)]
 
 
