@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from rayredis._private import retry
-from rayredis.store import keys, pubsub, tables
+from rayredis.store import keys, tables
 from rayredis.store.client import AsyncShardedRedis
 from rayredis.store.scripts import Scripts
 
@@ -24,11 +24,11 @@ TABLE_OP_TIMEOUT_S = 30.0
 class TaskTableClient:
     """Implements :class:`~rayredis.raylet.orphans.TaskTable` over the data shards.
 
-    Reads (one pipeline: the task's entry and its objects' entries) and the ``task_claim`` script
-    are retried under ``retry.async_redis_op`` (both are safe to repeat: a resent claim that
-    already applied is recognised by the script). Watches subscribe to the object channel of the
-    object's shard only while some object of that shard is watched, and rescan (report every
-    watched object once) after each subscription, so a copy announced meanwhile is not missed.
+    A read is one pipeline on the task's shard (the task's entry and its objects' entries, which
+    the task-ID prefix routes to the same shard); a claim is the ``task_claim`` script there. Both
+    are retried under ``retry.async_redis_op`` for up to :data:`TABLE_OP_TIMEOUT_S` (both are safe
+    to repeat: a resent claim that already applied is recognised by the script), then reported
+    as failed.
     """
 
     def __init__(self, store: AsyncShardedRedis, node_hex: str):
@@ -36,8 +36,6 @@ class TaskTableClient:
         self.node_hex = node_hex
         self.core: Orphans
         self._scripts: dict[int, Scripts] = {}
-        self._watched: dict[int, set[bytes]] = {}
-        self._followers: dict[int, asyncio.Task[None]] = {}
         self._bg: set[asyncio.Task[Any]] = set()
 
     # ---- TaskTable ------------------------------------------------------------------------------
@@ -47,39 +45,6 @@ class TaskTableClient:
 
     def claim(self, tid: bytes, attempt: int) -> None:
         self._spawn(self._claim(tid, attempt))
-
-    def watch(self, oid: bytes) -> None:
-        i = self.store.index_for_id(oid)
-        self._watched.setdefault(i, set()).add(oid)
-        if i not in self._followers:
-            client = self.store.shards[i]
-
-            async def rescan() -> None:
-                for o in sorted(self._watched.get(i, ())):
-                    self.core.published(o)
-
-            async def on_message(channel: str, data: str) -> None:
-                try:
-                    o = bytes.fromhex(data)
-                except ValueError:
-                    return
-                if o in self._watched.get(i, ()):
-                    self.core.published(o)
-
-            self._followers[i] = asyncio.get_running_loop().create_task(
-                pubsub.follow(client, [keys.object_channel()], rescan, on_message))
-
-    def unwatch(self, oid: bytes) -> None:
-        i = self.store.index_for_id(oid)
-        watched = self._watched.get(i)
-        if watched is None:
-            return
-        watched.discard(oid)
-        if not watched:
-            del self._watched[i]
-            t = self._followers.pop(i, None)
-            if t is not None:
-                t.cancel()
 
     # ---- I/O ------------------------------------------------------------------------------------
 
@@ -97,7 +62,7 @@ class TaskTableClient:
             self.core.io_failed(tid, f"{type(e).__name__}: {e}")
             return
         task = tables.TaskEntry.from_redis(tid.hex(), results[0])
-        objs = {o: tables.ObjectEntry.from_redis(o.hex(), raw) for o, raw in zip(oids, results[1:])}
+        objs = {o: tables.ObjectEntry.from_redis(o.hex(), raw) for o, raw in zip(oids, results[1:], strict=True)}
         self.core.read_done(tid, task, objs)
 
     async def _claim(self, tid: bytes, attempt: int) -> None:
@@ -112,14 +77,8 @@ class TaskTableClient:
         except retry.REDIS_RETRYABLE + (OSError,) as e:
             self.core.io_failed(tid, f"{type(e).__name__}: {e}")
             return
-        code = int(out[0])
-        if code == 1:
-            self.core.claim_done(tid, True, int(out[1]), bytes.fromhex(self.node_hex))
-        elif code == 0:
-            holder = out[2].decode() if isinstance(out[2], bytes) else str(out[2])
-            self.core.claim_done(tid, False, int(out[1]), bytes.fromhex(holder) if holder else b"")
-        else:
-            self.core.claim_done(tid, False, -1, b"")
+        won, current = parse_claim(out)
+        self.core.claim_done(tid, won, current)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         t = asyncio.get_running_loop().create_task(coro)
@@ -132,7 +91,16 @@ class TaskTableClient:
             logger.error("task-table operation failed", exc_info=t.exception())
 
     async def close(self) -> None:
-        for t in [*self._bg, *self._followers.values()]:
+        for t in list(self._bg):
             t.cancel()
-        self._followers.clear()
-        self._watched.clear()
+
+
+def parse_claim(out: Any) -> tuple[bool, int]:
+    """``task_claim``'s reply as (won, attempt): the claimed attempt, the entry's current one when
+    lost, -1 when the entry is gone."""
+    code = int(out[0])
+    if code == 1:
+        return True, int(out[1])
+    if code == 0:
+        return False, int(out[1])
+    return False, -1
