@@ -208,8 +208,8 @@ class Orphans:
         if task is None or spec is None:
             self._fail(tid, r, exceptions.ObjectReconstructionFailedLineageEvictedError, (
                 f"Cause: {r.why}; its lineage is gone: {self._owner_phrase(r.holder)}, and the task that made "
-                f"it is no longer in the task table (entries expire task_table_ttl_s={self._ttl()} s after the "
-                "task ended)."))
+                f"it is not in the task table (entries expire task_table_ttl_s={self._ttl()} s after the task "
+                "ended; a task submitted just before its owner died may never have been written)."))
             return
         r.spec = spec
         owner = spec.submitter_node
