@@ -182,8 +182,8 @@ class OwnerDiedError(ObjectLostError):
 
 
 class ObjectReconstructionFailedError(ObjectLostError):
-    """The object was lost and rebuilding it from lineage was not possible (``max_retries=0``, or the
-    task table could not be read)."""
+    """The object was lost and rebuilding it from lineage was not possible (``max_retries=0``, the
+    result of an actor method, a ``put`` object, or the task table could not be read)."""
 
 
 class ObjectReconstructionFailedMaxAttemptsExceededError(ObjectReconstructionFailedError):
