@@ -112,14 +112,18 @@ USAGE: dict[str, tuple[str, str, str]] = {
         "(`get_placement_group`, `placement_group_table`)",
         "never shrinks"),
     "task_key": (
-        "raylet `RedisWriter` (batched `TaskWrite` ops: `task_transition`; `task_spilled` before a forward)",
-        "nothing in the runtime yet (CLI `state dump` only)",
-        "EXPIRE `task_table_ttl_s` after a terminal state; entries that never get one (tasks of a raylet "
-        "that died) never expire"),
+        "raylet `RedisWriter` (batched `TaskWrite` ops: `task_transition`; `task_spilled` before a forward); "
+        "raylet `TaskTableClient.claim` (`raylet/task_table.py`, script `task_claim`: the next attempt, PENDING "
+        "at the claimer, `rebuilt_by`, PERSIST)",
+        "raylet `TaskTableClient.read` for `raylet/orphans.py` (the lineage of objects whose owner node died); "
+        "CLI `state dump`",
+        "EXPIRE `task_table_ttl_s` after a terminal state (a claim removes it until the re-run ends); entries "
+        "that never get one (tasks of a raylet that died, a claim whose claimer died) never expire"),
     "object_key": (
         "raylet `RedisWriter` (`ObjectSealed`: HSET of its `loc:` field, `tables.queue_object_sealed`; "
         "`ObjectFreed`: `object_location_remove`)",
-        "nothing in the runtime yet (CLI `state dump`, tests)",
+        "raylet `TaskTableClient.read` (`raylet/orphans.py`: live copies of an object whose owner node "
+        "died); CLI `state dump`, tests",
         "until the last copy is freed"),
     "actor_channel": (
         "`actor_create`, `actor_transition`",

@@ -176,6 +176,25 @@ class ObjectFetchError(ObjectLostError):
     """The object exists on another node, but this node could not copy it (no room, transfer failed)."""
 
 
+class OwnerDiedError(ObjectLostError):
+    """The node that owned the object died, and the object cannot be made again without it: a ``put``
+    object (no lineage) or the result of an actor method (its value depends on the actor's state)."""
+
+
+class ObjectReconstructionFailedError(ObjectLostError):
+    """The object was lost and rebuilding it from lineage was not possible (``max_retries=0``, the
+    result of an actor method, a ``put`` object, or the task table could not be read)."""
+
+
+class ObjectReconstructionFailedMaxAttemptsExceededError(ObjectReconstructionFailedError):
+    """The object was lost and the task that makes it has used all of its ``max_retries``."""
+
+
+class ObjectReconstructionFailedLineageEvictedError(ObjectReconstructionFailedError):
+    """The object was lost and the lineage of the task that made it is gone (its owner died and its
+    task-table entry expired, ``task_table_ttl_s`` after the task ended)."""
+
+
 class ObjectStoreFullError(RayError):
     """The node's object store cannot hold the object even after evicting unreferenced objects."""
 

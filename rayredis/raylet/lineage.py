@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from rayredis import exceptions, ids, serialization
+from rayredis import ids
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.raylet.object_store import PENDING, REMOTE
 from rayredis.store.tables import TaskState
@@ -31,8 +31,8 @@ class Lineage:
     and object IDs, a new attempt), and its own lost arguments are rebuilt the same way when the
     re-run needs them, recursively. Tasks with ``max_retries=0`` keep no lineage (as in Ray).
     A node that is not the owner asks the node it holds the object at (``Entry.held_at``), which
-    recovers it or asks further; an object with no lineage anywhere (a ``put``, or an owner that
-    died) fails with ``ObjectLostError`` saying why.
+    recovers it or asks further; an object with no lineage on a live node (its owner died) goes to
+    :class:`~rayredis.raylet.orphans.Orphans` (rebuilt from the task table, or failed saying why).
     """
 
     def __init__(self, nm: NodeManager):
@@ -91,11 +91,7 @@ class Lineage:
                 e.state, e.locations = PENDING, []
                 nm.timers.call_later(REASK_S, self._reask, oid, holder)
                 return
-        kind = "a put object, which has no lineage" if ids.is_put_object(oid) else \
-            "no node that is alive keeps the lineage of the task that made it (its owner died?)"
-        blob = serialization.serialize_error(exceptions.ObjectLostError(
-            oid.hex(), f"Cause: {why}; it cannot be rebuilt: {kind}.")).to_bytes()
-        nm.seal(oid, blob, "", len(blob))
+        nm.orphans.recover(oid, why)  # no live node keeps its lineage: the task table's, or an error
 
     def _reask(self, oid: bytes, holder: bytes) -> None:
         e = self.nm.objects.get(oid)

@@ -19,6 +19,7 @@ from rayredis.raylet.lineage import Lineage
 from rayredis.raylet.object_store import PENDING as OBJ_PENDING
 from rayredis.raylet.object_store import READY, REMOTE, ObjectStore
 from rayredis.raylet.object_waits import ObjectWaits, object_data
+from rayredis.raylet.orphans import Orphans, TaskTable
 from rayredis.raylet.peer_core import NoLinks, PeerCore, PeerLinks
 from rayredis.raylet.placement import Placement
 from rayredis.raylet.ports import ActorDirectory, TableWriter, Timers, WorkerProcesses
@@ -39,7 +40,8 @@ class NodeManager:
 
     def __init__(self, node_id: bytes, node_ip: str, scheduler: LocalScheduler, objects: ObjectStore,
                  writer: TableWriter, workers: WorkerProcesses, timers: Timers, directory: ActorDirectory,
-                 links: PeerLinks | None = None, view: ClusterView | None = None):
+                 links: PeerLinks | None = None, view: ClusterView | None = None,
+                 task_table: TaskTable | None = None):
         self.node_id = node_id
         self.node_ip = node_ip
         self.scheduler = scheduler
@@ -55,6 +57,8 @@ class NodeManager:
         self.peers = PeerCore(self, links if links is not None else NoLinks(), self.view)
         self.placement = Placement(self)
         self.lineage = Lineage(self)
+        #: Objects whose owner died, rebuilt from the task table (none without ``task_table``).
+        self.orphans = Orphans(self, task_table)
         self.deps_index = self.placement.deps_index
         #: References the store holds for return objects whose submitter was not connected (nobody
         #: will drop them): part of the refcount invariant that :meth:`validate` checks.
@@ -188,6 +192,8 @@ class NodeManager:
         objects = self.objects
         if self.lineage.records or self.lineage.asked:
             self.lineage.gone(objects.freed + [o for o, _ in objects.released])
+        if self.orphans.active:
+            self.orphans.sweep()
         if objects.freed:
             for oid in objects.freed:
                 self.writer.object_freed(oid)

@@ -226,7 +226,7 @@ class PeerCore:
                 e.pins += 1  # until the whole message is applied (see ObjectStore.sweep)
                 created.append(oid)
             if info.lost:
-                if e.state == PENDING:
+                if e.state == PENDING and not nm.orphans.answer_lost(oid, sender):
                     blob = serialization.serialize_error(exceptions.ObjectLostError(
                         oid.hex(), f"Node {sender.hex()[:8]}, which was asked for it, no longer knows it.")).to_bytes()
                     to_seal.append(pb.ObjectInfo(object_id=oid, has_inline=True, inline_data=blob))
@@ -333,6 +333,7 @@ class PeerCore:
         nm.objects.drop_holder(node)
         for nodes in self.watchers.values():
             nodes.discard(node)
+        nm.orphans.node_gone(node)  # what was to come from it is rebuilt from the task table
         nm.actors.node_gone(node)  # its actors' calls wait for their restart (or their death)
         lost = [r for r in nm.tasks.values() if r.forwarded_to == node]
         resend = [r for r in lost if r.spec.kind == pb.ACTOR_TASK and nm.actors.can_resend(r)]

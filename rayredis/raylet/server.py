@@ -36,6 +36,7 @@ from rayredis.raylet.peers import Peers
 from rayredis.raylet.ports import ActorDirectory, Timers
 from rayredis.raylet.redis_writer import RedisWriter
 from rayredis.raylet.scheduler import LocalScheduler
+from rayredis.raylet.task_table import TaskTableClient
 from rayredis.raylet.worker_pool import WorkerPool
 from rayredis.store import keys, pubsub, tables
 from rayredis.store.client import AsyncShardedRedis
@@ -120,6 +121,7 @@ class Node:
     pool: WorkerPool
     nm: NodeManager
     bundles: Bundles
+    task_table: TaskTableClient
 
 
 def build_node(*, node_id: bytes, node_ip: str, totals: dict[str, float], capacity: int, max_workers: int,
@@ -131,11 +133,13 @@ def build_node(*, node_id: bytes, node_ip: str, totals: dict[str, float], capaci
     objects = ObjectStore(capacity, shm_prefix)
     writer = RedisWriter(store, node_id.hex(), cfg.redis_flush_interval_ms / 1000.0, cfg.task_table_ttl_s)
     pool = WorkerPool(session_dir, raylet_address, node_id, worker_env, socket_name)
+    task_table = TaskTableClient(store, node_id.hex())
     nm = NodeManager(node_id, node_ip, scheduler, objects, writer, pool, timers, directory,
-                     links=peers, view=ClusterView(node_id))
+                     links=peers, view=ClusterView(node_id), task_table=task_table)
+    task_table.core = nm.orphans
     if peers is not None:
         peers.nm = nm
-    return Node(scheduler, objects, writer, pool, nm, Bundles(scheduler))
+    return Node(scheduler, objects, writer, pool, nm, Bundles(scheduler), task_table)
 
 
 class Raylet:
@@ -227,6 +231,7 @@ class Raylet:
         for t in bg:
             t.cancel()
         await self.peers.close()
+        await node.task_table.close()
         node.pool.stop_all()
         ks, argv = tables.node_state_cas_args(self.node_id.hex(), NodeState.ALIVE.value, NodeState.DEAD)
         await self.scripts.hfield_cas(keys=ks, args=argv)

@@ -144,8 +144,11 @@ def task_key(task_id_hex: str) -> str:
     re-run it), ``state`` (PENDING/FINISHED/FAILED/CANCELLED; RUNNING is not written, to keep one
     write per transition off the hot path), ``node``, ``attempt``, ``job``, and ``spilled_from``
     when the submitter's raylet forwarded it (its spill written, ``node`` = the target, before the
-    forward is sent). Written by the raylets that receive the task, batched per flush; state changes
-    by CAS script ``task_transition``; expires ``task_table_ttl_s`` after a terminal state."""
+    forward is sent), and ``rebuilt_by`` when a node re-runs it because its owner died (claimed by the
+    CAS script ``task_claim`` on ``attempt``: one node per attempt; the entry is PENDING at that node
+    and loses its expiry). Written by the raylets that receive the task, batched per flush; state
+    changes by CAS script ``task_transition``; expires ``task_table_ttl_s`` after a terminal state,
+    which bounds how long an owner's death leaves the task rebuildable."""
     return PREFIX + "task:" + task_id_hex
 
 

@@ -10,7 +10,7 @@ _DIR = pathlib.Path(__file__).parent / "scripts"
 
 #: Script names, one ``.lua`` file each.
 NAMES = ("hfield_cas", "hash_cas", "actor_create", "actor_transition", "task_transition",
-         "object_location_remove", "gcs_lease")
+         "object_location_remove", "gcs_lease", "task_claim")
 
 #: Put in front of a script to fence it on the GCS lease: the caller appends the lease key to KEYS
 #: and its holder id to ARGV; both are removed before the script proper runs, which then sees the
@@ -56,6 +56,7 @@ class Scripts:
     task_transition: Any
     object_location_remove: Any
     gcs_lease: Any
+    task_claim: Any
 
 
 class FencedScripts:

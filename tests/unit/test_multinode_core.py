@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rayredis import ids
+from rayredis import exceptions, ids
 from rayredis.common.resources import ResourceSet
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.raylet.cluster_view import LOCAL, ClusterView, InfeasibleError, UnschedulableError
@@ -456,7 +456,7 @@ def test_a_lost_put_fails_with_a_reason() -> None:
     a.send(driver, gets=[pb.GetRequest(req_id=4, object_ids=[inner])])
     (reply,) = driver.take().get_replies
     err = value_of(reply.objects[0])
-    assert "ObjectLostError" in type(err).__name__ and "put object" in str(err)
+    assert isinstance(err, exceptions.ObjectLostError) and "put object" in str(err)  # (an OwnerDiedError)
 
 
 def test_a_source_that_stays_unreachable_is_rebuilt_from_lineage_not_failed() -> None:
