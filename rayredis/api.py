@@ -359,9 +359,16 @@ def get_gpu_ids() -> list[int]:
     return list(get_worker().ctx.gpu_ids)
 
 
+def _read_nodes() -> list[tables.NodeRecord]:
+    """The node table, retried through a Redis outage for ``connect_timeout_s``, then
+    ``ControlStoreUnavailable`` (rayredis's own error, naming what to check)."""
+    cw = get_worker()
+    return retry.read(cw.cfg.connect_timeout_s, tables.read_nodes, cw.store.primary)
+
+
 def nodes() -> list[dict[str, Any]]:
     """Every node that ever joined, with liveness and resources, in Ray's format (registration order)."""
-    registered = [(n, n.info) for n in tables.read_nodes(get_worker().store.primary) if n.info is not None]
+    registered = [(n, n.info) for n in _read_nodes() if n.info is not None]
     out = []
     for n, i in sorted(registered, key=lambda ni: ni[1].start_time):
         out.append({"NodeID": i.node_id, "Alive": n.alive, "alive": n.alive, "NodeManagerAddress": i.node_ip,
@@ -381,13 +388,13 @@ def _sum(dicts: list[dict[str, float]]) -> dict[str, float]:
 
 def cluster_resources() -> dict[str, float]:
     """Total resources of the live nodes (as they registered)."""
-    live = tables.alive(tables.read_nodes(get_worker().store.primary))
+    live = tables.alive(_read_nodes())
     return _sum([n.info.resources for n in live if n.info is not None])
 
 
 def available_resources() -> dict[str, float]:
     """Resources not held by running tasks and actors, from the nodes' latest heartbeats."""
-    live = tables.alive(tables.read_nodes(get_worker().store.primary))
+    live = tables.alive(_read_nodes())
     return _sum([n.load.available for n in live if n.load is not None])
 
 

@@ -211,8 +211,9 @@ class RaySerializationError(RayError, TypeError):
     """A value could not be serialized or deserialized."""
 
 
-class ControlStoreUnavailable(RayError, ConnectionError):
-    """Redis could not be reached within the retry budget."""
+class ControlStoreUnavailable(RaySystemError, ConnectionError):
+    """Redis could not be reached within the retry budget (``connect_timeout_s``); the message
+    names the shard and what to check."""
 
 
 class TaskUnschedulableError(RayError):

@@ -20,6 +20,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from rayredis import exceptions
 from rayredis._private.logs import Throttle
 
 logger = logging.getLogger(__name__)
@@ -122,6 +123,28 @@ def async_redis_connection(timeout_s: float = 30.0) -> redis.asyncio.retry.Retry
                                      reconnect_attempts(timeout_s))
 
 
+def store_unavailable(e: BaseException, timeout_s: float) -> exceptions.ControlStoreUnavailable:
+    """rayredis's own error for a Redis shard that stayed unreachable through the retries of
+    ``timeout_s``, naming the shard (from redis-py's message) and what to check."""
+    return exceptions.ControlStoreUnavailable(
+        f"The cluster's Redis did not answer for {timeout_s:.0f} s ({e}). Check that the cluster is "
+        "running (`rayredis status`) and that its Redis shards are up (a supervised head restarts "
+        "them); the wait is `connect_timeout_s` (RAYREDIS_CONNECT_TIMEOUT_S).")
+
+
 def call(policy: Retrying, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run ``fn`` under ``policy``."""
-    return policy(fn, *args, **kwargs)
+    """Run ``fn`` under ``policy``; a Redis failure that outlasts it is raised as
+    :class:`~rayredis.exceptions.ControlStoreUnavailable` (a ``RaySystemError``)."""
+    try:
+        return policy(fn, *args, **kwargs)
+    except exceptions.ControlStoreUnavailable:
+        raise
+    except REDIS_RETRYABLE as e:
+        stop = getattr(policy, "stop", None)
+        raise store_unavailable(e, float(getattr(stop, "max_delay", 0.0) or 0.0)) from e
+
+
+def read(timeout_s: float, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """An idempotent Redis read of the public API (``nodes()``, ``cluster_resources()``, ...):
+    retried for ``timeout_s`` (REDIS_OP), then :class:`~rayredis.exceptions.ControlStoreUnavailable`."""
+    return call(redis_op(timeout_s), fn, *args, **kwargs)
