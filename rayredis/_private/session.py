@@ -8,6 +8,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 
+from rayredis._private import trusted
 from rayredis.config import get_config
 
 #: Where the raylets of a session create their object segments.
@@ -26,11 +27,17 @@ class ClusterFile:
 
 
 def new_session_dir() -> str:
-    root = get_config().temp_dir
-    name = time.strftime("session_%Y-%m-%d_%H-%M-%S") + f"_{os.getpid()}_{os.urandom(2).hex()}"
-    path = os.path.join(root, name)
-    os.makedirs(os.path.join(path, "logs"), exist_ok=True)
-    os.makedirs(os.path.join(path, "pids"), exist_ok=True)
+    root = temp_root()
+    while True:
+        name = time.strftime("session_%Y-%m-%d_%H-%M-%S") + f"_{os.getpid()}_{os.urandom(2).hex()}"
+        path = os.path.join(root, name)
+        try:
+            os.mkdir(path, 0o700)
+            break
+        except FileExistsError:
+            continue
+    os.mkdir(os.path.join(path, "logs"), 0o700)
+    os.mkdir(os.path.join(path, "pids"), 0o700)
     latest = os.path.join(root, "session_latest")
     try:
         if os.path.islink(latest):
@@ -39,6 +46,12 @@ def new_session_dir() -> str:
     except OSError:
         pass
     return path
+
+
+def temp_root() -> str:
+    """The temp dir (``Config.temp_dir``), created 0700 if absent; refused unless this user's own and
+    writable by nobody else (:mod:`rayredis._private.trusted`)."""
+    return trusted.private_dir(get_config().temp_dir, "rayredis temp dir (RAYREDIS_TEMP_DIR)")
 
 
 def log_path(session_dir: str, name: str) -> str:
@@ -50,8 +63,8 @@ def current_cluster_path() -> str:
 
 
 def write_current_cluster(info: ClusterFile) -> None:
+    temp_root()
     path = current_cluster_path()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + f".{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -60,8 +73,16 @@ def write_current_cluster(info: ClusterFile) -> None:
 
 
 def read_current_cluster() -> ClusterFile | None:
+    """The cluster ``rayredis start --head`` recorded, None if none; raises
+    :class:`~rayredis._private.trusted.UntrustedPathError` if the file or the temp dir belongs to
+    another user or is writable by others (it says which cluster to connect to, with which password)."""
+    path = current_cluster_path()
+    if not trusted.check(os.path.dirname(path), "rayredis temp dir (RAYREDIS_TEMP_DIR)"):
+        return None
+    if not trusted.check(path, "current-cluster file"):
+        return None
     try:
-        with open(current_cluster_path()) as f:
+        with open(path) as f:
             raw = json.load(f)
             raw["sentinels"] = tuple(raw.get("sentinels", ()))
             return ClusterFile(**raw)
