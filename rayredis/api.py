@@ -221,7 +221,8 @@ def _connect(cfg: Any, address: str, password: str | None, namespace: str | None
         ) from None
     worker_context.global_worker = core_worker.CoreWorker(
         cfg, store, node.address, token, is_driver=True, job_id=reply.job_id, namespace=reply.namespace,
-        on_logs=log_forward.print_lines if log_to_driver else None, raylet_socket=node.socket)
+        on_logs=log_forward.print_lines if log_to_driver else None, raylet_socket=node.socket,
+        raylet_pid=node.pid)
 
 
 def _local_node(store: ShardedRedis) -> tables.NodeInfo:

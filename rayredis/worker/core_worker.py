@@ -46,7 +46,7 @@ class CoreWorker:
     def __init__(self, cfg: Config, store: ShardedRedis, raylet_address: str, token: str, *,
                  is_driver: bool, job_id: int, namespace: str, worker_id: bytes | None = None,
                  actor_id: bytes = b"", on_assign: Any = None, on_cancel: Any = None,
-                 on_disconnect: Any = None, on_logs: Any = None, raylet_socket: str = ""):
+                 on_disconnect: Any = None, on_logs: Any = None, raylet_socket: str = "", raylet_pid: int = 0):
         self.cfg = cfg
         self.store = store
         self.is_driver = is_driver
@@ -72,7 +72,7 @@ class CoreWorker:
                             namespace=namespace, actor_id=actor_id, shm_probe_name=probe.name,
                             shm_probe_data=probe.data),
                 on_assign=on_assign, on_cancel=on_cancel, on_disconnect=on_disconnect, on_logs=on_logs,
-                unix_socket=raylet_socket if cfg.local_socket else "")
+                unix_socket=raylet_socket if cfg.local_socket else "", raylet_pid=raylet_pid)
         finally:
             probe.remove()
         self.refs = ReferenceCounter(self._send_ref)
