@@ -161,7 +161,16 @@ class CoreWorker:
         if over:
             return pb.PutObject(object_id=oid, shm_name=reply.value.shm_name, size=ser.total_size,
                                 contained=contained, data=ser.to_bytes()), reply.generation
-        view = write_segment(reply.value.shm_name, ser)
+        try:
+            view = write_segment(reply.value.shm_name, ser)
+        except exceptions.ObjectStoreFullError as e:  # /dev/shm is full: the raylet gets the error instead
+            blob = serialization.serialize_error(e).to_bytes()
+            try:
+                self.raylet.send("puts", pb.PutObject(object_id=oid, inline_data=blob, size=len(blob)),
+                                 generation=reply.generation)
+            except ReconnectedError:
+                pass
+            raise
         if self.refs.holds(oid):
             self.refs.values[oid] = view
         return pb.PutObject(object_id=oid, shm_name=reply.value.shm_name, size=ser.total_size,
