@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass
 
-from rayredis._private import trusted
+from rayredis._private import process, trusted
 from rayredis.config import get_config
+
+logger = logging.getLogger(__name__)
 
 #: Where the raylets of a session create their object segments.
 SHM_DIR = "/dev/shm"
@@ -117,3 +120,56 @@ def remove_session_shm(session_dir: str) -> None:
                 os.unlink(os.path.join(SHM_DIR, name))
     except OSError:
         pass
+
+
+#: A session whose PID records changed this recently may be between a process's death and its
+#: restart by a supervisor: the sweep leaves it alone.
+SWEEP_IDLE_S = 60.0
+
+
+def sweep_dead_sessions_shm() -> int:
+    """Unlink the /dev/shm segments, owned by this user, of the sessions in the temp dir whose
+    recorded processes are all gone (a driver killed hard leaves its ``init()`` cluster's segments
+    behind); returns how many. ``init()`` and ``rayredis stop`` call it. Another user's segments and
+    sessions, and a session whose records changed within ``SWEEP_IDLE_S``, are never touched."""
+    root = get_config().temp_dir
+    try:
+        if not trusted.check(root, "rayredis temp dir (RAYREDIS_TEMP_DIR)"):
+            return 0
+        names = os.listdir(root)
+    except (OSError, trusted.UntrustedPathError):
+        return 0
+    now = time.time()
+    tags: list[str] = []
+    for name in names:
+        d = os.path.join(root, name)
+        if not name.startswith("session_") or os.path.islink(d):
+            continue
+        try:
+            if now - os.stat(os.path.join(d, "pids")).st_mtime < SWEEP_IDLE_S:
+                continue
+            if any(process.is_alive(r) for r in process.recorded(d)):
+                continue
+        except (OSError, trusted.UntrustedPathError):
+            continue
+        tags.append(session_shm_tag(d))
+    if not tags:
+        return 0
+    removed, me, prefixes = 0, os.geteuid(), tuple(tags)
+    try:
+        segments = os.listdir(SHM_DIR)
+    except OSError:
+        return 0
+    for seg in segments:
+        if not seg.startswith(prefixes):
+            continue
+        path = os.path.join(SHM_DIR, seg)
+        try:
+            if os.lstat(path).st_uid == me:
+                os.unlink(path)
+                removed += 1
+        except OSError:
+            continue
+    if removed:
+        logger.info("removed %d shared-memory segments of stopped sessions in %s", removed, root)
+    return removed
