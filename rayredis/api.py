@@ -15,7 +15,7 @@ import grpc
 from rayredis import exceptions
 from rayredis._private import auth, process, retry, worker_context
 from rayredis._private.node import NodeHandle, start_head
-from rayredis._private.session import read_current_cluster, remove_session_shm
+from rayredis._private.session import read_current_cluster, remove_session_shm, sweep_dead_sessions_shm
 from rayredis._private.supervisor import NodeSupervisor
 from rayredis._private.worker_context import get_worker
 from rayredis.actor import ActorClass, ActorHandle
@@ -151,6 +151,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
         cfg = get_config()
         password: str | None
         if target is None:
+            sweep_dead_sessions_shm()  # what drivers killed hard left behind (this user's only)
             _started = start_head(num_redis_shards=num_redis_shards, num_cpus=num_cpus, num_gpus=num_gpus or 0,
                                   resources=resources, object_store_memory=object_store_memory or 0,
                                   die_with_parent=True, redis_replicas=_redis_replicas)
@@ -221,7 +222,8 @@ def _connect(cfg: Any, address: str, password: str | None, namespace: str | None
         ) from None
     worker_context.global_worker = core_worker.CoreWorker(
         cfg, store, node.address, token, is_driver=True, job_id=reply.job_id, namespace=reply.namespace,
-        on_logs=log_forward.print_lines if log_to_driver else None, raylet_socket=node.socket)
+        on_logs=log_forward.print_lines if log_to_driver else None, raylet_socket=node.socket,
+        raylet_pid=node.pid)
 
 
 def _local_node(store: ShardedRedis) -> tables.NodeInfo:

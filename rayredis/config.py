@@ -16,9 +16,11 @@ class Config:
     case (``RAYREDIS_NODE_DEATH_TIMEOUT_S=10``). Durations are seconds unless the name says ``_ms``.
     """
 
-    #: Root directory for session directories, logs and the current-cluster file. (Not
-    #: ``/tmp/rayredis``: a directory named like the package would shadow it for scripts in /tmp.)
-    temp_dir: str = "/tmp/rayredis-sessions"
+    #: Root directory for session directories, logs and the current-cluster file: one per user
+    #: (``/tmp/rayredis-<uid>``, created 0700; refused if another user owns it or can write to it,
+    #: docs/security.md). (Not ``/tmp/rayredis``: a directory named like the package would shadow it
+    #: for scripts in /tmp.)
+    temp_dir: str = f"/tmp/rayredis-{os.geteuid()}"
     #: Address every server binds to unless the user asks for another.
     bind_host: str = "127.0.0.1"
     #: Default number of redis-server processes (one primary plus data shards).

@@ -11,12 +11,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rayredis._private import trusted
+
 
 @dataclass(frozen=True)
 class Recorded:
+    """A PID record: the process, its kernel start time, its user and its command line when spawned."""
+
     pid: int
     role: str
     start_time: str
+    #: The argv the process was started with (``/proc/<pid>/cmdline``); a record without one (an
+    #: older version's) never matches a process, so nothing acts on it.
+    cmdline: tuple[str, ...] = ()
+    uid: int = -1
 
 
 def _start_time(pid: int) -> str:
@@ -29,10 +37,36 @@ def _start_time(pid: int) -> str:
         return ""
 
 
-def record_pid(session_dir: str, pid: int, role: str) -> None:
+def _cmdline(pid: int) -> tuple[str, ...] | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    return tuple(a.decode(errors="surrogateescape") for a in raw.split(b"\0")[:-1])
+
+
+def _uids(pid: int) -> tuple[int, int] | None:
+    """The real and effective uid of ``pid`` (``/proc/<pid>/status``), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    real, effective = line.split()[1:3]
+                    return int(real), int(effective)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def record_pid(session_dir: str, pid: int, role: str, cmdline: Sequence[str] | None = None) -> None:
+    """Record ``pid`` (started with ``cmdline``, else its current command line) in the session, mode 0600."""
     path = os.path.join(session_dir, "pids", str(pid))
-    with open(path, "w") as f:
-        json.dump({"pid": pid, "role": role, "start_time": _start_time(pid)}, f)
+    argv = list(cmdline) if cmdline is not None else list(_cmdline(pid) or ())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"pid": pid, "role": role, "start_time": _start_time(pid), "cmdline": argv,
+                   "uid": os.geteuid()}, f)
 
 
 def forget_pid(session_dir: str, pid: int) -> None:
@@ -54,23 +88,38 @@ def forget_dead(session_dir: str) -> int:
 
 
 def recorded(session_dir: str) -> list[Recorded]:
+    """The session's PID records. Raises :class:`~rayredis._private.trusted.UntrustedPathError` if
+    the session dir, its ``pids/`` or a record belongs to another user or is writable by others."""
     out = []
     d = os.path.join(session_dir, "pids")
+    if not trusted.check(session_dir, "session directory") or not trusted.check(d, "PID record directory"):
+        return []
     try:
         names = os.listdir(d)
     except OSError:
         return []
     for name in names:
+        path = os.path.join(d, name)
         try:
-            with open(os.path.join(d, name)) as f:
-                out.append(Recorded(**json.load(f)))
+            if not trusted.check(path, "PID record"):
+                continue
+            with open(path) as f:
+                raw = json.load(f)
+            raw["cmdline"] = tuple(raw.get("cmdline", ()))
+            out.append(Recorded(**raw))
         except (OSError, ValueError, TypeError):
             continue
     return out
 
 
 def is_alive(r: Recorded) -> bool:
-    return bool(r.start_time) and _start_time(r.pid) == r.start_time
+    """Whether the recorded process still runs: same PID and kernel start time (no PID reuse), owned
+    by this user (real and effective uid), with the recorded command line. Anything else is not the
+    process the record was made for, and nothing stops or signals it."""
+    if not r.start_time or not r.cmdline or _start_time(r.pid) != r.start_time:
+        return False
+    me = os.geteuid()
+    return r.uid == me and _uids(r.pid) == (me, me) and _cmdline(r.pid) == r.cmdline
 
 
 def spawn(
@@ -100,7 +149,7 @@ def spawn(
     )
     out.close()
     err.close()
-    record_pid(session_dir, proc.pid, role)
+    record_pid(session_dir, proc.pid, role, cmdline=[str(a) for a in args])
     return proc
 
 

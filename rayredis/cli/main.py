@@ -8,6 +8,7 @@ import sys
 
 import redis
 
+from rayredis._private.trusted import UntrustedPathError
 from rayredis.cli import health, start, state, status, stop
 from rayredis.cli.common import CliError
 from rayredis.version import __version__
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except CliError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 1
+    except UntrustedPathError as e:  # another user's file in our temp dir: say which and how to fix it
         print(f"Error: {e}", file=sys.stderr)
         return 1
     except redis.exceptions.RedisError as e:

@@ -15,6 +15,8 @@ import os
 import time
 from dataclasses import asdict, dataclass
 
+from rayredis._private import trusted
+from rayredis._private.session import temp_root
 from rayredis.config import get_config
 
 HEAD = "head"
@@ -44,7 +46,8 @@ def _entry_path(session_dir: str) -> str:
 
 def register(entry: CliSession) -> None:
     """Record ``entry`` atomically (mode 0600); re-registering the same session overwrites it."""
-    os.makedirs(registry_dir(), exist_ok=True)
+    temp_root()
+    trusted.private_dir(registry_dir(), "CLI session registry")
     if not entry.created:
         entry = dataclasses.replace(entry, created=time.time())
     path = _entry_path(entry.session_dir)
@@ -63,14 +66,23 @@ def unregister(session_dir: str) -> None:
 
 
 def registered() -> list[CliSession]:
-    """Every registered session, joined nodes before heads (so raylets stop before the Redis they use)."""
+    """Every registered session, joined nodes before heads (so raylets stop before the Redis they use).
+
+    Raises :class:`~rayredis._private.trusted.UntrustedPathError` if the temp dir, the registry or an
+    entry belongs to another user or is writable by others (an entry names processes to stop)."""
     out: list[CliSession] = []
+    d = registry_dir()
+    if not trusted.check(os.path.dirname(d), "rayredis temp dir (RAYREDIS_TEMP_DIR)") or \
+            not trusted.check(d, "CLI session registry"):
+        return []
     try:
-        names = sorted(os.listdir(registry_dir()))
+        names = sorted(os.listdir(d))
     except OSError:
         return []
     for name in names:
         if not name.endswith(".json"):
+            continue
+        if not trusted.check(os.path.join(d, name), "CLI session registry entry"):
             continue
         try:
             with open(os.path.join(registry_dir(), name)) as f:

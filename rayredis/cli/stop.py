@@ -10,7 +10,12 @@ import argparse
 from typing import Any
 
 from rayredis._private import process
-from rayredis._private.session import read_current_cluster, remove_current_cluster, remove_session_shm
+from rayredis._private.session import (
+    read_current_cluster,
+    remove_current_cluster,
+    remove_session_shm,
+    sweep_dead_sessions_shm,
+)
 from rayredis.cli import sessions
 from rayredis.config import get_config
 
@@ -69,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         found += f
     if info is not None:
         remove_current_cluster(info.session_dir)
+    sweep_dead_sessions_shm()  # also the segments of init() clusters whose driver was killed hard
     if found == 0:
         print("Did not find any active rayredis processes.")
     elif stopped == found:

@@ -2,23 +2,25 @@
 
 Ray's raylet serves local workers over a Unix socket too: on one machine, length-prefixed frames
 cost far less per message than HTTP/2. Both transports run :func:`serve_stream`; the socket
-speaks the same ``ClientBatch``/``RayletBatch`` messages and is authenticated by the cluster
-token in its first frame.
+speaks the same ``ClientBatch``/``RayletBatch`` messages and is authenticated by the client's uid
+and the cluster token in its first frame.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
+import os
 import struct
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from rayredis._private import peercred
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol.limits import MAX_MESSAGE_BYTES
 from rayredis.raylet import connection_objects
 from rayredis.raylet.connection import Connection
+from rayredis.raylet.preauth import PreAuthGate, authenticate
 
 if TYPE_CHECKING:
     from rayredis.raylet.server import Raylet
@@ -89,14 +91,24 @@ async def _read_frame(reader: asyncio.StreamReader) -> bytes | None:
         return None
 
 
-async def start_unix_server(raylet: Raylet, name: str, token: str) -> asyncio.AbstractServer:
-    """Listen on the abstract Unix socket ``name`` (no file to clean up, no path-length limit)."""
+async def start_unix_server(raylet: Raylet, name: str, token: str,
+                            gate: PreAuthGate | None = None) -> asyncio.AbstractServer:
+    """Listen on the abstract Unix socket ``name`` (no file to clean up, no path-length limit).
+
+    An abstract socket has no permissions: clients of another uid are closed before anything is
+    read (``SO_PEERCRED``); the others must present the token within the limits of
+    :mod:`rayredis.raylet.preauth`."""
     expected = token.encode()
+    gate = gate or PreAuthGate()
+    me = os.geteuid()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            presented = await _read_frame(reader)
-            if presented is None or not hmac.compare_digest(presented, expected):
+            peer = peercred.peer_of(writer.get_extra_info("socket"))
+            if peer.uid != me:
+                logger.warning("refused a client of uid %d (pid %d) on the raylet's socket", peer.uid, peer.pid)
+                return
+            if not await authenticate(reader, expected, gate):
                 return  # unauthenticated: nothing it sent is parsed, let alone unpickled
 
             async def read() -> pb.ClientBatch | None:

@@ -116,8 +116,8 @@ class ObjectStore:
         e.inline = inline
         e.shm_name = shm_name
         e.size = size
-        if inline is not None:
-            self.used += len(inline)
+        if inline is not None:  # (in place of a reserved segment, such as a put that found /dev/shm full)
+            self.used += len(inline) - e.reserved
         if shm_name and e.reserved == 0:
             self.used += size
         e.reserved = 0

@@ -4,7 +4,8 @@ gRPC's Python unary calls cost about 0.6 ms each on these machines and its strea
 per message; a plain asyncio TCP connection with the framing of the local Unix socket costs about
 0.05 ms, and a cross-node actor call crosses two links. So links are framed TCP, authenticated like
 the Unix socket: the first frame is the cluster token (at most ``MAX_AUTH_FRAME`` bytes, within
-``AUTH_TIMEOUT_S``), and nothing a peer sends before it is parsed. The receiver applies batches in
+``preauth.AUTH_TIMEOUT_S``, with at most ``preauth.MAX_UNAUTHENTICATED`` connections waiting for
+theirs), and nothing a peer sends before it is parsed. The receiver applies batches in
 order and answers each with its sequence number; the sender keeps the unacknowledged ones and sends
 them again after a reconnect, and the receiver drops repeats by ``(epoch, seq)``.
 """
@@ -12,7 +13,6 @@ them again after a reconnect, and the receiver drops repeats by ``(epoch, seq)``
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
 import struct
@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol.limits import MAX_MESSAGE_BYTES
+from rayredis.raylet.preauth import PreAuthGate, authenticate
 
 logger = logging.getLogger(__name__)
 
 FRAME = struct.Struct("<I")
 ACK = struct.Struct("<Q")
 MAX_AUTH_FRAME = 1024
-AUTH_TIMEOUT_S = 5.0
 #: How long a link keeps trying to reach a node before it drops what it holds for it.
 LINK_RETRY_S = 30.0
 
@@ -136,14 +136,11 @@ async def start_link_server(host: str, token: str, on_batch: Callable[[pb.PeerBa
                             ) -> asyncio.Server:
     """Accept other raylets' links on ``host`` (port picked by the OS); ``on_batch`` applies one."""
     expected = token.encode()
+    gate = PreAuthGate()  # also bounds the connections waiting to authenticate
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            try:
-                presented = await asyncio.wait_for(_read_frame(reader, MAX_AUTH_FRAME), AUTH_TIMEOUT_S)
-            except asyncio.TimeoutError:
-                return
-            if presented is None or not hmac.compare_digest(presented, expected):
+            if not await authenticate(reader, expected, gate, max_frame=MAX_AUTH_FRAME):
                 return  # unauthenticated: nothing it sent is parsed
             while (data := await _read_frame(reader)) is not None:
                 batch = pb.PeerBatch.FromString(data)

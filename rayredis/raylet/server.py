@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import signal
 import sys
 import time
@@ -27,6 +26,7 @@ from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
 from rayredis.raylet import recovery, restarts
 from rayredis.raylet.bundles import Bundles
+from rayredis.raylet.capacity import default_memory, default_store_capacity
 from rayredis.raylet.cluster_view import ClusterView
 from rayredis.raylet.local_transport import serve_stream, start_unix_server
 from rayredis.raylet.node_manager import NodeManager
@@ -183,7 +183,7 @@ class Raylet:
         totals.update(json.loads(self.args.resources or "{}"))
         totals.setdefault("memory", float(default_memory()))
         totals[f"node:{self.node_ip}"] = 1.0
-        capacity = self.args.object_store_memory or default_store_capacity()
+        capacity = default_store_capacity(self.args.object_store_memory)
         totals["object_store_memory"] = float(capacity)
         whole_cpus = max(1, int(self.args.num_cpus + 0.9999))
         loop = asyncio.get_running_loop()
@@ -440,25 +440,6 @@ class Raylet:
             self.nm.actors.apply_remote_state(aid, found.get(aid.hex()))
         for job in await tables.afinished_jobs(p):
             self.nm.actors.job_finished(job)
-
-
-def default_memory() -> int:
-    """Ray's default ``memory`` resource: 70% of the machine's RAM."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.7)
-    except (ValueError, OSError):
-        return 4 * 1024**3
-
-
-def default_store_capacity() -> int:
-    cfg = get_config()
-    if cfg.object_store_memory:
-        return cfg.object_store_memory
-    try:
-        free = shutil.disk_usage("/dev/shm").total
-    except OSError:
-        free = 2 * 1024**3
-    return max(64 * 1024**2, int(free * 0.3))
 
 
 def _awaiting(task: asyncio.Future[Any]) -> str:

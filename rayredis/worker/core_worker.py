@@ -46,7 +46,7 @@ class CoreWorker:
     def __init__(self, cfg: Config, store: ShardedRedis, raylet_address: str, token: str, *,
                  is_driver: bool, job_id: int, namespace: str, worker_id: bytes | None = None,
                  actor_id: bytes = b"", on_assign: Any = None, on_cancel: Any = None,
-                 on_disconnect: Any = None, on_logs: Any = None, raylet_socket: str = ""):
+                 on_disconnect: Any = None, on_logs: Any = None, raylet_socket: str = "", raylet_pid: int = 0):
         self.cfg = cfg
         self.store = store
         self.is_driver = is_driver
@@ -72,7 +72,7 @@ class CoreWorker:
                             namespace=namespace, actor_id=actor_id, shm_probe_name=probe.name,
                             shm_probe_data=probe.data),
                 on_assign=on_assign, on_cancel=on_cancel, on_disconnect=on_disconnect, on_logs=on_logs,
-                unix_socket=raylet_socket if cfg.local_socket else "")
+                unix_socket=raylet_socket if cfg.local_socket else "", raylet_pid=raylet_pid)
         finally:
             probe.remove()
         self.refs = ReferenceCounter(self._send_ref)
@@ -161,7 +161,16 @@ class CoreWorker:
         if over:
             return pb.PutObject(object_id=oid, shm_name=reply.value.shm_name, size=ser.total_size,
                                 contained=contained, data=ser.to_bytes()), reply.generation
-        view = write_segment(reply.value.shm_name, ser)
+        try:
+            view = write_segment(reply.value.shm_name, ser)
+        except exceptions.ObjectStoreFullError as e:  # /dev/shm is full: the raylet gets the error instead
+            blob = serialization.serialize_error(e).to_bytes()
+            try:
+                self.raylet.send("puts", pb.PutObject(object_id=oid, inline_data=blob, size=len(blob)),
+                                 generation=reply.generation)
+            except ReconnectedError:
+                pass
+            raise
         if self.refs.holds(oid):
             self.refs.values[oid] = view
         return pb.PutObject(object_id=oid, shm_name=reply.value.shm_name, size=ser.total_size,

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg, store, args.raylet_address, secret_from_env("CLUSTER_TOKEN") or "",
         is_driver=False, job_id=0, namespace="", worker_id=bytes.fromhex(args.worker_id),
         on_assign=executor.on_assign, on_cancel=executor.on_cancel, on_disconnect=lifeline.raylet_lost,
-        raylet_socket=args.raylet_socket,
+        raylet_socket=args.raylet_socket, raylet_pid=os.getppid(),  # its raylet started it
     )
     executor.cw = cw
     signal.signal(signal.SIGUSR1, executor.on_signal)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from rayredis.exceptions import ObjectStoreFullError
 from rayredis.serialization import SerializedObject
 
 SHM_DIR = "/dev/shm"
@@ -29,6 +32,7 @@ def write_segment(name: str, obj: SerializedObject) -> memoryview:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.ftruncate(fd, obj.total_size)
+        reserve_pages(fd, path, obj.total_size)
         mm = mmap.mmap(fd, obj.total_size, flags=mmap.MAP_SHARED)
     finally:
         os.close(fd)
@@ -50,6 +54,38 @@ def write_segment(name: str, obj: SerializedObject) -> memoryview:
             f.result()
         del jobs
     return view.toreadonly()
+
+
+def reserve_pages(fd: int, path: str, size: int) -> None:
+    """Allocate the segment's pages now (``posix_fallocate``), so that a full /dev/shm fails here
+    with :class:`ObjectStoreFullError` (the segment unlinked) instead of killing the process with
+    SIGBUS when the copy touches a page the filesystem has no room for."""
+    if size <= 0:
+        return
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+            return  # a filesystem without fallocate: map it as before
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise ObjectStoreFullError(shm_full_message(size, os.path.dirname(path))) from None
+
+
+def shm_full_message(size: int, directory: str = SHM_DIR) -> str:
+    try:
+        free = f"{shutil.disk_usage(directory).free} bytes"
+    except OSError:
+        free = "unknown"
+    return (f"{directory} has no room for an object of {size} bytes (free: {free}): the shared memory "
+            f"of this machine or container is smaller than the object store. Start the cluster with a "
+            f"smaller object store (--object-store-memory / object_store_memory=), free space in "
+            f"{directory}, or give the container more shared memory (docker run --shm-size=2g, or "
+            f"shm_size: in docker-compose).")
 
 
 def map_segment(name: str, size: int) -> memoryview:

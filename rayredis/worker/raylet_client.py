@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from rayredis._private import auth
+from rayredis._private import auth, peercred
 from rayredis.exceptions import RaySystemError
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
@@ -56,6 +56,8 @@ class Endpoint:
 
     address: str
     unix_socket: str = ""
+    #: The raylet's PID, checked against the socket's listener before the token is sent (0: uid only).
+    pid: int = 0
 
 
 class Reconnector(Protocol):
@@ -105,7 +107,7 @@ class _Stream:
     def __init__(self, ep: Endpoint, token: str, q: queue.SimpleQueue[Any]):
         self.q = q
         self.channel: grpc.Channel | None = None
-        self.sock = _connect_unix(ep.unix_socket, token) if ep.unix_socket else None
+        self.sock = _connect_unix(ep.unix_socket, token, ep.pid) if ep.unix_socket else None
         self.sender: threading.Thread | None = None
         self.closing = False
         if self.sock is not None:
@@ -155,7 +157,7 @@ class RayletClient:
                  on_cancel: Callable[[bytes], None] | None = None,
                  on_disconnect: Callable[[], None] | None = None,
                  on_logs: Callable[[pb.LogLines], None] | None = None, unix_socket: str = "",
-                 reconnector: Reconnector | None = None):
+                 reconnector: Reconnector | None = None, raylet_pid: int = 0):
         self.address = address
         self.token = token
         self._ids = itertools.count(1)
@@ -178,7 +180,7 @@ class RayletClient:
         self.registered = Reply()
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._q.put(("register", register))
-        self._stream = _Stream(Endpoint(address, unix_socket), token, self._q)
+        self._stream = _Stream(Endpoint(address, unix_socket, raylet_pid), token, self._q)
         self.channel = self._stream.channel
         self._reader = threading.Thread(target=self._read, name="rayredis-raylet-reader", daemon=True)
         self._reader.start()
@@ -459,18 +461,26 @@ def _add(batch: pb.ClientBatch, item: tuple[str, Any]) -> None:
 _FRAME = struct.Struct("<I")
 
 
-def _connect_unix(name: str, token: str) -> socket.socket | None:
-    """Connect to the raylet's abstract Unix socket and present the token; None if unreachable
-    (another host or network namespace), in which case the caller uses gRPC."""
+def _connect_unix(name: str, token: str, raylet_pid: int = 0) -> socket.socket | None:
+    """Connect to the raylet's abstract Unix socket and, once its listener proves to be this user's
+    raylet (``SO_PEERCRED``: our uid, and ``raylet_pid`` if known), present the token. None if
+    unreachable (another host or network namespace) or unidentifiable (another PID namespace), in
+    which case the caller uses gRPC; :class:`RaySystemError` if someone else holds the name."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect("\0" + name)
+        if not peercred.check_listener(sock, name, raylet_pid):
+            sock.close()
+            return None
         data = token.encode()
         sock.sendall(_FRAME.pack(len(data)) + data)
         return sock
     except OSError:
         sock.close()
         return None
+    except BaseException:
+        sock.close()
+        raise
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes | None:

@@ -37,7 +37,7 @@ class NodeReconnector:
         if rec.state == NodeState.DEAD.value:
             return ("its node is DEAD in the node table (it was declared dead, or it stopped; a raylet that "
                     "finds itself declared dead comes back under a new node ID)")
-        return Endpoint(rec.info.address, rec.info.socket if self.cw.cfg.local_socket else "")
+        return Endpoint(rec.info.address, rec.info.socket if self.cw.cfg.local_socket else "", rec.info.pid)
 
     def register(self) -> tuple[pb.Register, Callable[[], None]]:
         cw = self.cw
