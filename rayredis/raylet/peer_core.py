@@ -293,7 +293,9 @@ class PeerCore:
         self.pulling.discard(oid)
         nm = self.nm
         e = nm.objects.get(oid)
-        if e is not None and e.state == REMOTE:
+        if e is None or e.state != REMOTE:
+            self.failed_pulls.pop(oid, None)  # sealed or rebuilt meanwhile: no retry is due
+        else:
             logger.warning("object %s could not be fetched: %s", oid.hex(), why)
             where = ", ".join(n.hex()[:8] for n in e.locations)
             if not missing and any(self.view.alive(n) and n != self.node_id for n in e.locations):

@@ -4,6 +4,8 @@ a raylet whose view of the other nodes is not loaded yet (chaos bug N)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rayredis import ids
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.raylet.connection import Connection
@@ -142,3 +144,35 @@ def test_a_raylet_that_has_not_read_the_node_table_yet_pulls_instead_of_failing(
     b.nm.view.update({A: ("addr", a.totals, a.totals, 0)})  # its first read of the node table
     assert not b.nm.view.alive(C)  # from then on, a node it does not list is dead
     check(a, b)
+
+
+class _RecordingLinks:
+    """The fabric's links of one node, recording which nodes it sent batches to."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.sent_to: list[bytes] = []
+
+    def out(self, node: bytes) -> pb.PeerBatch:
+        return self.inner.out(node)  # type: ignore[no-any-return]
+
+    def flush(self, node: bytes) -> None:
+        self.sent_to.append(node)
+        self.inner.flush(node)
+
+    def pull(self, oid: bytes, locations: list[bytes], size: int) -> None:
+        self.inner.pull(oid, locations, size)
+
+
+def test_no_hold_is_given_back_to_a_node_declared_dead() -> None:
+    """Its holds died with it; a batch for it started a link that retried to connect forever."""
+    fabric, a, b, c, driver = _three_nodes()
+    spec, oid = _made_on_b_then_b_dies(fabric, a, b, c, driver)
+    for n in (a, c):
+        n.nm.view.update({m.nm.node_id: ("addr", m.totals, m.totals, 0) for m in (a, c)})
+        n.nm.peers.node_gone(B)
+    links = _RecordingLinks(a.nm.peers.links)
+    a.nm.peers.links = links
+    a.send(driver, remove_refs=[oid])  # the entry held at B is freed
+    assert a.nm.objects.get(oid) is None and spec.task_id not in a.nm.lineage.records
+    assert B not in links.sent_to
