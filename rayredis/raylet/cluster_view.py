@@ -62,6 +62,9 @@ class ClusterView:
         self.version = 0  # bumped when the set of nodes or their totals change
         #: Nodes that were in the view and left it (dead or gone for good).
         self.gone: set[bytes] = set()
+        #: Whether the node table was read once. Until then (a raylet's links and drivers are served
+        #: before its first heartbeat reads it) a node this view does not know is not taken for dead.
+        self.loaded = False
 
     # ---- events ---------------------------------------------------------------------------
 
@@ -69,6 +72,7 @@ class ClusterView:
         """Replace the view with ``{node: (address, total, available, queued)}`` of the live other
         nodes; True when a node joined, left or changed its totals (infeasible tasks may fit now)."""
         changed = set(reports) != set(self.nodes)
+        self.loaded = True
         self.gone.update(n for n in self.nodes if n not in reports)
         fresh: dict[bytes, NodeView] = {}
         for nid, (address, total, available, queued) in reports.items():
@@ -101,7 +105,9 @@ class ClusterView:
         return v.address if v is not None else None
 
     def alive(self, node: bytes) -> bool:
-        return node == self.node_id or node in self.nodes
+        """Whether ``node`` counts as alive: listed by the last report, or not known to have left
+        before the first report (a raylet that just started or restarted knows no node yet)."""
+        return node == self.node_id or node in self.nodes or (not self.loaded and node not in self.gone)
 
     # ---- decisions ------------------------------------------------------------------------
 

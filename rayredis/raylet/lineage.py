@@ -72,7 +72,10 @@ class Lineage:
         e = nm.objects.get(oid)
         if e is None or e.state not in (REMOTE, PENDING):
             return
-        rec = self.records.get(ids.task_of_object(oid))
+        tid = ids.task_of_object(oid)
+        if tid in nm.tasks:
+            return  # the task that makes it is queued or runs (its rebuild, say): it will seal it
+        rec = self.records.get(tid)
         if rec is not None:
             self._rerun(rec, why)
             return
@@ -102,6 +105,8 @@ class Lineage:
         else:
             self.reasked[oid] = REASK_LIMIT
             self.recover(oid, f"node {holder.hex()[:8]}, which was asked for it, died")
+            self.nm.drain_freed()
+            self.nm.request_schedule()
 
     def _rerun(self, rec: TaskRecord, why: str) -> None:
         nm = self.nm
@@ -112,8 +117,15 @@ class Lineage:
             e = nm.objects.get(o)
             if e is not None and e.state == REMOTE:
                 e.state, e.locations = PENDING, []
-                if e.held_at and not nm.view.alive(e.held_at):
-                    e.held_at = b""  # its node is gone: nothing to give back
+                if e.held_at:
+                    # The hold on the copy that could not be read goes back (if its node may still
+                    # be there), so the rebuilt copy's hold is taken rather than returned as a
+                    # duplicate: returned, it let the rebuilding node free its copy before this
+                    # node's pull reached it, which failed ("no longer has it") into another
+                    # rebuild, and so on, each spending one of the task's retries.
+                    if nm.view.alive(e.held_at):
+                        nm.objects.released.append((o, e.held_at))
+                    e.held_at = b""
         rec.forwarded_to = b""
         rec.retries_used += 1
         rec.attempt += 1

@@ -199,10 +199,12 @@ class NodeManager:
                 self.writer.object_freed(oid)
             objects.freed.clear()
         if objects.released:
-            links = self.peers.links
-            for oid, node in objects.released:
+            links, dead = self.peers.links, self.peers.dead
+            # (Not to a node declared dead: its holds died with it, and a link to it would retry forever.)
+            released = [(oid, node) for oid, node in objects.released if node not in dead]
+            for oid, node in released:
                 links.out(node).free.append(oid)
-            for node in {n for _, n in objects.released}:
+            for node in {n for _, n in released}:
                 links.flush(node)
             objects.released.clear()
 

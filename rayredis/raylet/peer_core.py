@@ -240,6 +240,7 @@ class PeerCore:
             else:
                 e.held_at = sender
             if info.locations and e.state == PENDING and objects.mark_remote(oid, list(info.locations), info.size):
+                self.failed_pulls.pop(oid, None)  # new copies (rebuilt, say): pulled at once, not at the old retry
                 available.append(oid)
         for info in to_seal:
             nm.seal(info.object_id, info.inline_data, "", len(info.inline_data), list(info.contained))
@@ -254,14 +255,19 @@ class PeerCore:
     # ---- pulls --------------------------------------------------------------------------------
 
     def need_local(self, oid: bytes) -> None:
-        """A local reader needs ``oid``'s data: pull it if it is only elsewhere (once at a time)."""
+        """A local reader needs ``oid``'s data: pull it if it is only elsewhere (once at a time, and
+        not while a failed pull waits for its retry: every reader's get would otherwise fail one more
+        pull at once, using up in a second the retries meant to outlast a death not declared yet)."""
         e = self.nm.objects.get(oid)
-        if e is not None and e.state == REMOTE and oid not in self.pulling:
-            # Never from a node the view has as dead: a node cut off the network would leave the
-            # pull hanging until TCP gives up, while the object could be rebuilt at once. (With no
-            # location left the pull fails at once, through the links, never from inside this call.)
-            self.pulling.add(oid)
-            self.links.pull(oid, [n for n in e.locations if self.view.alive(n)], e.size)
+        if e is not None and e.state == REMOTE and oid not in self.pulling and oid not in self.failed_pulls:
+            self._start_pull(oid, e.locations, e.size)
+
+    def _start_pull(self, oid: bytes, locations: list[bytes], size: int) -> None:
+        # Never from a node the view has as dead: a node cut off the network would leave the pull
+        # hanging until TCP gives up, while the object could be rebuilt at once. (With no location
+        # left the pull fails at once, through the links, never from inside this call.)
+        self.pulling.add(oid)
+        self.links.pull(oid, [n for n in locations if self.view.alive(n)], size)
 
     def pulled(self, oid: bytes, sender: bytes, inline: bytes | None, shm_name: str, size: int,
                contained: list[pb.ObjectInfo]) -> None:
@@ -287,7 +293,9 @@ class PeerCore:
         self.pulling.discard(oid)
         nm = self.nm
         e = nm.objects.get(oid)
-        if e is not None and e.state == REMOTE:
+        if e is None or e.state != REMOTE:
+            self.failed_pulls.pop(oid, None)  # sealed or rebuilt meanwhile: no retry is due
+        else:
             logger.warning("object %s could not be fetched: %s", oid.hex(), why)
             where = ", ".join(n.hex()[:8] for n in e.locations)
             if not missing and any(self.view.alive(n) and n != self.node_id for n in e.locations):
@@ -305,6 +313,8 @@ class PeerCore:
             nm.request_schedule()
 
     def _retry_pull(self, oid: bytes) -> None:
+        if oid not in self.failed_pulls or oid in self.pulling:
+            return  # pulled, rebuilt or given new locations meanwhile (a pull of those may run)
         e = self.nm.objects.get(oid)
         if e is None or e.state != REMOTE:
             self.failed_pulls.pop(oid, None)
@@ -312,7 +322,7 @@ class PeerCore:
         if not any(self.view.alive(n) for n in e.locations):
             self.pull_failed(oid, "its nodes died")
             return
-        self.need_local(oid)
+        self._start_pull(oid, e.locations, e.size)
 
     def contained_infos(self, oid: bytes, to: bytes) -> list[pb.ObjectInfo]:
         """For a pull by ``to``: infos (with holds) of the refs inside ``oid``."""
