@@ -76,12 +76,14 @@ def test_chaos_smoke_gcs_and_worker_kills_lose_nothing(tmp_path: Any) -> None:
     assert report["passed"], text
 
 
-#: Runtime bugs that node deaths still trigger now and then under load (chaos/README.md, "Known
-#: failures"): F (a task's retries spent by repeated rebuilds right after a node kill: NodeDiedError
-#: "no retries left"). Only this is tolerated (as an xfail), and only with its signature: results
-#: lost to node faults. No result may be wrong (bug G, bundle tasks that ran outside their bundles,
-#: is fixed by two-phase reservations). Unloaded runs of this scenario (seeds 1-3) pass outright.
-KNOWN_NODE_DEATH_BUGS = "chaos/README.md, Known failures: bug F"
+#: What node deaths may still cause under CI load (chaos/README.md, "The CI scenario"): results
+#: that arrive later than the item timeout, when the death is declared late (a GCS killed or paused
+#: next to the node kill restarts the death clock) and replacement workers start slowly on a loaded
+#: machine. Only that is tolerated (as an xfail), and only with its signature: items attributed to
+#: node faults that timed out. A result lost with an error (bugs F, N: NodeDiedError "no retries
+#: left", ObjectLostError "no node ... keeps the lineage") or wrong fails the test. Unloaded runs of
+#: this scenario (seeds 1-3) pass outright.
+SLOW_RECOVERY = "recovery slower than the item timeout under load (chaos/README.md, The CI scenario)"
 
 
 @pytest.mark.timeout(200)
@@ -105,7 +107,8 @@ def test_chaos_multinode_worker_node_gcs_pause(tmp_path: Any) -> None:
     if not report["passed"]:
         missing = set((report.get("resources") or {}).get("missing") or {})
         assert missing <= {"chaos_node"}, text  # only placement-group bundles (bug D) may stay reserved
-        pytest.xfail(f"node deaths lost {by['node']['results_lost']} results ({by['node']['hung']} hung), "
-                     f"resources missing "
-                     f"{sorted(missing)}: {KNOWN_NODE_DEATH_BUGS} (wall {wall:.0f} s)")
+        failed = [i for i in report["lost_items"] if not str(i.get("error") or "").startswith("timeout:")]
+        assert failed == [], f"results lost with an error, not just late:\n{text}"
+        pytest.xfail(f"node deaths: {by['node']['hung']} results later than the item timeout, resources "
+                     f"missing {sorted(missing)}: {SLOW_RECOVERY} (wall {wall:.0f} s)")
     assert report["passed"], text
