@@ -84,7 +84,8 @@ def _demoted(err: BaseException) -> bool:
     text = str(err)
     return isinstance(err, redis.exceptions.ReadOnlyError) or (
         isinstance(err, redis.exceptions.ResponseError)
-        and (text.startswith("READONLY") or "WAIT cannot be used with replica" in text))
+        and (text.startswith("READONLY") or "READONLY You can't write against a read only replica" in text
+             or "WAIT cannot be used with replica" in text))  # (a script's write: "Error running script ... -READONLY")
 
 
 def raise_if_demoted(connection: Any, results: Any) -> None:
@@ -182,7 +183,13 @@ class _Redis(redis.Redis):
 
     def _send_command_parse_response(self, conn: Any, command_name: Any, *args: Any, **options: Any) -> Any:
         base: Any = super()
-        result = base._send_command_parse_response(conn, command_name, *args, **options)
+        try:
+            result = base._send_command_parse_response(conn, command_name, *args, **options)
+        except redis.exceptions.ResponseError as e:
+            if _demoted(e):  # (redis-py's own check misses a script's write refused by a replica)
+                conn.disconnect()
+                raise DemotedError(f"{conn.host}:{conn.port} is a replica now (failover): {e}") from e
+            raise
         if self.wait_policy is not None and replication.is_write(command_name):
             _wait(conn, self.wait_policy)
         return result
@@ -244,7 +251,13 @@ class _AsyncRedis(aioredis.Redis):
     async def _send_command_parse_response(self, conn: Any, command_name: Any, *args: Any,
                                            **options: Any) -> Any:
         base: Any = super()
-        result = await base._send_command_parse_response(conn, command_name, *args, **options)
+        try:
+            result = await base._send_command_parse_response(conn, command_name, *args, **options)
+        except redis.exceptions.ResponseError as e:
+            if _demoted(e):
+                await conn.disconnect()
+                raise DemotedError(f"{conn.host}:{conn.port} is a replica now (failover): {e}") from e
+            raise
         if self.wait_policy is not None and replication.is_write(command_name):
             await _async_wait(conn, self.wait_policy)
         return result

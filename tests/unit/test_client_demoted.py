@@ -67,3 +67,27 @@ def test_a_wait_refused_by_a_replica_is_a_demotion(replica_port: int) -> None:
     finally:
         c.connection_pool.release(conn)
         c.close()
+
+
+def test_a_script_that_writes_on_a_replica_is_a_demotion(replica_port: int) -> None:
+    # Redis reports a script's refused write as "Error running script ... -READONLY ...", which
+    # redis-py does not take for a ReadOnlyError; the client must, or a failover fails the call.
+    c = client._Redis(port=replica_port, password=REDIS_PASSWORD, retry=Retry(NoBackoff(), 0))
+    try:
+        with pytest.raises(client.DemotedError, match="READONLY"):
+            c.eval("return redis.call('SET', KEYS[1], ARGV[1])", 1, "k", "v")
+    finally:
+        c.close()
+
+
+def test_an_async_script_that_writes_on_a_replica_is_a_demotion(replica_port: int) -> None:
+    async def go() -> None:
+        c = client._AsyncRedis(port=replica_port, password=REDIS_PASSWORD,
+                               retry=redis.asyncio.retry.Retry(NoBackoff(), 0))
+        try:
+            with pytest.raises(client.DemotedError):
+                await c.eval("return redis.call('SET', KEYS[1], ARGV[1])", 1, "k", "v")
+        finally:
+            await c.aclose()
+
+    asyncio.run(go())
