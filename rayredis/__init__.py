@@ -49,9 +49,15 @@ __all__ = [
 ]
 
 
+#: Submodules reachable as attributes of the package, as Ray's are (``ray.actor.exit_actor()``,
+#: ``ray.util.placement_group(...)``), imported on first use.
+_SUBMODULES = frozenset({"actor", "cluster_utils", "exceptions", "object_ref", "remote_function",
+                         "runtime_context", "util"})
+
+
 def __getattr__(name: str) -> Any:
-    if name == "exceptions":
-        return importlib.import_module("rayredis.exceptions")
+    if name in _SUBMODULES:
+        return importlib.import_module(f"rayredis.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'rayredis' has no attribute {name!r}")

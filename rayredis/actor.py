@@ -20,6 +20,10 @@ from rayredis.worker.executor import ActorExit
 
 _seq = itertools.count(1)
 
+#: Ray's built-in methods of every actor: ``__ray_ready__`` returns True once the constructor has
+#: run; ``__ray_terminate__`` ends the actor after the calls queued before it, as ``exit_actor()``.
+BUILTIN_METHODS = ("__ray_ready__", "__ray_terminate__")
+
 
 def method(*args: Any, **kwargs: Any) -> Any:
     """Decorate an actor method with options, e.g. ``@rayredis.method(num_returns=2)``."""
@@ -73,8 +77,26 @@ def _is_async(cls: type) -> bool:
                for _, fn in inspect.getmembers(cls, predicate=inspect.isfunction))
 
 
+class ActorClassInheritanceException(TypeError):  # noqa: N818 - Ray's public name
+    """A class statement named an actor class as a base (Ray's class, raised where Ray raises it)."""
+
+
 class ActorClass:
-    """What ``@remote`` makes of a class; ``.remote()`` creates an actor."""
+    """What ``@remote`` makes of a class; ``.remote()`` creates an actor.
+
+    Other attributes are the wrapped class's, as in Ray (whose actor class derives from it): class
+    attributes, static and class methods are reachable through it, in the driver and in methods."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> ActorClass:
+        # ``class Sub(SomeActorClass)`` calls ``ActorClass(name, bases, namespace)``.
+        if len(args) == 3 and isinstance(args[1], tuple) and isinstance(args[0], str):
+            for base in args[1]:
+                if isinstance(base, ActorClass):
+                    raise ActorClassInheritanceException(
+                        f"Attempted to define subclass '{args[0]}' of actor class '{base._name}'. Inheriting "
+                        f"from actor classes is not currently supported. You can instead inherit from a "
+                        f"non-actor base class and make the derived class an actor class (with @ray.remote).")
+        return super().__new__(cls)
 
     def __init__(self, cls: type, actor_options: dict[str, Any]):
         self._cls = cls
@@ -90,6 +112,16 @@ class ActorClass:
 
     def __reduce__(self) -> Any:
         return (ActorClass, (self._cls, self._default_options))
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names ActorClass itself lacks; ``_cls`` is missing while unpickling.
+        cls = self.__dict__.get("_cls")
+        if cls is None or (name.startswith("__") and name.endswith("__")):
+            raise AttributeError(name)
+        try:
+            return getattr(cls, name)
+        except AttributeError:
+            raise AttributeError(f"'ActorClass({self._name})' object has no attribute {name!r}") from None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"Actors cannot be instantiated directly. Instead of '{self._name}()', use "
@@ -206,6 +238,8 @@ class ActorHandle:
         self._keep = keep or []
 
     def __getattr__(self, name: str) -> ActorMethod:
+        if name in BUILTIN_METHODS:
+            return ActorMethod(self, name, 1)
         if name.startswith("_"):
             raise AttributeError(name)
         if name not in self._methods:
@@ -318,4 +352,5 @@ def creation_fields(spec: pb.TaskSpec, methods: dict[str, int], owner_node: str)
     }
 
 
-__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exceptions", "exit_actor", "get_actor", "method"]
+__all__ = ["ActorClass", "ActorClassInheritanceException", "ActorHandle", "ActorMethod", "exceptions", "exit_actor",
+           "get_actor", "method"]

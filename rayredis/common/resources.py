@@ -119,3 +119,19 @@ class GpuAllocator:
 def bundle_resource_names(name: str, pg_hex: str, index: int) -> tuple[str, str]:
     """Ray's naming: the indexed bundle resource and the wildcard (any bundle) resource."""
     return f"{name}_group_{index}_{pg_hex}", f"{name}_group_{pg_hex}"
+
+
+def original_resources(demand: dict[str, float]) -> dict[str, float]:
+    """A demand with placement-group bundle names (``CPU_group_0_<pg>``, ``CPU_group_<pg>``) turned
+    back into the names the user asked for, without the bundle marker and zero amounts, as Ray's
+    ``get_assigned_resources()`` reports them."""
+    out: dict[str, float] = {}
+    for name, amount in demand.items():
+        head, sep, _ = name.partition("_group_")
+        if sep:
+            if head == "bundle":
+                continue
+            name = head
+        if amount > 0:
+            out[name] = out.get(name, 0.0) + float(amount)
+    return out

@@ -38,6 +38,12 @@ class TaskContext:
     is_normal_task: bool = False
     name: str = ""
     placement_group_id: bytes = b""
+    #: The resources the task (or its actor) holds, under the names the user gave them.
+    resources: dict[str, float] = field(default_factory=dict)
+    #: ``module.qualname`` of the function or method, as Ray's ``get_task_function_name()``.
+    function_name: str = ""
+    #: Whether the placement group captures the task's children (``placement_group_capture_child_tasks``).
+    capture_child_tasks: bool = False
 
 
 class CoreWorker:

@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 from rayredis import exceptions, ids, serialization
+from rayredis.common.resources import original_resources
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.worker.core_worker import CoreWorker, TaskContext
 
@@ -24,6 +25,22 @@ NORMAL, ACTOR_CREATION, ACTOR_TASK = pb.NORMAL_TASK, pb.ACTOR_CREATION, pb.ACTOR
 
 class ActorExit(BaseException):
     """Raised by ``exit_actor()``; unwinds the method and ends the actor's process."""
+
+    def __init__(self, how: str = "exit_actor()") -> None:
+        super().__init__(how)
+        self.how = how
+
+
+def _ray_ready() -> bool:
+    return True
+
+
+def _ray_terminate() -> None:
+    raise ActorExit("__ray_terminate__()")
+
+
+#: Ray's built-in actor methods (``rayredis.actor.BUILTIN_METHODS``), which no user class defines.
+_BUILTINS = {"__ray_ready__": _ray_ready, "__ray_terminate__": _ray_terminate}
 
 
 class Executor:
@@ -45,6 +62,8 @@ class Executor:
         self.cancel_target: bytes | None = None
         #: Tasks run per function id, for ``max_calls``.
         self.calls: dict[bytes, int] = {}
+        #: How the actor ended itself ("exit_actor()", "__ray_terminate__()"), "" if it did not.
+        self.exit_how = ""
 
     # ---- callbacks from the raylet reader thread --------------------------------------------------
 
@@ -98,7 +117,16 @@ class Executor:
         pg = placed.strategy.placement_group_id if placed.strategy.kind == pb.STRATEGY_PLACEMENT_GROUP else b""
         return TaskContext(task_id=spec.task_id, job_id=spec.job_id, actor_id=self.actor_id or spec.actor_id,
                            namespace=spec.namespace, gpu_ids=gpu_ids, is_normal_task=spec.kind == NORMAL,
-                           name=spec.name, placement_group_id=pg)
+                           name=spec.name, placement_group_id=pg, resources=original_resources(dict(placed.resources)),
+                           capture_child_tasks=bool(pg) and placed.strategy.capture_child_tasks)
+
+    def _function_name(self, spec: pb.TaskSpec, fn: Any) -> str:
+        """``module.qualname`` of what runs, as Ray's ``get_task_function_name()`` (methods: of the class)."""
+        if spec.kind == ACTOR_TASK and self.instance is not None:
+            cls = type(self.instance)
+            return f"{cls.__module__}.{cls.__qualname__}.{spec.method_name}"
+        name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', spec.name)}"
+        return f"{name}.__init__" if spec.kind == ACTOR_CREATION else name
 
     def _resolve_args(self, a: pb.Assignment) -> tuple[list[Any], dict[str, Any]]:
         assert self.cw is not None
@@ -134,7 +162,8 @@ class Executor:
         if spec.kind == ACTOR_TASK:
             if self.instance is None:
                 raise exceptions.RayActorError("The actor is not initialized in this worker.")
-            return getattr(self.instance, spec.method_name)
+            builtin = _BUILTINS.get(spec.method_name)
+            return builtin if builtin is not None else getattr(self.instance, spec.method_name)
         return self.cw.load_function(spec.function_id)
 
     def execute(self, a: pb.Assignment) -> None:
@@ -146,16 +175,18 @@ class Executor:
                 self._report(spec, exc=exceptions.TaskCancelledError(spec.task_id.hex()))
                 return
             self.running[spec.task_id] = threading.get_ident()
-        self.cw.set_ctx(self._context(spec, list(a.gpu_ids)))
+        ctx = self._context(spec, list(a.gpu_ids))
+        self.cw.set_ctx(ctx)
         if a.gpu_ids or spec.resources.get("GPU"):
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in a.gpu_ids)
         result: Any = None
         exc: BaseException | None = None
-        exited = False
+        exited = ""
         try:
             try:
                 args, kwargs = self._resolve_args(a)
                 fn = self._target(spec)
+                ctx.function_name = self._function_name(spec, fn)
                 if spec.kind == ACTOR_CREATION:
                     self._create_actor(spec, fn, args, kwargs)
                 else:
@@ -166,8 +197,8 @@ class Executor:
                 with self._lock:
                     self.running.pop(spec.task_id, None)
                     self.cancelled.discard(spec.task_id)
-        except ActorExit:
-            exited = True
+        except ActorExit as e:
+            exited = e.how
         except exceptions.TaskCancelledError:
             exc = exceptions.TaskCancelledError(spec.task_id.hex())
         except BaseException as e:  # noqa: BLE001 - user code may raise anything
@@ -190,16 +221,18 @@ class Executor:
         async with self.async_sem:
             result: Any = None
             exc: BaseException | None = None
-            exited = False
-            self.cw.set_ctx(self._context(spec, list(a.gpu_ids)))
+            exited = ""
+            ctx = self._context(spec, list(a.gpu_ids))
+            self.cw.set_ctx(ctx)
             try:
                 args, kwargs = self._resolve_args(a)
                 fn = self._target(spec)
+                ctx.function_name = self._function_name(spec, fn)
                 result = fn(*args, **kwargs)
                 if inspect.isawaitable(result):
                     result = await result
-            except ActorExit:
-                exited = True
+            except ActorExit as e:
+                exited = e.how
             except BaseException as e:  # noqa: BLE001
                 exc = e
             self._report(spec, result=result, exc=exc, exited=exited)
@@ -236,15 +269,16 @@ class Executor:
                 init(*args, **kwargs)
 
     def _report(self, spec: pb.TaskSpec, result: Any = None, exc: BaseException | None = None,
-                exited: bool = False, last_call: bool = False) -> None:
+                exited: str = "", last_call: bool = False) -> None:
+        """Send the task's result; ``exited`` names how the actor ended itself (exit_actor(), ...)."""
         assert self.cw is not None
         r = pb.TaskResult(task_id=spec.task_id, attempt=spec.attempt, worker_exiting=last_call)
         n = spec.num_returns
         oids = [ids.object_id_for_return(spec.task_id, i + 1) for i in range(n)]
         if exited:
             r.actor_exited = True
-            exc = exceptions.ActorDiedError("The actor exited via exit_actor() while running this "
-                                            "method.", spec.actor_id.hex())
+            exc = exceptions.ActorDiedError(f"The actor exited via {exited} while running this method.",
+                                            spec.actor_id.hex())
         if exc is None:
             try:
                 values = self._split_returns(spec, result)
@@ -267,6 +301,7 @@ class Executor:
                 r.returns.append(self.cw.put_result(oid, err, serialization.KIND_ERROR))
         self.cw.raylet.send("results", r)
         if exited or last_call:
+            self.exit_how = self.exit_how or exited
             self.exit_requested.set()
             self.inbox.put(None)
 
