@@ -21,7 +21,7 @@ from rayredis._private.worker_context import get_worker
 from rayredis.actor import ActorClass, ActorHandle
 from rayredis.actor import get_actor as _get_actor
 from rayredis.config import get_config
-from rayredis.object_ref import ObjectRef
+from rayredis.object_ref import ActorTaskRef, ObjectRef
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
 from rayredis.remote_function import RemoteFunction
@@ -338,6 +338,8 @@ def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True
     """Cancel the task that produces ``object_ref``; ``get`` then raises TaskCancelledError."""
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}.")
+    if force and isinstance(object_ref, ActorTaskRef):
+        raise ValueError("force=True is not supported for actor tasks.")
     get_worker().cancel(object_ref, force, recursive)
 
 

@@ -110,7 +110,7 @@ class NodeManager:
         for w in b.waits:
             self.waiters.wait(conn, w)
         for cr in b.cancels:
-            self.cancel(cr.object_id, cr.force)
+            self.cancel(cr.object_id, cr.force, cr.recursive)
         for k in b.kills:
             self.actors.kill_request(k)
         for rid in b.cancel_gets:
@@ -489,8 +489,23 @@ class NodeManager:
                 f"The worker executing task {rec.spec.name!r} died ({why}) and the task has no "
                 f"retries left (max_retries={rec.spec.max_retries})."))
 
-    def cancel(self, oid: bytes, force: bool) -> None:
+    def cancel(self, oid: bytes, force: bool, recursive: bool = True) -> None:
+        """Cancel the task making ``oid``; ``recursive`` (Ray's default) also cancels the unfinished
+        tasks it submitted here (a forwarded task's node does that for its own children)."""
         tid = ids.task_of_object(oid)
+        self._cancel_one(tid, oid, force)
+        if not recursive:
+            return
+        todo, seen = [tid], {tid}
+        while todo:
+            parent = todo.pop()
+            for child, rec in list(self.tasks.items()):
+                if rec.spec.parent_task_id == parent and child not in seen and rec.state in (PENDING, RUNNING):
+                    seen.add(child)
+                    todo.append(child)
+                    self._cancel_one(child, ids.object_id_for_return(child, 1), force)
+
+    def _cancel_one(self, tid: bytes, oid: bytes, force: bool) -> None:
         rec = self.tasks.get(tid)
         if rec is None:
             return
@@ -498,6 +513,11 @@ class NodeManager:
         if rec.spec.kind == ACTOR_TASK:
             if self.actors.cancel_queued(rec):
                 self.fail_task(rec, exceptions.TaskCancelledError(tid.hex()), CANCELLED)
+                return
+            running = self.conns.get(rec.worker) if rec.state is RUNNING and not rec.forwarded_to else None
+            if running is not None:  # the actor's worker cancels an async call, flags a sync one (Ray's)
+                running.out().cancel_tasks.append(tid)
+                running.flush()
             return
         if rec.forwarded_to:
             self.peers.cancel(rec, oid, force)

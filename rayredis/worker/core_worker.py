@@ -13,7 +13,7 @@ from typing import Any
 from rayredis import exceptions, ids, serialization
 from rayredis._private import retry
 from rayredis.config import Config
-from rayredis.object_ref import ObjectRef
+from rayredis.object_ref import ActorTaskRef, ObjectRef
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol.limits import MAX_OBJECT_OVER_CONNECTION, too_large_message
 from rayredis.store import keys
@@ -377,7 +377,8 @@ class CoreWorker:
             spec.namespace = ctx.namespace or self.namespace
         spec.parent_task_id = ctx.task_id or self.driver_task_id
         tid = spec.task_id
-        refs = [ObjectRef(ids.object_id_for_return(tid, i + 1)) for i in range(spec.num_returns)]
+        ref_type = ActorTaskRef if spec.kind == pb.ACTOR_TASK else ObjectRef
+        refs = [ref_type(ids.object_id_for_return(tid, i + 1)) for i in range(spec.num_returns)]
         keep = self._arg_keep.pop(tid, None)
         if self.raylet.reconnector is None:
             self.raylet.send("submit", spec)

@@ -56,6 +56,7 @@ class Executor:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.async_sem: asyncio.Semaphore | None = None
         self.running: dict[bytes, int] = {}  # task id -> thread id
+        self.async_calls: dict[bytes, asyncio.Task[Any]] = {}  # task id -> asyncio task, async actors
         self.cancelled: set[bytes] = set()
         self._lock = threading.RLock()
         self.exit_requested = threading.Event()
@@ -73,9 +74,13 @@ class Executor:
     def on_cancel(self, tid: bytes) -> None:
         with self._lock:
             self.cancelled.add(tid)
-            thread_id = self.running.get(tid)
-            if thread_id is None:
+            task = self.async_calls.get(tid)
+            if task is not None and self.loop is not None:  # a running async actor call: asyncio cancels it
+                self.loop.call_soon_threadsafe(task.cancel)
                 return
+            thread_id = self.running.get(tid)
+            if thread_id is None or self.actor_id:
+                return  # a running call of a sync actor is not interrupted, only flagged (is_canceled), as in Ray
             if thread_id == threading.main_thread().ident:
                 # A signal interrupts blocking calls such as time.sleep; the handler raises there.
                 self.cancel_target = tid
@@ -193,6 +198,8 @@ class Executor:
                     result = fn(*args, **kwargs)
                     if inspect.iscoroutine(result):
                         result = asyncio.run(result)
+                    if spec.kind == ACTOR_TASK and spec.task_id in self.cancelled:
+                        raise exceptions.TaskCancelledError(spec.task_id.hex())  # cancelled while it ran
             finally:
                 with self._lock:
                     self.running.pop(spec.task_id, None)
@@ -218,24 +225,37 @@ class Executor:
     async def execute_async(self, a: pb.Assignment) -> None:
         assert self.cw is not None and self.async_sem is not None
         spec = a.spec
-        async with self.async_sem:
-            result: Any = None
-            exc: BaseException | None = None
-            exited = ""
-            ctx = self._context(spec, list(a.gpu_ids))
-            self.cw.set_ctx(ctx)
-            try:
+        result: Any = None
+        exc: BaseException | None = None
+        exited = ""
+        task = asyncio.current_task()
+        with self._lock:
+            if spec.task_id in self.cancelled or task is None:
+                self.cancelled.discard(spec.task_id)
+                self._report(spec, exc=exceptions.TaskCancelledError(spec.task_id.hex()))
+                return
+            self.async_calls[spec.task_id] = task
+        try:
+            async with self.async_sem:
+                ctx = self._context(spec, list(a.gpu_ids))
+                self.cw.set_ctx(ctx)
                 args, kwargs = self._resolve_args(a)
                 fn = self._target(spec)
                 ctx.function_name = self._function_name(spec, fn)
                 result = fn(*args, **kwargs)
                 if inspect.isawaitable(result):
                     result = await result
-            except ActorExit as e:
-                exited = e.how
-            except BaseException as e:  # noqa: BLE001
-                exc = e
-            self._report(spec, result=result, exc=exc, exited=exited)
+        except ActorExit as e:
+            exited = e.how
+        except asyncio.CancelledError:
+            exc = exceptions.TaskCancelledError(spec.task_id.hex())
+        except BaseException as e:  # noqa: BLE001
+            exc = e
+        finally:
+            with self._lock:
+                self.async_calls.pop(spec.task_id, None)
+                self.cancelled.discard(spec.task_id)
+        self._report(spec, result=result, exc=exc, exited=exited)
 
     def _create_actor(self, spec: pb.TaskSpec, cls: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
         opts = spec.actor_options

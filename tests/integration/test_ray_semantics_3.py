@@ -202,3 +202,110 @@ def test_submodules_are_attributes_of_the_package() -> None:
                          env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(ray.__file__))})
     assert out.stdout.split() == ["exit_actor", "placement_group", "PlacementGroupSchedulingStrategy",
                                   "get_runtime_context", "RayError"], out.stderr
+
+
+# ---- cancelling actor calls and children ------------------------------------------------------------
+
+@ray.remote
+class SyncWorker:
+    def __init__(self) -> None:
+        self.saw_cancel = False
+
+    def run(self) -> str:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if ray.get_runtime_context().is_canceled():
+                self.saw_cancel = True
+                return "saw cancel"
+            time.sleep(0.02)
+        return "finished"
+
+    def saw(self) -> bool:
+        return self.saw_cancel
+
+
+@ray.remote
+class AsyncWorker:
+    def __init__(self) -> None:
+        self.cancelled = 0
+
+    async def run(self) -> None:
+        import asyncio
+
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+    async def count(self) -> int:
+        return self.cancelled
+
+
+def _started(ref: Any) -> None:
+    ready, _ = ray.wait([ref], timeout=0.5)
+    assert not ready
+
+
+def test_cancel_running_actor_calls_as_in_ray(cluster: Any) -> None:
+    s = SyncWorker.remote()
+    ray.get(s.saw.remote(), timeout=60)
+    r = s.run.remote()
+    _started(r)
+    with pytest.raises(ValueError, match="force=True is not supported for actor tasks."):
+        ray.cancel(r, force=True)
+    ray.cancel(r)
+    with pytest.raises(ray.exceptions.TaskCancelledError):  # "finished" after 60 s before the change
+        ray.get(r, timeout=60)
+    assert ray.get(s.saw.remote(), timeout=60) is True  # flagged, not interrupted (is_canceled)
+    a = AsyncWorker.remote()
+    assert ray.get(a.count.remote(), timeout=60) == 0
+    for _ in range(2):
+        r = a.run.remote()
+        _started(r)
+        ray.cancel(r)
+        with pytest.raises(ray.exceptions.TaskCancelledError):
+            ray.get(r, timeout=60)  # GetTimeoutError before the change: the call kept running
+    assert ray.get(a.count.remote(), timeout=60) == 2  # CancelledError raised inside; the actor lives on
+
+
+@ray.remote
+class Registry:
+    def __init__(self) -> None:
+        self.refs: list[Any] = []
+
+    def add(self, refs: list[Any]) -> None:
+        self.refs.extend(refs)
+
+    def all(self) -> list[Any]:
+        return self.refs
+
+
+@ray.remote(num_cpus=0)
+def sleeper() -> None:
+    time.sleep(3600)
+
+
+@ray.remote(num_cpus=0)
+def spawner(reg: Any) -> None:
+    child = sleeper.remote()
+    ray.get(reg.add.remote([child]))
+    ray.get(child)
+
+
+def test_recursive_cancel_reaches_child_tasks(cluster: Any) -> None:
+    reg = Registry.remote()
+    for recursive in (True, False):
+        known = len(ray.get(reg.all.remote(), timeout=60))
+        parent = spawner.remote(reg)
+        assert _eventually(lambda known=known: len(ray.get(reg.all.remote(), timeout=60)) > known)  # the child exists
+        child = ray.get(reg.all.remote(), timeout=60)[-1]
+        ray.cancel(parent, recursive=recursive)
+        with pytest.raises(ray.exceptions.TaskCancelledError):
+            ray.get(parent, timeout=60)
+        if recursive:
+            with pytest.raises(ray.exceptions.TaskCancelledError):
+                ray.get(child, timeout=60)  # the child ran on for an hour before the change
+        else:
+            assert ray.wait([child], timeout=1)[0] == []
+            ray.cancel(child, force=True)
