@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rayredis.common.resources import bundle_resource_names
+from rayredis.options import check_placement_group_options
 from rayredis.protocol._generated import rayredis_pb2 as pb
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ SchedulingStrategyT = Any
 
 def fill_strategy(spec: pb.TaskSpec, opts: dict[str, Any]) -> None:
     """Write the scheduling strategy and, for placement groups, the bundle resources into ``spec``."""
+    check_placement_group_options(opts)  # the decorator's and .options()'s, merged
     strat = opts.get("scheduling_strategy")
     pg = opts.get("placement_group")
     if pg is not None and pg != "default" and strat is None:
