@@ -39,6 +39,8 @@ class RayTaskError(RayError):
         proctitle: str = "",
         pid: int = 0,
         ip: str = "",
+        actor_repr: str = "",
+        actor_id: str = "",
     ) -> None:
         self.function_name = function_name
         self.traceback_str = traceback_str
@@ -46,13 +48,20 @@ class RayTaskError(RayError):
         self.proctitle = proctitle
         self.pid = pid
         self.ip = ip
+        self.actor_repr = actor_repr
+        self._actor_id = actor_id
         super().__init__(self._message())
 
     def _message(self) -> str:
-        """Ray's shape: ``ray::f() (pid=N, ip=IP)``, then the user's frames and the error line."""
-        text = f"ray::{self.function_name}() (pid={self.pid}, ip={self.ip})\n{_user_frames(self.traceback_str)}"
+        """Ray's shape: ``ray::f() (pid=N, ip=IP)`` (actor methods add ``actor_id=..., repr=...``),
+        then the user's frames and the error line."""
+        where = f"pid={self.pid}, ip={self.ip}"
+        if self._actor_id:
+            where += f", actor_id={self._actor_id}, repr={self.actor_repr}"
+        text = f"ray::{self.function_name}() ({where})\n{_user_frames(self.traceback_str)}"
         cause = self.cause
-        if cause is not None and f"{type(cause).__name__}:" not in self.traceback_str and \
+        if cause is not None and not isinstance(cause, RayError) and \
+                f"{type(cause).__name__}:" not in self.traceback_str and \
                 type(cause).__name__ not in self.traceback_str.splitlines()[-1:]:
             # e.g. a stand-in for an error that could not be pickled
             text += f"{'' if text.endswith(chr(10)) else chr(10)}{type(cause).__name__}: {cause}"
@@ -64,14 +73,15 @@ class RayTaskError(RayError):
     def __reduce__(self) -> Any:
         return (
             RayTaskError,
-            (self.function_name, self.traceback_str, self.cause, self.proctitle, self.pid, self.ip),
+            (self.function_name, self.traceback_str, self.cause, self.proctitle, self.pid, self.ip,
+             self.actor_repr, self._actor_id),
         )
 
     def as_instanceof_cause(self) -> RayTaskError:
         """An exception that is both a RayTaskError and an instance of the cause's class."""
         cause_cls = type(self.cause) if self.cause is not None else None
-        if cause_cls is None or isinstance(self.cause, RayTaskError):
-            return self
+        if cause_cls is None or issubclass(RayTaskError, cause_cls) or isinstance(self.cause, RayTaskError):
+            return self  # as Ray: a RayError cause (e.g. one standing in for an unpicklable error) stays plain
         if not issubclass(cause_cls, Exception):
             return self
         try:
@@ -206,3 +216,23 @@ class PendingCallsLimitExceeded(RayError):
 
 class PlacementGroupSchedulingError(RayError):
     """A placement group could not be created."""
+
+
+# ---- Errors that could not travel as they were (Ray's shapes; issue 8) ------------------------------
+
+
+class UnserializableException(RayError):
+    """A task's error could be pickled but not unpickled where it was read: its text and traceback
+    as they were captured (Ray's class and message)."""
+
+    def __init__(self, original_stack_trace: str = "") -> None:
+        self._original_stack_trace = original_stack_trace
+        super().__init__(original_stack_trace)
+
+    def __str__(self) -> str:
+        return ("Failed to deserialize exception. Refer to https://docs.ray.io/en/latest/ray-core/objects/"
+                "serialization.html#custom-serializers-for-exceptions for more information.\n"
+                f"Original exception:\n{self._original_stack_trace}")
+
+    def __reduce__(self) -> Any:
+        return (UnserializableException, (self._original_stack_trace,))

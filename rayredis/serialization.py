@@ -160,32 +160,39 @@ def deserialize(blob: memoryview | bytes) -> Any:
 
 
 def serialize_error(exc: BaseException) -> SerializedObject:
-    """Serialize an exception for an error object, falling back to a text form when it does not
-    survive a pickle round trip (unpicklable state, or an ``__init__`` that pickle cannot call)."""
+    """Serialize an exception for an error object. One that does not survive a pickle round trip
+    takes Ray's shapes: a cause that cannot be pickled becomes a ``RayError`` carrying its text and
+    traceback (``get`` raises a plain ``RayTaskError``); one that pickles but cannot be unpickled
+    (say, an ``__init__`` pickle cannot call) arrives as ``UnserializableException``."""
     try:
         ser = serialize(exc, kind=KIND_ERROR)
+    except exceptions.RaySerializationError as e:
+        if isinstance(exc, exceptions.RayTaskError) and exc.cause is not None:
+            cause = exc.cause
+            why = e.__cause__ if e.__cause__ is not None else e
+            stand_in = exceptions.RayError(
+                f"Exception {type(cause).__module__}.{type(cause).__name__} isn't serializable: {why}.\n"
+                f"Original exception details:\n{exc.traceback_str}")
+            fallback = exceptions.RayTaskError(exc.function_name, exc.traceback_str, stand_in, "", exc.pid, exc.ip,
+                                               exc.actor_repr, exc._actor_id)
+            return serialize_error(fallback)
+        return serialize(exceptions.RaySystemError(repr(exc)), kind=KIND_ERROR)
+    try:
         deserialize(ser.to_bytes())  # errors are rare: checking here beats an opaque error at get
         return ser
     except exceptions.RaySerializationError:
-        if isinstance(exc, exceptions.RayTaskError):
-            cause = exc.cause
-            text = f"{type(cause).__name__}: {cause}" if cause is not None else "unknown error"
-            note = f"(The original {type(cause).__name__} could not be pickled, so it is raised as RuntimeError.)"
-            fallback = exceptions.RayTaskError(
-                exc.function_name, exc.traceback_str, RuntimeError(f"{text} {note}"),
-                "", exc.pid, exc.ip,
-            )
-            return serialize(fallback, kind=KIND_ERROR)
-        return serialize(exceptions.RaySystemError(repr(exc)), kind=KIND_ERROR)
+        return serialize(exceptions.UnserializableException(f"{type(exc).__module__}.{type(exc).__name__}: {exc}"),
+                         kind=KIND_ERROR)
 
 
-def make_task_error(function_name: str, exc: BaseException, pid: int, ip: str) -> exceptions.RayTaskError:
-    """Wrap a user exception with its formatted remote traceback."""
+def make_task_error(function_name: str, exc: BaseException, pid: int, ip: str, actor_repr: str = "",
+                    actor_id: str = "") -> exceptions.RayTaskError:
+    """Wrap a user exception with its formatted remote traceback (and, for a method, its actor)."""
     if isinstance(exc, exceptions.RayTaskError):
         return exc
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     exc.__traceback__ = None
-    return exceptions.RayTaskError(function_name, tb, exc, "", pid, ip)
+    return exceptions.RayTaskError(function_name, tb, exc, "", pid, ip, actor_repr, actor_id)
 
 
 def _code_reduce_keeping_filename(code: types.CodeType) -> Any:

@@ -312,8 +312,9 @@ class Executor:
             if isinstance(exc, (exceptions.TaskCancelledError, exceptions.ActorDiedError)):
                 err: BaseException = exc
             else:
+                actor_repr, actor_id = self._actor_identity(spec)
                 err = serialization.make_task_error(spec.name or spec.method_name, exc, os.getpid(),
-                                                    self.cw.node_ip)
+                                                    self.cw.node_ip, actor_repr, actor_id)
                 r.retryable = self._retryable(spec, exc)
             if spec.kind == ACTOR_CREATION:  # the raylet reads the constructor's error from here
                 r.returns.append(self.cw.put_result(b"", err, serialization.KIND_ERROR))
@@ -324,6 +325,16 @@ class Executor:
             self.exit_how = self.exit_how or exited
             self.exit_requested.set()
             self.inbox.put(None)
+
+    def _actor_identity(self, spec: pb.TaskSpec) -> tuple[str, str]:
+        """``(repr(instance), actor id)`` for an actor method's error header, as Ray shows them."""
+        if spec.kind == NORMAL or not self.actor_id:
+            return "", ""
+        try:
+            text = repr(self.instance) if self.instance is not None else ""
+        except Exception:  # noqa: BLE001 - a user __repr__ that fails must not hide the error
+            text = f"<{spec.name.split('.')[0]} object>"
+        return text, self.actor_id.hex()
 
     def _split_returns(self, spec: pb.TaskSpec, result: Any) -> list[Any]:
         n = spec.num_returns

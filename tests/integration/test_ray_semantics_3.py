@@ -309,3 +309,46 @@ def test_recursive_cancel_reaches_child_tasks(cluster: Any) -> None:
         else:
             assert ray.wait([child], timeout=1)[0] == []
             ray.cancel(child, force=True)
+
+
+# ---- error shapes -----------------------------------------------------------------------------------
+
+class HoldsALock(Exception):
+    def __init__(self) -> None:
+        import threading
+
+        super().__init__("with a lock")
+        self.lock = threading.Lock()
+
+
+@ray.remote
+def raises_unpicklable() -> None:
+    raise HoldsALock()
+
+
+@ray.remote
+class Described:
+    def __repr__(self) -> str:
+        return "Described(7)"
+
+    def fail(self) -> None:
+        raise KeyError("k")
+
+
+def test_error_that_cannot_be_pickled_takes_rays_shape(cluster: Any) -> None:
+    with pytest.raises(ray.exceptions.RayTaskError) as info:
+        ray.get(raises_unpicklable.remote(), timeout=60)
+    err = info.value
+    assert type(err) is ray.exceptions.RayTaskError  # plain, as in Ray (was RayTaskError(RuntimeError))
+    assert type(err.cause) is ray.exceptions.RayError
+    assert str(err.cause).startswith(f"Exception {__name__}.HoldsALock isn't serializable: cannot pickle "
+                                     f"'_thread.lock' object.\nOriginal exception details:\n")
+    assert "in raises_unpicklable" in str(err.cause) and "HoldsALock: with a lock" in str(err.cause)
+
+
+def test_actor_error_header_names_the_actor(cluster: Any) -> None:
+    a = Described.remote()
+    with pytest.raises(KeyError) as info:
+        ray.get(a.fail.remote(), timeout=60)
+    assert str(info.value).startswith("ray::Described.fail() (pid=")
+    assert f", actor_id={a._ray_actor_id.hex()}, repr=Described(7))\n" in str(info.value)

@@ -190,8 +190,21 @@ def test_task_error_with_unpicklable_cause_keeps_traceback() -> None:
     assert isinstance(err, exceptions.RayTaskError)
     assert err.traceback_str == "Traceback: line 1"
     assert err.function_name == "f" and err.pid == 7 and err.ip == "1.2.3.4"
-    assert isinstance(err.cause, RuntimeError)
-    assert "has a lock" in str(err.cause)
+    assert type(err.cause) is exceptions.RayError  # Ray's stand-in: get raises a plain RayTaskError
+    assert "_UnpicklableError isn't serializable: " in str(err.cause)
+    assert str(err.cause).endswith("Original exception details:\nTraceback: line 1")
+    assert err.as_instanceof_cause() is err
+
+
+def test_error_that_cannot_be_unpickled_becomes_unserializable_exception() -> None:
+    class TwoArgs(Exception):
+        def __init__(self, a: int, b: int) -> None:
+            super().__init__(f"{a}-{b}")
+
+    te = exceptions.RayTaskError("f", "Traceback: line 1\nTwoArgs: 1-2\n", TwoArgs(1, 2), "", 7, "1.2.3.4")
+    err = deserialize(serialization.serialize_error(te).to_bytes())
+    assert type(err) is exceptions.UnserializableException
+    assert str(err).startswith("Failed to deserialize exception.") and "TwoArgs: 1-2" in str(err)
 
 
 def test_make_task_error_formats_remote_traceback() -> None:
