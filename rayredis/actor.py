@@ -8,7 +8,7 @@ import json
 import threading
 from typing import Any
 
-from rayredis import exceptions, ids, options, serialization
+from rayredis import exceptions, generators, ids, options, serialization
 from rayredis._private import signature, worker_context
 from rayredis._private.worker_context import get_worker
 from rayredis.actor_state import ActorState
@@ -47,17 +47,18 @@ def exit_actor() -> None:
     raise ActorExit()
 
 
-def _method_table(cls: type) -> dict[str, int]:
+def _method_table(cls: type) -> dict[str, int | str]:
     out = {}
     for name, fn in inspect.getmembers(cls, predicate=lambda m: inspect.isfunction(m) or inspect.ismethod(m)):
         if name.startswith("__") and name != "__call__":
             continue
         opts = getattr(fn, "__rayredis_method_options__", {})
-        out[name] = int(opts.get("num_returns", 1))
+        n = opts.get("num_returns", generators.default_num_returns(fn))
+        out[name] = n if n in generators.GENERATOR_RETURNS else int(n)
     return out
 
 
-def _signatures(cls: type, methods: dict[str, int]) -> dict[str, signature.ParamSpec]:
+def _signatures(cls: type, methods: dict[str, int | str]) -> dict[str, signature.ParamSpec]:
     """The parameters of the constructor (key ``__init__``) and of each method, without ``self``."""
     out: dict[str, signature.ParamSpec] = {}
     for name in [*methods, "__init__"]:
@@ -199,7 +200,7 @@ class ActorMethod:
 
     __slots__ = ("_handle", "_name", "_num_returns")
 
-    def __init__(self, handle: ActorHandle, name: str, num_returns: int):
+    def __init__(self, handle: ActorHandle, name: str, num_returns: int | str):
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
@@ -209,7 +210,8 @@ class ActorMethod:
 
     def options(self, **opts: Any) -> ActorMethod:
         options.validate(opts, options.METHOD_OPTIONS, "actor methods")
-        return ActorMethod(self._handle, self._name, int(opts.get("num_returns", self._num_returns)))
+        n = opts.get("num_returns", self._num_returns)
+        return ActorMethod(self._handle, self._name, n if n in generators.GENERATOR_RETURNS else int(n))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"Actor methods cannot be called directly. Instead of running "
@@ -219,7 +221,7 @@ class ActorMethod:
 class ActorHandle:
     """A reference to an actor; pass it to tasks and other actors freely."""
 
-    def __init__(self, actor_id: bytes, class_name: str, methods: dict[str, int], max_task_retries: int = 0,
+    def __init__(self, actor_id: bytes, class_name: str, methods: dict[str, int | str], max_task_retries: int = 0,
                  owner: bool = False, keep: list[Any] | None = None,
                  sigs: dict[str, signature.ParamSpec] | None = None, max_pending_calls: int = -1):
         self._actor_id = actor_id
@@ -246,22 +248,25 @@ class ActorHandle:
             raise AttributeError(f"Actor class {self._class_name!r} has no method {name!r}.")
         return ActorMethod(self, name, self._methods[name])
 
-    def _call(self, method_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], num_returns: int) -> Any:
+    def _call(self, method_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], num_returns: int | str) -> Any:
         if self._sigs is not None and method_name in self._sigs:
             sig = self._bound.get(method_name)
             if sig is None:
                 sig = self._bound[method_name] = signature.rebuild(self._sigs[method_name])
             signature.check(sig, args, kwargs)
         cw = get_worker()
+        generator = num_returns in generators.GENERATOR_RETURNS
         spec = pb.TaskSpec(task_id=ids.task_id(), kind=pb.ACTOR_TASK, actor_id=self._actor_id, method_name=method_name,
-                           name=f"{self._class_name}.{method_name}", num_returns=num_returns,
-                           caller_id=cw.worker_id, seq_no=next(_seq))
+                           name=f"{self._class_name}.{method_name}", num_returns=1 if generator else int(num_returns),
+                           caller_id=cw.worker_id, seq_no=next(_seq), generator=generator)
         if self._max_pending_calls > 0:
             self._admit(cw, spec)
         keep: list[Any] = []
         if args or kwargs:
             cw.build_args(spec, args, kwargs, keep)
         refs = cw.submit(spec)
+        if generator:
+            return generators.caller_result(num_returns, refs[0])
         if num_returns == 1:
             return refs[0]
         return None if num_returns == 0 else refs
@@ -339,7 +344,7 @@ def handle_of(entry: tables.ActorEntry) -> ActorHandle:
     return ActorHandle(bytes.fromhex(entry.actor_id), entry.class_name, entry.methods, entry.max_task_retries)
 
 
-def creation_fields(spec: pb.TaskSpec, methods: dict[str, int], owner_node: str) -> dict[str, Any]:
+def creation_fields(spec: pb.TaskSpec, methods: dict[str, int | str], owner_node: str) -> dict[str, Any]:
     """The ``rr:actor:<id>`` fields a new actor starts with (PENDING_CREATION), from its creation spec."""
     ao = spec.actor_options
     name_key = f"{ao.namespace}/{ao.name}" if ao.name else ""

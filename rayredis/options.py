@@ -70,8 +70,9 @@ def _retry_exceptions(name: str, v: Any) -> None:
 
 def _num_returns(name: str, v: Any) -> None:
     if isinstance(v, str):
-        raise ValueError(f"num_returns={v!r} (dynamic/streaming generators) is not supported by rayredis; "
-                         "give an integer.")
+        if v not in ("streaming", "dynamic"):
+            raise ValueError(f"num_returns={v!r} is invalid: give an integer >= 0, 'streaming' or 'dynamic'.")
+        return
     _int(0)(name, v)
 
 

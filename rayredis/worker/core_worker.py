@@ -204,6 +204,13 @@ class CoreWorker:
         self._send_put(oid, ser, cache=True)
         return ref
 
+    def put_error(self, error: BaseException) -> ObjectRef:
+        """Put an error object: ``get`` of the ref raises ``error`` (a generator's failing item)."""
+        oid = ids.object_id_for_put(0)
+        ref = ObjectRef(oid)
+        self._send_put(oid, serialization.serialize_error(error), cache=True)
+        return ref
+
     def put_result(self, oid: bytes, value: Any, kind: int = serialization.KIND_VALUE) -> pb.PutObject:
         ser = serialization.serialize(value, kind) if kind == serialization.KIND_VALUE else \
             serialization.serialize_error(value)

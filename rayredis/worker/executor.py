@@ -13,7 +13,7 @@ import signal
 import threading
 from typing import Any
 
-from rayredis import exceptions, ids, serialization
+from rayredis import exceptions, generators, ids, serialization
 from rayredis.common.resources import original_resources
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.worker.core_worker import CoreWorker, TaskContext
@@ -198,6 +198,10 @@ class Executor:
                     result = fn(*args, **kwargs)
                     if inspect.iscoroutine(result):
                         result = asyncio.run(result)
+                    if spec.generator and inspect.isasyncgen(result):
+                        result = asyncio.run(generators.collect_async(result, self.cw.put, self._error_put(spec)))
+                    elif spec.generator:
+                        result = generators.collect(result, self.cw.put, self._error_put(spec))
                     if spec.kind == ACTOR_TASK and spec.task_id in self.cancelled:
                         raise exceptions.TaskCancelledError(spec.task_id.hex())  # cancelled while it ran
             finally:
@@ -245,6 +249,8 @@ class Executor:
                 result = fn(*args, **kwargs)
                 if inspect.isawaitable(result):
                     result = await result
+                if spec.generator:
+                    result = await generators.collect_async(result, self.cw.put, self._error_put(spec))
         except ActorExit as e:
             exited = e.how
         except asyncio.CancelledError:
@@ -325,6 +331,17 @@ class Executor:
             self.exit_how = self.exit_how or exited
             self.exit_requested.set()
             self.inbox.put(None)
+
+    def _error_put(self, spec: pb.TaskSpec) -> Any:
+        """How a generator's exception becomes its last item: the task's error, put as an object."""
+        assert self.cw is not None
+        cw = self.cw
+
+        def put(e: BaseException) -> Any:
+            return cw.put_error(serialization.make_task_error(spec.name or spec.method_name, e, os.getpid(),
+                                                              cw.node_ip, *self._actor_identity(spec)))
+
+        return put
 
     def _actor_identity(self, spec: pb.TaskSpec) -> tuple[str, str]:
         """``(repr(instance), actor id)`` for an actor method's error header, as Ray shows them."""

@@ -60,7 +60,7 @@ def test_actor_only_option_rejected_for_tasks() -> None:
          "GPU resource quantities >1 must be whole numbers. The specified quantity 1.5 is invalid."),
         ({"retry_exceptions": ["ValueError"]}, TypeError, "list of exception classes"),
         ({"retry_exceptions": 1}, TypeError, "True/False"),
-        ({"num_returns": "dynamic"}, ValueError, "not supported"),
+        ({"num_returns": "static"}, ValueError, "give an integer >= 0, 'streaming' or 'dynamic'"),
         ({"num_returns": -1}, ValueError, "only accepts None, 0 or a positive integer"),
         ({"name": 3}, TypeError, "The type of keyword 'name' must be (<class 'str'>, <class 'NoneType'>), but "
                                  "received type <class 'int'>"),

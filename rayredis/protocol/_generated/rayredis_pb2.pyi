@@ -74,7 +74,7 @@ class ActorOptions(_message.Message):
     def __init__(self, max_restarts: _Optional[int] = ..., max_task_retries: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., is_async: _Optional[bool] = ..., detached: _Optional[bool] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., class_name: _Optional[str] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("task_id", "job_id", "kind", "function_id", "name", "args", "num_returns", "resources", "max_retries", "retry_exceptions", "retry_exception_allowlist", "actor_id", "method_name", "caller_id", "seq_no", "attempt", "actor_options", "nested_refs", "strategy", "parent_task_id", "namespace", "submitter_node", "max_calls", "notify_done")
+    __slots__ = ("task_id", "job_id", "kind", "function_id", "name", "args", "num_returns", "resources", "max_retries", "retry_exceptions", "retry_exception_allowlist", "actor_id", "method_name", "caller_id", "seq_no", "attempt", "actor_options", "nested_refs", "strategy", "parent_task_id", "namespace", "submitter_node", "max_calls", "notify_done", "generator")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +106,7 @@ class TaskSpec(_message.Message):
     SUBMITTER_NODE_FIELD_NUMBER: _ClassVar[int]
     MAX_CALLS_FIELD_NUMBER: _ClassVar[int]
     NOTIFY_DONE_FIELD_NUMBER: _ClassVar[int]
+    GENERATOR_FIELD_NUMBER: _ClassVar[int]
     task_id: bytes
     job_id: int
     kind: TaskKind
@@ -130,7 +131,8 @@ class TaskSpec(_message.Message):
     submitter_node: bytes
     max_calls: int
     notify_done: bool
-    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[int] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., function_id: _Optional[bytes] = ..., name: _Optional[str] = ..., args: _Optional[_Iterable[_Union[Arg, _Mapping]]] = ..., num_returns: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_allowlist: _Optional[bytes] = ..., actor_id: _Optional[bytes] = ..., method_name: _Optional[str] = ..., caller_id: _Optional[bytes] = ..., seq_no: _Optional[int] = ..., attempt: _Optional[int] = ..., actor_options: _Optional[_Union[ActorOptions, _Mapping]] = ..., nested_refs: _Optional[_Iterable[bytes]] = ..., strategy: _Optional[_Union[SchedulingStrategy, _Mapping]] = ..., parent_task_id: _Optional[bytes] = ..., namespace: _Optional[str] = ..., submitter_node: _Optional[bytes] = ..., max_calls: _Optional[int] = ..., notify_done: _Optional[bool] = ...) -> None: ...
+    generator: bool
+    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[int] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., function_id: _Optional[bytes] = ..., name: _Optional[str] = ..., args: _Optional[_Iterable[_Union[Arg, _Mapping]]] = ..., num_returns: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_allowlist: _Optional[bytes] = ..., actor_id: _Optional[bytes] = ..., method_name: _Optional[str] = ..., caller_id: _Optional[bytes] = ..., seq_no: _Optional[int] = ..., attempt: _Optional[int] = ..., actor_options: _Optional[_Union[ActorOptions, _Mapping]] = ..., nested_refs: _Optional[_Iterable[bytes]] = ..., strategy: _Optional[_Union[SchedulingStrategy, _Mapping]] = ..., parent_task_id: _Optional[bytes] = ..., namespace: _Optional[str] = ..., submitter_node: _Optional[bytes] = ..., max_calls: _Optional[int] = ..., notify_done: _Optional[bool] = ..., generator: _Optional[bool] = ...) -> None: ...
 
 class ObjectData(_message.Message):
     __slots__ = ("object_id", "inline_data", "shm_name", "size", "missing", "data")
