@@ -15,7 +15,7 @@ from rayredis.actor_state import ActorState
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.store import tables
 from rayredis.store.scripts import Scripts
-from rayredis.util.scheduling_strategies import fill_strategy
+from rayredis.util.scheduling_strategies import capture_in_parent_group, fill_strategy
 from rayredis.worker.executor import ActorExit
 
 _seq = itertools.count(1)
@@ -171,6 +171,7 @@ class ActorClass:
         for k, v in options.resource_demand(opts, default_cpus=0.0).items():
             spec.resources[k] = v
         fill_strategy(spec, opts)
+        capture_in_parent_group(spec, opts, cw.ctx.placement_group_id, cw.ctx.capture_child_tasks)
         keep: list[Any] = []
         cw.build_args(spec, args, kwargs, keep, keep_refs=True)
         fields = creation_fields(spec, self._methods, cw.node_id.hex())

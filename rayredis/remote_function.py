@@ -10,7 +10,7 @@ from rayredis import generators, ids, options, serialization
 from rayredis._private import signature
 from rayredis._private.worker_context import get_worker
 from rayredis.protocol._generated import rayredis_pb2 as pb
-from rayredis.util.scheduling_strategies import fill_strategy
+from rayredis.util.scheduling_strategies import capture_in_parent_group, fill_strategy
 
 if TYPE_CHECKING:
     from rayredis.worker.core_worker import CoreWorker
@@ -87,6 +87,8 @@ class RemoteFunction:
         cw = get_worker()
         spec = pb.TaskSpec()
         spec.CopyFrom(self._template(cw, opts))
+        ctx = cw.ctx
+        capture_in_parent_group(spec, opts, ctx.placement_group_id, ctx.capture_child_tasks)
         spec.task_id = ids.task_id()
         keep: list[Any] = []
         if args or kwargs:

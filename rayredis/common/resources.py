@@ -126,12 +126,19 @@ def original_resources(demand: dict[str, float]) -> dict[str, float]:
     back into the names the user asked for, without the bundle marker and zero amounts, as Ray's
     ``get_assigned_resources()`` reports them."""
     out: dict[str, float] = {}
+    indexed = {n.partition("_group_")[0] for n in demand if _is_indexed(n)}
     for name, amount in demand.items():
         head, sep, _ = name.partition("_group_")
         if sep:
-            if head == "bundle":
-                continue
+            if head == "bundle" or (head in indexed and not _is_indexed(name)):
+                continue  # the marker, or the wildcard twin of an indexed demand
             name = head
         if amount > 0:
             out[name] = out.get(name, 0.0) + float(amount)
     return out
+
+
+def _is_indexed(name: str) -> bool:
+    """``X_group_<index>_<pg>`` (not the wildcard ``X_group_<pg>``)."""
+    _, sep, rest = name.partition("_group_")
+    return bool(sep) and rest.partition("_")[0].isdigit() and "_" in rest

@@ -15,8 +15,7 @@ from rayredis.generators import DynamicObjectRefGenerator, ObjectRefGenerator
 
 @ray.remote
 def count(n: int) -> Any:
-    for i in range(n):
-        yield i
+    yield from range(n)
 
 
 @ray.remote
@@ -27,8 +26,7 @@ def big(n: int) -> Any:
 
 @ray.remote
 def fails_after(n: int) -> Any:
-    for i in range(n):
-        yield i
+    yield from range(n)
     raise ValueError("midway")
 
 

@@ -352,3 +352,37 @@ def test_actor_error_header_names_the_actor(cluster: Any) -> None:
         ray.get(a.fail.remote(), timeout=60)
     assert str(info.value).startswith("ray::Described.fail() (pid=")
     assert f", actor_id={a._ray_actor_id.hex()}, repr=Described(7))\n" in str(info.value)
+
+
+# ---- placement groups: children captured, blocked parents lend their bundle's CPU ------------------
+
+@ray.remote
+def child_group() -> str | None:
+    return ray.get_runtime_context().get_placement_group_id()
+
+
+@ray.remote
+def parent_waits_on_child(opt_out: bool) -> str | None:
+    # Captured: the child goes into the parent's 1-CPU bundle and runs while the parent waits.
+    options = {"scheduling_strategy": "DEFAULT"} if opt_out else {}
+    return ray.get(child_group.options(**options).remote())
+
+
+def test_capture_child_tasks_in_a_one_cpu_bundle(cluster: Any) -> None:
+    pg = placement_group([{"CPU": 1}])
+    hog = placement_group([{"CPU": 1}])  # the cluster's other CPU: a child outside the group cannot run
+    assert pg.wait(60) and hog.wait(60)
+    try:
+        strategy = PlacementGroupSchedulingStrategy(pg, 0, placement_group_capture_child_tasks=True)
+        # Never finished before the change (the child was not captured, and no CPU was left for it).
+        assert ray.get(parent_waits_on_child.options(scheduling_strategy=strategy).remote(False),
+                       timeout=120) == pg.id.hex()
+        remove_placement_group(hog)
+        assert ray.get(parent_waits_on_child.options(scheduling_strategy=strategy).remote(True),
+                       timeout=120) is None  # an explicit strategy opts out, as in Ray
+        uncaptured = PlacementGroupSchedulingStrategy(pg, 0)
+        assert ray.get(parent_waits_on_child.options(scheduling_strategy=uncaptured).remote(False),
+                       timeout=120) is None
+    finally:
+        remove_placement_group(pg)
+        remove_placement_group(hog)
