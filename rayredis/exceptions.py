@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -102,7 +103,7 @@ class RayTaskError(RayError):
                     (RayTaskError, cause_cls),
                     {"__init__": __init__, "__str__": __str__, "__reduce__": RayTaskError.__reduce__},
                 )
-                cls.__module__ = cause_cls.__module__
+                cls.__module__ = __name__  # shown as rayredis.exceptions.RayTaskError(Cause), as Ray's
                 cls.__qualname__ = name
                 _DUAL_CACHE[cause_cls] = cls
             inst = cls(self)
@@ -114,8 +115,12 @@ class RayTaskError(RayError):
 _DUAL_CACHE: dict[type, type] = {}
 
 
+#: Frames of rayredis's own code in a remote traceback (the worker's, and the API a nested ``get`` went through).
+_OWN_FRAME = re.compile(r'/rayredis/(worker/[^"]+|api|object_ref|generators|actor|remote_function|serialization)\.py"')
+
+
 def _user_frames(tb: str) -> str:
-    """A remote traceback without its first line and without rayredis's own worker frames."""
+    """A remote traceback without its first line and without rayredis's own frames."""
     lines = tb.splitlines(keepends=True)
     if lines and lines[0].startswith("Traceback (most recent call last):"):
         lines = lines[1:]
@@ -123,7 +128,7 @@ def _user_frames(tb: str) -> str:
     skip = False
     for line in lines:
         if line.startswith("  File "):
-            skip = "/rayredis/worker/" in line
+            skip = _OWN_FRAME.search(line) is not None
         elif not line.startswith("    "):
             skip = False
         if not skip:
@@ -236,3 +241,13 @@ class UnserializableException(RayError):
 
     def __reduce__(self) -> Any:
         return (UnserializableException, (self._original_stack_trace,))
+
+
+def dependency_failed(function_name: str, upstream: RayTaskError, pid: int = 0, ip: str = "",
+                      actor_repr: str = "", actor_id: str = "") -> RayTaskError:
+    """The error of task ``function_name`` that could not run because an argument's task failed with
+    ``upstream``, in Ray's shape: this task's header, then the upstream error (same cause)."""
+    text = ("  At least one of the input arguments for this task could not be computed:\n"
+            f"rayredis.exceptions.RayTaskError: {upstream}")
+    return RayTaskError(function_name, text, upstream.cause, "", pid or upstream.pid, ip or upstream.ip,
+                        actor_repr, actor_id)

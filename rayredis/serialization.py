@@ -187,12 +187,44 @@ def serialize_error(exc: BaseException) -> SerializedObject:
 
 def make_task_error(function_name: str, exc: BaseException, pid: int, ip: str, actor_repr: str = "",
                     actor_id: str = "") -> exceptions.RayTaskError:
-    """Wrap a user exception with its formatted remote traceback (and, for a method, its actor)."""
-    if isinstance(exc, exceptions.RayTaskError):
+    """Wrap a user exception with its formatted remote traceback (and, for a method, its actor).
+
+    A ``RayTaskError`` of another task (a nested ``get`` that raised) is wrapped as Ray does: this
+    task's header and frames, then the other error, the cause unchanged; one already made for this
+    task (an argument that failed) is kept."""
+    if isinstance(exc, exceptions.RayTaskError) and exc.function_name == function_name:
         return exc
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     exc.__traceback__ = None
-    return exceptions.RayTaskError(function_name, tb, exc, "", pid, ip, actor_repr, actor_id)
+    cause = exc.cause if isinstance(exc, exceptions.RayTaskError) else exc
+    return exceptions.RayTaskError(function_name, tb, cause, "", pid, ip, actor_repr, actor_id)
+
+
+class _DependencyFailed:
+    """Pickles (on a raylet, which cannot unpickle user errors) into the error of a task whose
+    argument failed: unpickled where it is read, it becomes :func:`exceptions.dependency_failed`."""
+
+    def __init__(self, function_name: str, blob: bytes):
+        self.function_name = function_name
+        self.blob = blob
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_dependency_error, (self.function_name, self.blob))
+
+
+def _rebuild_dependency_error(function_name: str, blob: bytes) -> BaseException:
+    inner = deserialize(blob)
+    if isinstance(inner, exceptions.RayTaskError):
+        return exceptions.dependency_failed(function_name, inner)
+    if isinstance(inner, BaseException):
+        return inner  # (a lost or cancelled argument: that error itself)
+    return exceptions.RaySystemError(f"An argument of {function_name} failed: {inner!r}")
+
+
+def dependency_error_blob(function_name: str, upstream_blob: bytes) -> bytes:
+    """The error object of task ``function_name``, which cannot run because an argument is the
+    error ``upstream_blob`` (Ray's "At least one of the input arguments ..." shape)."""
+    return serialize(_DependencyFailed(function_name, upstream_blob), kind=KIND_ERROR).to_bytes()
 
 
 def _code_reduce_keeping_filename(code: types.CodeType) -> Any:

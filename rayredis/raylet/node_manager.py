@@ -280,7 +280,8 @@ class NodeManager:
                 if rec.spec.kind == ACTOR_CREATION:
                     self.actors.creation_failed_before_start(rec, err)
                 else:
-                    self._complete_with_error_blob(rec, err)
+                    self._complete_with_error_blob(rec, serialization.dependency_error_blob(
+                        rec.spec.name or rec.spec.method_name, err))
                 continue
             if rec.spec.kind == ACTOR_CREATION:
                 self.actors.creation_dispatched(rec, conn)

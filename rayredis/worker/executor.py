@@ -150,8 +150,11 @@ class Executor:
                         raise exceptions.ObjectLostError(arg.object_id.hex(), "argument of this task")
                     value = serialization.deserialize(blob)
                     if serialization.blob_kind(blob) == serialization.KIND_ERROR:
-                        raise value.as_instanceof_cause() if isinstance(value, exceptions.RayTaskError) \
-                            else value
+                        if isinstance(value, exceptions.RayTaskError):  # Ray's "could not be computed"
+                            raise exceptions.dependency_failed(
+                                a.spec.name or a.spec.method_name, value, os.getpid(), self.cw.node_ip,
+                                *self._actor_identity(a.spec)).as_instanceof_cause()
+                        raise value
                     cache[arg.object_id] = value
                 value = cache[arg.object_id]
             else:

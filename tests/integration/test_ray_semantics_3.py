@@ -334,6 +334,9 @@ class Described:
     def fail(self) -> None:
         raise KeyError("k")
 
+    def echo(self, x: Any) -> Any:
+        return x
+
 
 def test_error_that_cannot_be_pickled_takes_rays_shape(cluster: Any) -> None:
     with pytest.raises(ray.exceptions.RayTaskError) as info:
@@ -386,3 +389,40 @@ def test_capture_child_tasks_in_a_one_cpu_bundle(cluster: Any) -> None:
     finally:
         remove_placement_group(pg)
         remove_placement_group(hog)
+
+
+@ray.remote
+def upstream() -> None:
+    raise ValueError("root")
+
+
+@ray.remote
+def downstream(x: Any) -> Any:
+    return x
+
+
+@ray.remote
+def nested_get() -> Any:
+    return ray.get(upstream.remote())
+
+
+def test_chained_errors_read_as_rays(cluster: Any) -> None:
+    with pytest.raises(ValueError) as info:
+        ray.get(downstream.remote(downstream.remote(upstream.remote())), timeout=60)
+    text = str(info.value)  # was upstream's error alone, with its own header
+    assert text.startswith("ray::downstream() (pid=")
+    assert ("  At least one of the input arguments for this task could not be computed:\n"
+            "rayredis.exceptions.RayTaskError: ray::downstream() (pid=") in text
+    assert text.count("At least one of the input arguments") == 2 and "ray::upstream() (pid=" in text
+    assert text.rstrip().endswith("ValueError: root")
+    with pytest.raises(ValueError) as info:
+        ray.get(nested_get.remote(), timeout=60)
+    text = str(info.value)
+    assert text.startswith("ray::nested_get() (pid=") and "in nested_get" in text
+    assert "rayredis.exceptions.RayTaskError(ValueError): ray::upstream() (pid=" in text
+    assert "rayredis/api.py" not in text  # the API frames the nested get went through are left out
+    a = Described.remote()
+    with pytest.raises(ValueError) as info:
+        ray.get(a.echo.remote(upstream.remote()), timeout=60)
+    assert str(info.value).startswith("ray::Described.echo() (pid=")
+    assert f"actor_id={a._ray_actor_id.hex()}, repr=Described(7))\n  At least one of the input" in str(info.value)
