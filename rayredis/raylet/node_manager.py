@@ -368,6 +368,9 @@ class NodeManager:
         tid = rec.spec.task_id
         self.tasks.pop(tid, None)
         rec.state = state
+        returns = list(returns)
+        if state is FAILED:  # (before the seals: the driver knows the error before a get of it returns)
+            self._tell_driver_failed(rec, returns)
         for p in returns:
             self.seal(p.object_id, p.inline_data if not p.shm_name else None, p.shm_name, p.size,
                       list(p.contained))
@@ -379,6 +382,19 @@ class NodeManager:
             self.objects.unpin(oid)
         self.writer.task_state(tid, state, rec.attempt)
         self.drain_freed()
+
+    def _tell_driver_failed(self, rec: TaskRecord, returns: list[pb.PutObject]) -> None:
+        """A driver's task failed: send it the error of each return, which it reports if it drops
+        the ref without reading it (Ray's "Unhandled error")."""
+        conn = self.conns.get(rec.submitter)
+        if conn is None or not conn.is_driver or conn.closed:
+            return
+        errors = [p for p in returns if p.inline_data and not p.shm_name
+                  and serialization.blob_kind(p.inline_data) == serialization.KIND_ERROR]
+        for p in errors:
+            conn.out().failed_returns.add(object_id=p.object_id, inline_data=p.inline_data)
+        if errors:
+            conn.flush()  # (the get replies the seals queue come after it)
 
     def forwarded_done(self, sender: bytes, d: pb.TaskDone) -> None:
         """A task this node forwarded ended there; its returns' infos were applied just before."""

@@ -24,6 +24,7 @@ from rayredis.worker.owner_state import OwnerState
 from rayredis.worker.raylet_client import RayletClient, ReconnectedError, Reply
 from rayredis.worker.reconnect import NodeReconnector
 from rayredis.worker.reference_counter import ReferenceCounter
+from rayredis.worker.unhandled import UnhandledErrors
 
 
 @dataclass
@@ -81,7 +82,11 @@ class CoreWorker:
                 unix_socket=raylet_socket if cfg.local_socket else "")
         finally:
             probe.remove()
-        self.refs = ReferenceCounter(self._send_ref)
+        #: A driver reports the failed results it never reads, as Ray does.
+        self.unhandled = UnhandledErrors(lambda oid: self.refs.holds(oid)) if is_driver else None
+        self.refs = ReferenceCounter(self._send_ref, self.unhandled.released if self.unhandled else None)
+        if self.unhandled is not None:
+            self.raylet.on_failed_returns = self.unhandled.failed
         #: Callbacks for tasks submitted with ``notify_done``, called (reader thread) when they end.
         self._on_done: dict[bytes, Any] = {}
         self.raylet.on_tasks_done = self._tasks_done
@@ -282,6 +287,13 @@ class CoreWorker:
 
     def get(self, refs: Sequence[ObjectRef], timeout: float | None) -> list[Any]:
         oids = [r.binary() for r in refs]
+        try:
+            return self._get(oids, timeout)
+        finally:
+            if self.unhandled is not None:  # (after the reply: the raylet sent the errors before it)
+                self.unhandled.handled(oids)
+
+    def _get(self, oids: list[bytes], timeout: float | None) -> list[Any]:
         if len(oids) > 1:  # an element known to have failed raises without waiting for the rest
             cached = [self.refs.values.get(o) for o in oids]
             blobs = cached if any(b is not None and serialization.blob_kind(b) == serialization.KIND_ERROR
@@ -357,6 +369,8 @@ class CoreWorker:
         for kw, value in items:
             if isinstance(value, ObjectRef):
                 spec.args.add(object_id=value.binary(), keyword=kw)
+                if self.unhandled is not None:  # its error goes on into this task's result
+                    self.unhandled.handled((value.binary(),))
                 if keep_refs:
                     keep.append(value)
                 continue

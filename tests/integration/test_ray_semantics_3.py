@@ -168,10 +168,14 @@ def test_runtime_context_in_tasks_actors_and_groups(cluster: Any) -> None:
     assert t["session"] == ray.get_runtime_context().get_session_name() != ""
     frac = ray.get(task_context.options(num_cpus=0.5, resources={"sem_custom": 0.5}).remote(), timeout=60)
     assert frac["resources"] == {"CPU": 0.5, "sem_custom": 0.5}
-    a = ray.get(InActor.options(name="ctx_actor").remote().context.remote(), timeout=60)
+    named = InActor.options(name="ctx_actor").remote()
+    a = ray.get(named.context.remote(), timeout=60)
     assert a["resources"] == {"CPU": 0.25, "sem_custom": 1.5}
     assert a["function"] == f"{__name__}.InActor.context" and a["actor_name"] == "ctx_actor"
-    assert ray.get(InActor.remote().context.remote(), timeout=60)["actor_name"] == ""
+    unnamed = InActor.remote()
+    assert ray.get(unnamed.context.remote(), timeout=60)["actor_name"] == ""
+    for actor in (named, unnamed):
+        ray.kill(actor)  # (their CPUs: the placement-group test below needs the cluster's two)
     pg = placement_group([{"CPU": 1, "sem_custom": 1}])
     assert pg.wait(60)
     strategy = PlacementGroupSchedulingStrategy(pg, 0, placement_group_capture_child_tasks=True)

@@ -220,7 +220,10 @@ def test_make_task_error_formats_remote_traceback() -> None:
     assert "ValueError: bad input" in te.traceback_str
     assert te.cause is not None and te.cause.__traceback__ is None  # frames are not kept alive
     assert te.function_name == "my_task" and te.pid == 123
-    assert serialization.make_task_error("other", te, 1, "") is te
+    assert serialization.make_task_error("my_task", te, 1, "") is te  # already this task's error
+    outer = serialization.make_task_error("other", te, 1, "")  # another task's (a nested get): wrapped, as Ray
+    assert outer.function_name == "other" and outer.cause is te.cause
+    assert str(outer).startswith("ray::other() (pid=1, ip=)") and "ray::my_task() (pid=123" in str(outer)
 
 
 def test_unserializable_value_names_the_fix() -> None:

@@ -364,7 +364,7 @@ class RegisterReply(_message.Message):
     def __init__(self, node_id: _Optional[bytes] = ..., session_dir: _Optional[str] = ..., node_ip: _Optional[str] = ..., job_id: _Optional[int] = ..., shm_prefix: _Optional[str] = ..., objects_over_connection: _Optional[bool] = ...) -> None: ...
 
 class RayletBatch(_message.Message):
-    __slots__ = ("register_reply", "assign", "get_replies", "wait_replies", "create_replies", "cancel_tasks", "logs", "tasks_done")
+    __slots__ = ("register_reply", "assign", "get_replies", "wait_replies", "create_replies", "cancel_tasks", "logs", "tasks_done", "failed_returns")
     REGISTER_REPLY_FIELD_NUMBER: _ClassVar[int]
     ASSIGN_FIELD_NUMBER: _ClassVar[int]
     GET_REPLIES_FIELD_NUMBER: _ClassVar[int]
@@ -373,6 +373,7 @@ class RayletBatch(_message.Message):
     CANCEL_TASKS_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
     TASKS_DONE_FIELD_NUMBER: _ClassVar[int]
+    FAILED_RETURNS_FIELD_NUMBER: _ClassVar[int]
     register_reply: RegisterReply
     assign: _containers.RepeatedCompositeFieldContainer[Assignment]
     get_replies: _containers.RepeatedCompositeFieldContainer[GetReply]
@@ -381,7 +382,8 @@ class RayletBatch(_message.Message):
     cancel_tasks: _containers.RepeatedScalarFieldContainer[bytes]
     logs: _containers.RepeatedCompositeFieldContainer[LogLines]
     tasks_done: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, register_reply: _Optional[_Union[RegisterReply, _Mapping]] = ..., assign: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., get_replies: _Optional[_Iterable[_Union[GetReply, _Mapping]]] = ..., wait_replies: _Optional[_Iterable[_Union[WaitReply, _Mapping]]] = ..., create_replies: _Optional[_Iterable[_Union[CreateReply, _Mapping]]] = ..., cancel_tasks: _Optional[_Iterable[bytes]] = ..., logs: _Optional[_Iterable[_Union[LogLines, _Mapping]]] = ..., tasks_done: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    failed_returns: _containers.RepeatedCompositeFieldContainer[ObjectData]
+    def __init__(self, register_reply: _Optional[_Union[RegisterReply, _Mapping]] = ..., assign: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., get_replies: _Optional[_Iterable[_Union[GetReply, _Mapping]]] = ..., wait_replies: _Optional[_Iterable[_Union[WaitReply, _Mapping]]] = ..., create_replies: _Optional[_Iterable[_Union[CreateReply, _Mapping]]] = ..., cancel_tasks: _Optional[_Iterable[bytes]] = ..., logs: _Optional[_Iterable[_Union[LogLines, _Mapping]]] = ..., tasks_done: _Optional[_Iterable[bytes]] = ..., failed_returns: _Optional[_Iterable[_Union[ObjectData, _Mapping]]] = ...) -> None: ...
 
 class CreateActorRequest(_message.Message):
     __slots__ = ("actor_id", "attempt", "creation_spec")
