@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         shutdown,
         wait,
     )
+    from rayredis.generators import DynamicObjectRefGenerator, ObjectRefGenerator
     from rayredis.object_ref import ObjectRef
     from rayredis.runtime_context import get_runtime_context
 
@@ -37,21 +38,29 @@ if TYPE_CHECKING:
 _LAZY = {
     "ActorClass": "rayredis.actor", "ActorHandle": "rayredis.actor", "method": "rayredis.actor",
     "ObjectRef": "rayredis.object_ref", "get_runtime_context": "rayredis.runtime_context",
+    "ObjectRefGenerator": "rayredis.generators", "DynamicObjectRefGenerator": "rayredis.generators",
     **{name: "rayredis.api" for name in (
         "available_resources", "cancel", "cluster_resources", "get", "get_actor", "get_gpu_ids", "init",
         "is_initialized", "kill", "nodes", "put", "remote", "shutdown", "wait")},
 }
 
 __all__ = [
-    "ActorClass", "ActorHandle", "ObjectRef", "__version__", "available_resources", "cancel", "cluster_resources",
+    "ActorClass", "ActorHandle", "DynamicObjectRefGenerator", "ObjectRef", "ObjectRefGenerator", "__version__",
+    "available_resources", "cancel", "cluster_resources",
     "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill",
     "method", "nodes", "put", "remote", "shutdown", "wait",
 ]
 
 
+#: Submodules reachable as attributes of the package, as Ray's are (``ray.actor.exit_actor()``,
+#: ``ray.util.placement_group(...)``), imported on first use.
+_SUBMODULES = frozenset({"actor", "cluster_utils", "exceptions", "object_ref", "remote_function",
+                         "runtime_context", "util"})
+
+
 def __getattr__(name: str) -> Any:
-    if name == "exceptions":
-        return importlib.import_module("rayredis.exceptions")
+    if name in _SUBMODULES:
+        return importlib.import_module(f"rayredis.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'rayredis' has no attribute {name!r}")

@@ -8,17 +8,21 @@ import json
 import threading
 from typing import Any
 
-from rayredis import exceptions, ids, options, serialization
+from rayredis import exceptions, generators, ids, options, serialization
 from rayredis._private import signature, worker_context
 from rayredis._private.worker_context import get_worker
 from rayredis.actor_state import ActorState
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.store import tables
 from rayredis.store.scripts import Scripts
-from rayredis.util.scheduling_strategies import fill_strategy
+from rayredis.util.scheduling_strategies import capture_in_parent_group, fill_strategy
 from rayredis.worker.executor import ActorExit
 
 _seq = itertools.count(1)
+
+#: Ray's built-in methods of every actor: ``__ray_ready__`` returns True once the constructor has
+#: run; ``__ray_terminate__`` ends the actor after the calls queued before it, as ``exit_actor()``.
+BUILTIN_METHODS = ("__ray_ready__", "__ray_terminate__")
 
 
 def method(*args: Any, **kwargs: Any) -> Any:
@@ -43,17 +47,18 @@ def exit_actor() -> None:
     raise ActorExit()
 
 
-def _method_table(cls: type) -> dict[str, int]:
+def _method_table(cls: type) -> dict[str, int | str]:
     out = {}
     for name, fn in inspect.getmembers(cls, predicate=lambda m: inspect.isfunction(m) or inspect.ismethod(m)):
         if name.startswith("__") and name != "__call__":
             continue
         opts = getattr(fn, "__rayredis_method_options__", {})
-        out[name] = int(opts.get("num_returns", 1))
+        n = opts.get("num_returns", generators.default_num_returns(fn))
+        out[name] = n if n in generators.GENERATOR_RETURNS else int(n)
     return out
 
 
-def _signatures(cls: type, methods: dict[str, int]) -> dict[str, signature.ParamSpec]:
+def _signatures(cls: type, methods: dict[str, int | str]) -> dict[str, signature.ParamSpec]:
     """The parameters of the constructor (key ``__init__``) and of each method, without ``self``."""
     out: dict[str, signature.ParamSpec] = {}
     for name in [*methods, "__init__"]:
@@ -73,8 +78,26 @@ def _is_async(cls: type) -> bool:
                for _, fn in inspect.getmembers(cls, predicate=inspect.isfunction))
 
 
+class ActorClassInheritanceException(TypeError):  # noqa: N818 - Ray's public name
+    """A class statement named an actor class as a base (Ray's class, raised where Ray raises it)."""
+
+
 class ActorClass:
-    """What ``@remote`` makes of a class; ``.remote()`` creates an actor."""
+    """What ``@remote`` makes of a class; ``.remote()`` creates an actor.
+
+    Other attributes are the wrapped class's, as in Ray (whose actor class derives from it): class
+    attributes, static and class methods are reachable through it, in the driver and in methods."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> ActorClass:
+        # ``class Sub(SomeActorClass)`` calls ``ActorClass(name, bases, namespace)``.
+        if len(args) == 3 and isinstance(args[1], tuple) and isinstance(args[0], str):
+            for base in args[1]:
+                if isinstance(base, ActorClass):
+                    raise ActorClassInheritanceException(
+                        f"Attempted to define subclass '{args[0]}' of actor class '{base._name}'. Inheriting "
+                        f"from actor classes is not currently supported. You can instead inherit from a "
+                        f"non-actor base class and make the derived class an actor class (with @ray.remote).")
+        return super().__new__(cls)
 
     def __init__(self, cls: type, actor_options: dict[str, Any]):
         self._cls = cls
@@ -90,6 +113,16 @@ class ActorClass:
 
     def __reduce__(self) -> Any:
         return (ActorClass, (self._cls, self._default_options))
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names ActorClass itself lacks; ``_cls`` is missing while unpickling.
+        cls = self.__dict__.get("_cls")
+        if cls is None or (name.startswith("__") and name.endswith("__")):
+            raise AttributeError(name)
+        try:
+            return getattr(cls, name)
+        except AttributeError:
+            raise AttributeError(f"'ActorClass({self._name})' object has no attribute {name!r}") from None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"Actors cannot be instantiated directly. Instead of '{self._name}()', use "
@@ -138,6 +171,7 @@ class ActorClass:
         for k, v in options.resource_demand(opts, default_cpus=0.0).items():
             spec.resources[k] = v
         fill_strategy(spec, opts)
+        capture_in_parent_group(spec, opts, cw.ctx.placement_group_id, cw.ctx.capture_child_tasks)
         keep: list[Any] = []
         cw.build_args(spec, args, kwargs, keep, keep_refs=True)
         fields = creation_fields(spec, self._methods, cw.node_id.hex())
@@ -167,7 +201,7 @@ class ActorMethod:
 
     __slots__ = ("_handle", "_name", "_num_returns")
 
-    def __init__(self, handle: ActorHandle, name: str, num_returns: int):
+    def __init__(self, handle: ActorHandle, name: str, num_returns: int | str):
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
@@ -177,7 +211,8 @@ class ActorMethod:
 
     def options(self, **opts: Any) -> ActorMethod:
         options.validate(opts, options.METHOD_OPTIONS, "actor methods")
-        return ActorMethod(self._handle, self._name, int(opts.get("num_returns", self._num_returns)))
+        n = opts.get("num_returns", self._num_returns)
+        return ActorMethod(self._handle, self._name, n if n in generators.GENERATOR_RETURNS else int(n))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"Actor methods cannot be called directly. Instead of running "
@@ -187,7 +222,7 @@ class ActorMethod:
 class ActorHandle:
     """A reference to an actor; pass it to tasks and other actors freely."""
 
-    def __init__(self, actor_id: bytes, class_name: str, methods: dict[str, int], max_task_retries: int = 0,
+    def __init__(self, actor_id: bytes, class_name: str, methods: dict[str, int | str], max_task_retries: int = 0,
                  owner: bool = False, keep: list[Any] | None = None,
                  sigs: dict[str, signature.ParamSpec] | None = None, max_pending_calls: int = -1):
         self._actor_id = actor_id
@@ -206,28 +241,33 @@ class ActorHandle:
         self._keep = keep or []
 
     def __getattr__(self, name: str) -> ActorMethod:
+        if name in BUILTIN_METHODS:
+            return ActorMethod(self, name, 1)
         if name.startswith("_"):
             raise AttributeError(name)
         if name not in self._methods:
             raise AttributeError(f"Actor class {self._class_name!r} has no method {name!r}.")
         return ActorMethod(self, name, self._methods[name])
 
-    def _call(self, method_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], num_returns: int) -> Any:
+    def _call(self, method_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], num_returns: int | str) -> Any:
         if self._sigs is not None and method_name in self._sigs:
             sig = self._bound.get(method_name)
             if sig is None:
                 sig = self._bound[method_name] = signature.rebuild(self._sigs[method_name])
             signature.check(sig, args, kwargs)
         cw = get_worker()
+        generator = num_returns in generators.GENERATOR_RETURNS
         spec = pb.TaskSpec(task_id=ids.task_id(), kind=pb.ACTOR_TASK, actor_id=self._actor_id, method_name=method_name,
-                           name=f"{self._class_name}.{method_name}", num_returns=num_returns,
-                           caller_id=cw.worker_id, seq_no=next(_seq))
+                           name=f"{self._class_name}.{method_name}", num_returns=1 if generator else int(num_returns),
+                           caller_id=cw.worker_id, seq_no=next(_seq), generator=generator)
         if self._max_pending_calls > 0:
             self._admit(cw, spec)
         keep: list[Any] = []
         if args or kwargs:
             cw.build_args(spec, args, kwargs, keep)
         refs = cw.submit(spec)
+        if generator:
+            return generators.caller_result(num_returns, refs[0])
         if num_returns == 1:
             return refs[0]
         return None if num_returns == 0 else refs
@@ -305,7 +345,7 @@ def handle_of(entry: tables.ActorEntry) -> ActorHandle:
     return ActorHandle(bytes.fromhex(entry.actor_id), entry.class_name, entry.methods, entry.max_task_retries)
 
 
-def creation_fields(spec: pb.TaskSpec, methods: dict[str, int], owner_node: str) -> dict[str, Any]:
+def creation_fields(spec: pb.TaskSpec, methods: dict[str, int | str], owner_node: str) -> dict[str, Any]:
     """The ``rr:actor:<id>`` fields a new actor starts with (PENDING_CREATION), from its creation spec."""
     ao = spec.actor_options
     name_key = f"{ao.namespace}/{ao.name}" if ao.name else ""
@@ -318,4 +358,5 @@ def creation_fields(spec: pb.TaskSpec, methods: dict[str, int], owner_node: str)
     }
 
 
-__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exceptions", "exit_actor", "get_actor", "method"]
+__all__ = ["ActorClass", "ActorClassInheritanceException", "ActorHandle", "ActorMethod", "exceptions", "exit_actor",
+           "get_actor", "method"]

@@ -21,7 +21,8 @@ from rayredis._private.worker_context import get_worker
 from rayredis.actor import ActorClass, ActorHandle
 from rayredis.actor import get_actor as _get_actor
 from rayredis.config import get_config
-from rayredis.object_ref import ObjectRef
+from rayredis.generators import ObjectRefGenerator
+from rayredis.object_ref import ActorTaskRef, ObjectRef
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
 from rayredis.remote_function import RemoteFunction
@@ -318,7 +319,9 @@ def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: flo
     """Split ``object_refs`` into (ready, not ready) once ``num_returns`` are ready or ``timeout`` passes."""
     if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
         raise TypeError(f"wait() expected a list of ray.ObjectRef, got {type(object_refs)}")
-    refs = list(object_refs)
+    given = list(object_refs)
+    # A streaming generator is ready once its next item is (here: once the generator has finished).
+    refs = [r._generator_ref if isinstance(r, ObjectRefGenerator) else r for r in given]
     for r in refs:
         if not isinstance(r, ObjectRef):
             raise TypeError(f"wait() expected a list of ray.ObjectRef, got list containing {type(r)}")
@@ -333,13 +336,21 @@ def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: flo
         raise ValueError(f"Invalid number of objects to return {num_returns}.")
     if num_returns > len(refs):
         raise ValueError("num_returns cannot be greater than the number of ray_waitables provided to ray.wait.")
-    return get_worker().wait(refs, oids, num_returns, timeout, fetch_local=fetch_local)
+    ready, not_ready = get_worker().wait(refs, oids, num_returns, timeout, fetch_local=fetch_local)
+    if len(given) == len(refs) and all(a is b for a, b in zip(given, refs)):
+        return ready, not_ready
+    back = {id(r): g for r, g in zip(refs, given)}
+    return [back.get(id(r), r) for r in ready], [back.get(id(r), r) for r in not_ready]
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
     """Cancel the task that produces ``object_ref``; ``get`` then raises TaskCancelledError."""
+    if isinstance(object_ref, ObjectRefGenerator):
+        object_ref = object_ref._generator_ref  # cancels the generator task
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}.")
+    if force and isinstance(object_ref, ActorTaskRef):
+        raise ValueError("force=True is not supported for actor tasks.")
     get_worker().cancel(object_ref, force, recursive)
 
 

@@ -109,6 +109,11 @@ class Config:
     stop_grace_period_s: float = 5.0
     #: Log level for component log files.
     log_level: str = "INFO"
+    #: A log file (a process's ``.log``, a worker's ``.out``/``.err``) is rotated once it exceeds
+    #: this many bytes, keeping ``log_rotation_backup_count`` older files (``name.1`` ... ``name.N``),
+    #: so a long-running cluster does not fill the disk (Ray's defaults: 512 MiB, 5 backups).
+    log_rotation_max_bytes: int = 512 * 1024 * 1024
+    log_rotation_backup_count: int = 5
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Config:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -39,6 +40,8 @@ class RayTaskError(RayError):
         proctitle: str = "",
         pid: int = 0,
         ip: str = "",
+        actor_repr: str = "",
+        actor_id: str = "",
     ) -> None:
         self.function_name = function_name
         self.traceback_str = traceback_str
@@ -46,13 +49,20 @@ class RayTaskError(RayError):
         self.proctitle = proctitle
         self.pid = pid
         self.ip = ip
+        self.actor_repr = actor_repr
+        self._actor_id = actor_id
         super().__init__(self._message())
 
     def _message(self) -> str:
-        """Ray's shape: ``ray::f() (pid=N, ip=IP)``, then the user's frames and the error line."""
-        text = f"ray::{self.function_name}() (pid={self.pid}, ip={self.ip})\n{_user_frames(self.traceback_str)}"
+        """Ray's shape: ``ray::f() (pid=N, ip=IP)`` (actor methods add ``actor_id=..., repr=...``),
+        then the user's frames and the error line."""
+        where = f"pid={self.pid}, ip={self.ip}"
+        if self._actor_id:
+            where += f", actor_id={self._actor_id}, repr={self.actor_repr}"
+        text = f"ray::{self.function_name}() ({where})\n{_user_frames(self.traceback_str)}"
         cause = self.cause
-        if cause is not None and f"{type(cause).__name__}:" not in self.traceback_str and \
+        if cause is not None and not isinstance(cause, RayError) and \
+                f"{type(cause).__name__}:" not in self.traceback_str and \
                 type(cause).__name__ not in self.traceback_str.splitlines()[-1:]:
             # e.g. a stand-in for an error that could not be pickled
             text += f"{'' if text.endswith(chr(10)) else chr(10)}{type(cause).__name__}: {cause}"
@@ -64,14 +74,15 @@ class RayTaskError(RayError):
     def __reduce__(self) -> Any:
         return (
             RayTaskError,
-            (self.function_name, self.traceback_str, self.cause, self.proctitle, self.pid, self.ip),
+            (self.function_name, self.traceback_str, self.cause, self.proctitle, self.pid, self.ip,
+             self.actor_repr, self._actor_id),
         )
 
     def as_instanceof_cause(self) -> RayTaskError:
         """An exception that is both a RayTaskError and an instance of the cause's class."""
         cause_cls = type(self.cause) if self.cause is not None else None
-        if cause_cls is None or isinstance(self.cause, RayTaskError):
-            return self
+        if cause_cls is None or issubclass(RayTaskError, cause_cls) or isinstance(self.cause, RayTaskError):
+            return self  # as Ray: a RayError cause (e.g. one standing in for an unpicklable error) stays plain
         if not issubclass(cause_cls, Exception):
             return self
         try:
@@ -92,7 +103,7 @@ class RayTaskError(RayError):
                     (RayTaskError, cause_cls),
                     {"__init__": __init__, "__str__": __str__, "__reduce__": RayTaskError.__reduce__},
                 )
-                cls.__module__ = cause_cls.__module__
+                cls.__module__ = __name__  # shown as rayredis.exceptions.RayTaskError(Cause), as Ray's
                 cls.__qualname__ = name
                 _DUAL_CACHE[cause_cls] = cls
             inst = cls(self)
@@ -104,8 +115,12 @@ class RayTaskError(RayError):
 _DUAL_CACHE: dict[type, type] = {}
 
 
+#: Frames of rayredis's own code in a remote traceback (the worker's, and the API a nested ``get`` went through).
+_OWN_FRAME = re.compile(r'/rayredis/(worker/[^"]+|api|object_ref|generators|actor|remote_function|serialization)\.py"')
+
+
 def _user_frames(tb: str) -> str:
-    """A remote traceback without its first line and without rayredis's own worker frames."""
+    """A remote traceback without its first line and without rayredis's own frames."""
     lines = tb.splitlines(keepends=True)
     if lines and lines[0].startswith("Traceback (most recent call last):"):
         lines = lines[1:]
@@ -113,7 +128,7 @@ def _user_frames(tb: str) -> str:
     skip = False
     for line in lines:
         if line.startswith("  File "):
-            skip = "/rayredis/worker/" in line
+            skip = _OWN_FRAME.search(line) is not None
         elif not line.startswith("    "):
             skip = False
         if not skip:
@@ -226,3 +241,33 @@ class PendingCallsLimitExceeded(RayError):
 
 class PlacementGroupSchedulingError(RayError):
     """A placement group could not be created."""
+
+
+# ---- Errors that could not travel as they were (Ray's shapes; issue 8) ------------------------------
+
+
+class UnserializableException(RayError):
+    """A task's error could be pickled but not unpickled where it was read: its text and traceback
+    as they were captured (Ray's class and message)."""
+
+    def __init__(self, original_stack_trace: str = "") -> None:
+        self._original_stack_trace = original_stack_trace
+        super().__init__(original_stack_trace)
+
+    def __str__(self) -> str:
+        return ("Failed to deserialize exception. Refer to https://docs.ray.io/en/latest/ray-core/objects/"
+                "serialization.html#custom-serializers-for-exceptions for more information.\n"
+                f"Original exception:\n{self._original_stack_trace}")
+
+    def __reduce__(self) -> Any:
+        return (UnserializableException, (self._original_stack_trace,))
+
+
+def dependency_failed(function_name: str, upstream: RayTaskError, pid: int = 0, ip: str = "",
+                      actor_repr: str = "", actor_id: str = "") -> RayTaskError:
+    """The error of task ``function_name`` that could not run because an argument's task failed with
+    ``upstream``, in Ray's shape: this task's header, then the upstream error (same cause)."""
+    text = ("  At least one of the input arguments for this task could not be computed:\n"
+            f"rayredis.exceptions.RayTaskError: {upstream}")
+    return RayTaskError(function_name, text, upstream.cause, "", pid or upstream.pid, ip or upstream.ip,
+                        actor_repr, actor_id)

@@ -76,6 +76,13 @@ class ObjectRef:
         return loop.run_in_executor(None, _get_value, self).__await__()
 
 
+class ActorTaskRef(ObjectRef):
+    """The ref an actor call returns to its caller (only its type differs): ``cancel(force=True)``
+    refuses it, as Ray does. A ref passed to another process becomes a plain ObjectRef."""
+
+    __slots__ = ()
+
+
 def _get_value(ref: ObjectRef) -> Any:
     """``get(ref)`` without a timeout (what ``future()`` and ``await ref`` resolve to)."""
     return worker_context.get_worker().get([ref], None)[0]

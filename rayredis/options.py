@@ -19,6 +19,10 @@ def _number(name: str, v: Any) -> None:
         raise _type_error(name, v, (int, float, type(None)))
     if v < 0:
         raise ValueError(f"The quantity of resource {name} cannot be negative")
+    if isinstance(v, float) and v != 0.0 and int(v * 10000) == 0:
+        raise ValueError(f"The precision of the fractional quantity of resource {name} cannot go beyond 0.0001")
+    if name == "num_gpus" and float(v) > 1 and float(v) != int(float(v)):  # whole GPUs beyond one (Ray)
+        raise ValueError(f"GPU resource quantities >1 must be whole numbers. The specified quantity {v} is invalid.")
 
 
 #: What Ray says an integer option accepts, by its lowest allowed value.
@@ -48,7 +52,7 @@ def _resources(name: str, v: Any) -> None:
             raise ValueError(f"Use num_cpus/num_gpus instead of resources={{{k!r}: ...}}.")
         if not isinstance(k, str):
             raise TypeError(f"Resource names must be strings, got {k!r}.")
-        _number(f"resources[{k!r}]", amount)
+        _number(k, amount)
 
 
 def _str(name: str, v: Any) -> None:
@@ -66,8 +70,9 @@ def _retry_exceptions(name: str, v: Any) -> None:
 
 def _num_returns(name: str, v: Any) -> None:
     if isinstance(v, str):
-        raise ValueError(f"num_returns={v!r} (dynamic/streaming generators) is not supported by rayredis; "
-                         "give an integer.")
+        if v not in ("streaming", "dynamic"):
+            raise ValueError(f"num_returns={v!r} is invalid: give an integer >= 0, 'streaming' or 'dynamic'.")
+        return
     _int(0)(name, v)
 
 
@@ -146,7 +151,16 @@ def validate(options: dict[str, Any], table: dict[str, Callable[[str, Any], None
         check(k, v)
         if v is None:
             del options[k]  # None means the default, as in Ray
+    check_placement_group_options(options)
     return options
+
+
+def check_placement_group_options(options: dict[str, Any]) -> None:
+    """Ray's check: the deprecated ``placement_group`` option and ``scheduling_strategy`` conflict."""
+    if options.get("placement_group", "default") not in ("default", None) and \
+            options.get("scheduling_strategy") is not None:
+        raise ValueError("Placement groups should be specified via the scheduling_strategy option. "
+                         "The placement_group option is deprecated.")
 
 
 def resource_demand(opts: dict[str, Any], default_cpus: float) -> dict[str, float]:

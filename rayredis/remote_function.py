@@ -6,11 +6,11 @@ import functools
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from rayredis import ids, options, serialization
+from rayredis import generators, ids, options, serialization
 from rayredis._private import signature
 from rayredis._private.worker_context import get_worker
 from rayredis.protocol._generated import rayredis_pb2 as pb
-from rayredis.util.scheduling_strategies import fill_strategy
+from rayredis.util.scheduling_strategies import capture_in_parent_group, fill_strategy
 
 if TYPE_CHECKING:
     from rayredis.worker.core_worker import CoreWorker
@@ -26,6 +26,7 @@ class RemoteFunction:
                                                   f"remote function {self._name!r}")
         if self._default_options.get("num_gpus") and "max_calls" not in self._default_options:
             self._default_options["max_calls"] = 1  # as Ray: a GPU task's worker does not linger
+        self._default_options.setdefault("num_returns", generators.default_num_returns(fn))
         self._pickled: bytes | None = None
         params = signature.describe(fn)
         self._signature = signature.rebuild(params) if params is not None else None
@@ -64,8 +65,10 @@ class RemoteFunction:
         if self._pickled is None:
             self._pickled = serialization.dumps_function(self._function)
         fid = cw.export(self._pickled)
+        num_returns = opts.get("num_returns", 1)
+        generator = num_returns in generators.GENERATOR_RETURNS
         spec = pb.TaskSpec(kind=pb.NORMAL_TASK, function_id=fid, name=opts.get("name") or self._name,
-                           num_returns=opts.get("num_returns", 1),
+                           num_returns=1 if generator else num_returns, generator=generator,
                            max_retries=opts.get("max_retries", cw.cfg.default_max_retries),
                            max_calls=opts.get("max_calls", 0), job_id=job)
         retry = opts.get("retry_exceptions", False)
@@ -84,11 +87,15 @@ class RemoteFunction:
         cw = get_worker()
         spec = pb.TaskSpec()
         spec.CopyFrom(self._template(cw, opts))
+        ctx = cw.ctx
+        capture_in_parent_group(spec, opts, ctx.placement_group_id, ctx.capture_child_tasks)
         spec.task_id = ids.task_id()
         keep: list[Any] = []
         if args or kwargs:
             cw.build_args(spec, args, kwargs, keep)
         refs = cw.submit(spec)
+        if spec.generator:
+            return generators.caller_result(opts.get("num_returns"), refs[0])
         n = spec.num_returns
         if n == 1:
             return refs[0]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import TYPE_CHECKING, Any
 
 from rayredis._private.worker_context import get_worker
 from rayredis.actor import ActorHandle
 from rayredis.store import tables
+from rayredis.worker.executor import executor
 
 if TYPE_CHECKING:
     from rayredis.worker.core_worker import CoreWorker
@@ -59,11 +61,70 @@ class RuntimeContext:
     def namespace(self) -> str:
         return str(self._cw.ctx.namespace or self._cw.namespace)
 
+    def _check_worker(self) -> None:
+        if self._cw.is_driver:  # Ray's assertion, word for word (mode 0 is its driver mode)
+            raise AssertionError("This method is only available when the process is a worker. Current mode: 0")
+
     def get_assigned_resources(self) -> dict[str, float]:
-        return {"GPU": float(len(self._cw.ctx.gpu_ids))} if self._cw.ctx.gpu_ids else {}
+        """The resources the current task holds (an actor method: its actor's), by the names they
+        were asked for (``CPU``, ``GPU``, custom, fractional; placement-group names undone)."""
+        self._check_worker()
+        return dict(self._cw.ctx.resources)
 
     def get_accelerator_ids(self) -> dict[str, list[str]]:
         return {"GPU": [str(g) for g in self._cw.ctx.gpu_ids]}
+
+    def get_resource_ids(self) -> dict[str, list[str]]:
+        """Ray's deprecated name of :meth:`get_accelerator_ids`."""
+        return self.get_accelerator_ids()
+
+    def get_task_function_name(self) -> str | None:
+        """``module.qualname`` of the running function or method (None on the driver)."""
+        return self._cw.ctx.function_name or None
+
+    def get_actor_name(self) -> str | None:
+        """The current actor's name ("" if unnamed); None outside an actor."""
+        if self._cw.is_driver or not self._cw.ctx.actor_id:
+            return None
+        spec = executor.actor_spec
+        return spec.actor_options.name if spec is not None else ""
+
+    def get_placement_group_id(self) -> str | None:
+        pg = self._cw.ctx.placement_group_id
+        return pg.hex() if pg else None
+
+    @property
+    def current_placement_group_id(self) -> str | None:
+        return self.get_placement_group_id()
+
+    @property
+    def should_capture_child_tasks_in_placement_group(self) -> bool:
+        return self._cw.ctx.capture_child_tasks
+
+    def get_runtime_env_string(self) -> str:
+        return "{}"  # runtime_env is not supported (a non-empty one is refused)
+
+    @property
+    def runtime_env(self) -> dict[str, Any]:
+        return {}
+
+    def get_node_labels(self) -> dict[str, str]:
+        return {"ray.io/node-id": self.get_node_id()}
+
+    def get_session_name(self) -> str:
+        return os.path.basename(self._cw.session_dir.rstrip("/"))
+
+    def get_temp_dir(self) -> str:
+        return os.path.dirname(self._cw.session_dir.rstrip("/")) or self._cw.cfg.temp_dir
+
+    def is_canceled(self) -> bool:
+        """Whether ``cancel()`` was called on the running task (for cleanup in a task that catches it)."""
+        if self._cw.is_driver:
+            raise RuntimeError("This method is only available when the process is a worker. Current mode: 0")
+        if executor.loop is not None:
+            raise RuntimeError("This method is not supported in an async actor.")
+        tid = self._cw.ctx.task_id
+        return bool(tid) and tid in executor.cancelled
 
     @property
     def gcs_address(self) -> str:
@@ -88,8 +149,14 @@ class RuntimeContext:
         return ActorHandle(self._cw.ctx.actor_id, e.class_name, e.methods)
 
     def get(self) -> dict[str, Any]:
-        return {"job_id": self.get_job_id(), "node_id": self.get_node_id(), "task_id": self.get_task_id(),
-                "actor_id": self.get_actor_id(), "namespace": self.namespace}
+        """Ray's (deprecated) dict: job, node and namespace, plus the task and actor IDs in a worker."""
+        out: dict[str, Any] = {"job_id": self.get_job_id(), "node_id": self.get_node_id(),
+                               "namespace": self.namespace}
+        if not self._cw.is_driver:
+            for key, value in (("task_id", self.get_task_id()), ("actor_id", self.get_actor_id())):
+                if value is not None:
+                    out[key] = value
+        return out
 
 
 def get_runtime_context() -> RuntimeContext:

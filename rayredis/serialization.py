@@ -160,32 +160,71 @@ def deserialize(blob: memoryview | bytes) -> Any:
 
 
 def serialize_error(exc: BaseException) -> SerializedObject:
-    """Serialize an exception for an error object, falling back to a text form when it does not
-    survive a pickle round trip (unpicklable state, or an ``__init__`` that pickle cannot call)."""
+    """Serialize an exception for an error object. One that does not survive a pickle round trip
+    takes Ray's shapes: a cause that cannot be pickled becomes a ``RayError`` carrying its text and
+    traceback (``get`` raises a plain ``RayTaskError``); one that pickles but cannot be unpickled
+    (say, an ``__init__`` pickle cannot call) arrives as ``UnserializableException``."""
     try:
         ser = serialize(exc, kind=KIND_ERROR)
+    except exceptions.RaySerializationError as e:
+        if isinstance(exc, exceptions.RayTaskError) and exc.cause is not None:
+            cause = exc.cause
+            why = e.__cause__ if e.__cause__ is not None else e
+            stand_in = exceptions.RayError(
+                f"Exception {type(cause).__module__}.{type(cause).__name__} isn't serializable: {why}.\n"
+                f"Original exception details:\n{exc.traceback_str}")
+            fallback = exceptions.RayTaskError(exc.function_name, exc.traceback_str, stand_in, "", exc.pid, exc.ip,
+                                               exc.actor_repr, exc._actor_id)
+            return serialize_error(fallback)
+        return serialize(exceptions.RaySystemError(repr(exc)), kind=KIND_ERROR)
+    try:
         deserialize(ser.to_bytes())  # errors are rare: checking here beats an opaque error at get
         return ser
     except exceptions.RaySerializationError:
-        if isinstance(exc, exceptions.RayTaskError):
-            cause = exc.cause
-            text = f"{type(cause).__name__}: {cause}" if cause is not None else "unknown error"
-            note = f"(The original {type(cause).__name__} could not be pickled, so it is raised as RuntimeError.)"
-            fallback = exceptions.RayTaskError(
-                exc.function_name, exc.traceback_str, RuntimeError(f"{text} {note}"),
-                "", exc.pid, exc.ip,
-            )
-            return serialize(fallback, kind=KIND_ERROR)
-        return serialize(exceptions.RaySystemError(repr(exc)), kind=KIND_ERROR)
+        return serialize(exceptions.UnserializableException(f"{type(exc).__module__}.{type(exc).__name__}: {exc}"),
+                         kind=KIND_ERROR)
 
 
-def make_task_error(function_name: str, exc: BaseException, pid: int, ip: str) -> exceptions.RayTaskError:
-    """Wrap a user exception with its formatted remote traceback."""
-    if isinstance(exc, exceptions.RayTaskError):
+def make_task_error(function_name: str, exc: BaseException, pid: int, ip: str, actor_repr: str = "",
+                    actor_id: str = "") -> exceptions.RayTaskError:
+    """Wrap a user exception with its formatted remote traceback (and, for a method, its actor).
+
+    A ``RayTaskError`` of another task (a nested ``get`` that raised) is wrapped as Ray does: this
+    task's header and frames, then the other error, the cause unchanged; one already made for this
+    task (an argument that failed) is kept."""
+    if isinstance(exc, exceptions.RayTaskError) and exc.function_name == function_name:
         return exc
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     exc.__traceback__ = None
-    return exceptions.RayTaskError(function_name, tb, exc, "", pid, ip)
+    cause = exc.cause if isinstance(exc, exceptions.RayTaskError) else exc
+    return exceptions.RayTaskError(function_name, tb, cause, "", pid, ip, actor_repr, actor_id)
+
+
+class _DependencyFailed:
+    """Pickles (on a raylet, which cannot unpickle user errors) into the error of a task whose
+    argument failed: unpickled where it is read, it becomes :func:`exceptions.dependency_failed`."""
+
+    def __init__(self, function_name: str, blob: bytes):
+        self.function_name = function_name
+        self.blob = blob
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_dependency_error, (self.function_name, self.blob))
+
+
+def _rebuild_dependency_error(function_name: str, blob: bytes) -> BaseException:
+    inner = deserialize(blob)
+    if isinstance(inner, exceptions.RayTaskError):
+        return exceptions.dependency_failed(function_name, inner)
+    if isinstance(inner, BaseException):
+        return inner  # (a lost or cancelled argument: that error itself)
+    return exceptions.RaySystemError(f"An argument of {function_name} failed: {inner!r}")
+
+
+def dependency_error_blob(function_name: str, upstream_blob: bytes) -> bytes:
+    """The error object of task ``function_name``, which cannot run because an argument is the
+    error ``upstream_blob`` (Ray's "At least one of the input arguments ..." shape)."""
+    return serialize(_DependencyFailed(function_name, upstream_blob), kind=KIND_ERROR).to_bytes()
 
 
 def _code_reduce_keeping_filename(code: types.CodeType) -> Any:

@@ -180,7 +180,7 @@ def stop_recorded(session_dir: str, grace_s: float = 5.0, force: bool = False,
                 pass
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline and any(is_alive(r) for r in group):
-            _reap()
+            _reap(group)
             time.sleep(0.02)
         for r in group:
             if is_alive(r):
@@ -190,7 +190,7 @@ def stop_recorded(session_dir: str, grace_s: float = 5.0, force: bool = False,
                     pass
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline and any(is_alive(r) for r in targets):
-        _reap()
+        _reap(targets)
         time.sleep(0.02)
     for r in targets:
         if not is_alive(r):
@@ -198,15 +198,14 @@ def stop_recorded(session_dir: str, grace_s: float = 5.0, force: bool = False,
     return sum(1 for r in targets if not is_alive(r)), len(targets)
 
 
-def _reap() -> None:
-    """Collect exited children of this process so they stop counting as alive (zombies)."""
-    try:
-        while True:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-            if pid == 0:
-                break
-    except ChildProcessError:
-        pass
+def _reap(procs: Sequence[Recorded]) -> None:
+    """Collect those of ``procs`` that are exited children of this process (else they stay zombies
+    and count as alive). Only these: the program's own children keep their exit status."""
+    for r in procs:
+        try:
+            os.waitpid(r.pid, os.WNOHANG)
+        except ChildProcessError:
+            pass  # not our child (another process started it), or already collected
 
 
 def set_parent_death_signal() -> None:

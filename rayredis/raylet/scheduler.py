@@ -10,6 +10,15 @@ from typing import Any
 from rayredis.common.resources import GpuAllocator, ResourceSet
 
 
+def _is_cpu(name: str) -> bool:
+    """CPUs, including a placement-group bundle's (``CPU_group_...``): what a blocked task lends."""
+    return name == "CPU" or name.startswith("CPU_group_")
+
+
+def _cpus(held: ResourceSet) -> ResourceSet:
+    return held.only(k for k in held.names() if _is_cpu(k))
+
+
 @dataclass
 class QueuedTask:
     """A normal task or actor creation waiting for its arguments, resources and a worker."""
@@ -108,7 +117,7 @@ class LocalScheduler:
         if not run.blocked:
             self.available = self.available + run.held
         else:
-            self.available = self.available + run.held.only(k for k in run.held.names() if k != "CPU")
+            self.available = self.available + run.held.only(k for k in run.held.names() if not _is_cpu(k))
         if run.gpu_ids:
             self.gpus.release(run.gpu_ids, run.held.get("GPU"))
         return run
@@ -118,13 +127,13 @@ class LocalScheduler:
         run = self.running.get(tid)
         if run is not None and not run.blocked:
             run.blocked = True
-            self.available = self.available + run.held.only(["CPU"])
+            self.available = self.available + _cpus(run.held)
 
     def unblock(self, tid: bytes) -> None:
         run = self.running.get(tid)
         if run is not None and run.blocked:
             run.blocked = False
-            self.available = self.available - run.held.only(["CPU"])
+            self.available = self.available - _cpus(run.held)
 
     def cancel(self, tid: bytes) -> QueuedTask | None:
         """Remove a not-yet-dispatched task; None if it is not queued here."""

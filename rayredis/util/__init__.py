@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rayredis.util import scheduling_strategies
 from rayredis.util.placement_group import (
     PlacementGroup,
     get_current_placement_group,
@@ -12,4 +13,4 @@ from rayredis.util.placement_group import (
 )
 
 __all__ = ["PlacementGroup", "get_current_placement_group", "get_placement_group", "placement_group",
-           "placement_group_table", "remove_placement_group"]
+           "placement_group_table", "remove_placement_group", "scheduling_strategies"]

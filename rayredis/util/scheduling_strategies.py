@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rayredis.common.resources import bundle_resource_names
+from rayredis.options import check_placement_group_options
 from rayredis.protocol._generated import rayredis_pb2 as pb
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ SchedulingStrategyT = Any
 
 def fill_strategy(spec: pb.TaskSpec, opts: dict[str, Any]) -> None:
     """Write the scheduling strategy and, for placement groups, the bundle resources into ``spec``."""
+    check_placement_group_options(opts)  # the decorator's and .options()'s, merged
     strat = opts.get("scheduling_strategy")
     pg = opts.get("placement_group")
     if pg is not None and pg != "default" and strat is None:
@@ -56,18 +58,36 @@ def fill_strategy(spec: pb.TaskSpec, opts: dict[str, Any]) -> None:
         if idx >= pg_obj.bundle_count:
             raise ValueError(f"placement_group_bundle_index={idx} is out of range: the placement group has "
                              f"{pg_obj.bundle_count} bundles.")
-        spec.strategy.kind = pb.STRATEGY_PLACEMENT_GROUP
-        spec.strategy.placement_group_id = pg_obj.id.binary()
-        spec.strategy.bundle_index = idx
-        spec.strategy.capture_child_tasks = bool(strat.placement_group_capture_child_tasks)
-        pg_hex = pg_obj.id.hex()
-        original = dict(spec.resources)
-        spec.resources.clear()
-        for name, amount in original.items():
-            indexed, wildcard = bundle_resource_names(name, pg_hex, idx)
-            spec.resources[indexed if idx >= 0 else wildcard] = amount
-        indexed, wildcard = bundle_resource_names("bundle", pg_hex, idx)
-        spec.resources[indexed if idx >= 0 else wildcard] = 0.001
+        _fill_placement_group(spec, pg_obj.id.binary(), idx, bool(strat.placement_group_capture_child_tasks))
     else:
         raise ValueError(f"Unknown scheduling_strategy {strat!r}: use 'DEFAULT', 'SPREAD', "
                          "NodeAffinitySchedulingStrategy(...) or PlacementGroupSchedulingStrategy(...).")
+
+
+def _fill_placement_group(spec: pb.TaskSpec, pg_id: bytes, idx: int, capture: bool) -> None:
+    """Place ``spec`` in bundle ``idx`` (-1: any) of the group: its demand becomes bundle resources.
+    As in Ray, a demand on one bundle takes the group's wildcard (any-bundle) resources too, so
+    tasks on a given bundle and tasks on any bundle never use the same capacity twice."""
+    spec.strategy.kind = pb.STRATEGY_PLACEMENT_GROUP
+    spec.strategy.placement_group_id = pg_id
+    spec.strategy.bundle_index = idx
+    spec.strategy.capture_child_tasks = capture
+    pg_hex = pg_id.hex()
+    original = dict(spec.resources)
+    spec.resources.clear()
+    for name, amount in [*original.items(), ("bundle", 0.001)]:
+        indexed, wildcard = bundle_resource_names(name, pg_hex, idx)
+        spec.resources[wildcard] = amount
+        if idx >= 0:
+            spec.resources[indexed] = amount
+
+
+def capture_in_parent_group(spec: pb.TaskSpec, opts: dict[str, Any], pg_id: bytes, capture: bool) -> None:
+    """Ray's ``placement_group_capture_child_tasks``: a task or actor submitted from a task or actor
+    whose group captures its children, and that names no strategy or group of its own, goes into any
+    bundle of that group (and captures its own children in turn)."""
+    if not capture or not pg_id or spec.strategy.kind != pb.STRATEGY_DEFAULT:
+        return
+    if opts.get("scheduling_strategy") is not None or opts.get("placement_group", "default") != "default":
+        return  # (an explicit "DEFAULT" or placement_group=None opts out, as in Ray)
+    _fill_placement_group(spec, pg_id, -1, True)

@@ -13,7 +13,7 @@ from typing import Any
 from rayredis import exceptions, ids, serialization
 from rayredis._private import retry
 from rayredis.config import Config
-from rayredis.object_ref import ObjectRef
+from rayredis.object_ref import ActorTaskRef, ObjectRef
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol.limits import MAX_OBJECT_OVER_CONNECTION, too_large_message
 from rayredis.store import keys
@@ -24,6 +24,7 @@ from rayredis.worker.owner_state import OwnerState
 from rayredis.worker.raylet_client import RayletClient, ReconnectedError, Reply
 from rayredis.worker.reconnect import NodeReconnector
 from rayredis.worker.reference_counter import ReferenceCounter
+from rayredis.worker.unhandled import UnhandledErrors
 
 
 @dataclass
@@ -38,6 +39,12 @@ class TaskContext:
     is_normal_task: bool = False
     name: str = ""
     placement_group_id: bytes = b""
+    #: The resources the task (or its actor) holds, under the names the user gave them.
+    resources: dict[str, float] = field(default_factory=dict)
+    #: ``module.qualname`` of the function or method, as Ray's ``get_task_function_name()``.
+    function_name: str = ""
+    #: Whether the placement group captures the task's children (``placement_group_capture_child_tasks``).
+    capture_child_tasks: bool = False
 
 
 class CoreWorker:
@@ -75,7 +82,11 @@ class CoreWorker:
                 unix_socket=raylet_socket if cfg.local_socket else "", raylet_pid=raylet_pid)
         finally:
             probe.remove()
-        self.refs = ReferenceCounter(self._send_ref)
+        #: A driver reports the failed results it never reads, as Ray does.
+        self.unhandled = UnhandledErrors(lambda oid: self.refs.holds(oid)) if is_driver else None
+        self.refs = ReferenceCounter(self._send_ref, self.unhandled.released if self.unhandled else None)
+        if self.unhandled is not None:
+            self.raylet.on_failed_returns = self.unhandled.failed
         #: Callbacks for tasks submitted with ``notify_done``, called (reader thread) when they end.
         self._on_done: dict[bytes, Any] = {}
         self.raylet.on_tasks_done = self._tasks_done
@@ -207,6 +218,13 @@ class CoreWorker:
         self._send_put(oid, ser, cache=True)
         return ref
 
+    def put_error(self, error: BaseException) -> ObjectRef:
+        """Put an error object: ``get`` of the ref raises ``error`` (a generator's failing item)."""
+        oid = ids.object_id_for_put(0)
+        ref = ObjectRef(oid)
+        self._send_put(oid, serialization.serialize_error(error), cache=True)
+        return ref
+
     def put_result(self, oid: bytes, value: Any, kind: int = serialization.KIND_VALUE) -> pb.PutObject:
         ser = serialization.serialize(value, kind) if kind == serialization.KIND_VALUE else \
             serialization.serialize_error(value)
@@ -278,6 +296,13 @@ class CoreWorker:
 
     def get(self, refs: Sequence[ObjectRef], timeout: float | None) -> list[Any]:
         oids = [r.binary() for r in refs]
+        try:
+            return self._get(oids, timeout)
+        finally:
+            if self.unhandled is not None:  # (after the reply: the raylet sent the errors before it)
+                self.unhandled.handled(oids)
+
+    def _get(self, oids: list[bytes], timeout: float | None) -> list[Any]:
         if len(oids) > 1:  # an element known to have failed raises without waiting for the rest
             cached = [self.refs.values.get(o) for o in oids]
             blobs = cached if any(b is not None and serialization.blob_kind(b) == serialization.KIND_ERROR
@@ -353,6 +378,8 @@ class CoreWorker:
         for kw, value in items:
             if isinstance(value, ObjectRef):
                 spec.args.add(object_id=value.binary(), keyword=kw)
+                if self.unhandled is not None:  # its error goes on into this task's result
+                    self.unhandled.handled((value.binary(),))
                 if keep_refs:
                     keep.append(value)
                 continue
@@ -380,7 +407,8 @@ class CoreWorker:
             spec.namespace = ctx.namespace or self.namespace
         spec.parent_task_id = ctx.task_id or self.driver_task_id
         tid = spec.task_id
-        refs = [ObjectRef(ids.object_id_for_return(tid, i + 1)) for i in range(spec.num_returns)]
+        ref_type = ActorTaskRef if spec.kind == pb.ACTOR_TASK else ObjectRef
+        refs = [ref_type(ids.object_id_for_return(tid, i + 1)) for i in range(spec.num_returns)]
         keep = self._arg_keep.pop(tid, None)
         if self.raylet.reconnector is None:
             self.raylet.send("submit", spec)

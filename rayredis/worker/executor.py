@@ -13,7 +13,8 @@ import signal
 import threading
 from typing import Any
 
-from rayredis import exceptions, ids, serialization
+from rayredis import exceptions, generators, ids, serialization
+from rayredis.common.resources import original_resources
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.worker.core_worker import CoreWorker, TaskContext
 
@@ -24,6 +25,22 @@ NORMAL, ACTOR_CREATION, ACTOR_TASK = pb.NORMAL_TASK, pb.ACTOR_CREATION, pb.ACTOR
 
 class ActorExit(BaseException):
     """Raised by ``exit_actor()``; unwinds the method and ends the actor's process."""
+
+    def __init__(self, how: str = "exit_actor()") -> None:
+        super().__init__(how)
+        self.how = how
+
+
+def _ray_ready() -> bool:
+    return True
+
+
+def _ray_terminate() -> None:
+    raise ActorExit("__ray_terminate__()")
+
+
+#: Ray's built-in actor methods (``rayredis.actor.BUILTIN_METHODS``), which no user class defines.
+_BUILTINS = {"__ray_ready__": _ray_ready, "__ray_terminate__": _ray_terminate}
 
 
 class Executor:
@@ -39,12 +56,15 @@ class Executor:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.async_sem: asyncio.Semaphore | None = None
         self.running: dict[bytes, int] = {}  # task id -> thread id
+        self.async_calls: dict[bytes, asyncio.Task[Any]] = {}  # task id -> asyncio task, async actors
         self.cancelled: set[bytes] = set()
         self._lock = threading.RLock()
         self.exit_requested = threading.Event()
         self.cancel_target: bytes | None = None
         #: Tasks run per function id, for ``max_calls``.
         self.calls: dict[bytes, int] = {}
+        #: How the actor ended itself ("exit_actor()", "__ray_terminate__()"), "" if it did not.
+        self.exit_how = ""
 
     # ---- callbacks from the raylet reader thread --------------------------------------------------
 
@@ -54,9 +74,13 @@ class Executor:
     def on_cancel(self, tid: bytes) -> None:
         with self._lock:
             self.cancelled.add(tid)
-            thread_id = self.running.get(tid)
-            if thread_id is None:
+            task = self.async_calls.get(tid)
+            if task is not None and self.loop is not None:  # a running async actor call: asyncio cancels it
+                self.loop.call_soon_threadsafe(task.cancel)
                 return
+            thread_id = self.running.get(tid)
+            if thread_id is None or self.actor_id:
+                return  # a running call of a sync actor is not interrupted, only flagged (is_canceled), as in Ray
             if thread_id == threading.main_thread().ident:
                 # A signal interrupts blocking calls such as time.sleep; the handler raises there.
                 self.cancel_target = tid
@@ -98,7 +122,16 @@ class Executor:
         pg = placed.strategy.placement_group_id if placed.strategy.kind == pb.STRATEGY_PLACEMENT_GROUP else b""
         return TaskContext(task_id=spec.task_id, job_id=spec.job_id, actor_id=self.actor_id or spec.actor_id,
                            namespace=spec.namespace, gpu_ids=gpu_ids, is_normal_task=spec.kind == NORMAL,
-                           name=spec.name, placement_group_id=pg)
+                           name=spec.name, placement_group_id=pg, resources=original_resources(dict(placed.resources)),
+                           capture_child_tasks=bool(pg) and placed.strategy.capture_child_tasks)
+
+    def _function_name(self, spec: pb.TaskSpec, fn: Any) -> str:
+        """``module.qualname`` of what runs, as Ray's ``get_task_function_name()`` (methods: of the class)."""
+        if spec.kind == ACTOR_TASK and self.instance is not None:
+            cls = type(self.instance)
+            return f"{cls.__module__}.{cls.__qualname__}.{spec.method_name}"
+        name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', spec.name)}"
+        return f"{name}.__init__" if spec.kind == ACTOR_CREATION else name
 
     def _resolve_args(self, a: pb.Assignment) -> tuple[list[Any], dict[str, Any]]:
         assert self.cw is not None
@@ -117,8 +150,11 @@ class Executor:
                         raise exceptions.ObjectLostError(arg.object_id.hex(), "argument of this task")
                     value = serialization.deserialize(blob)
                     if serialization.blob_kind(blob) == serialization.KIND_ERROR:
-                        raise value.as_instanceof_cause() if isinstance(value, exceptions.RayTaskError) \
-                            else value
+                        if isinstance(value, exceptions.RayTaskError):  # Ray's "could not be computed"
+                            raise exceptions.dependency_failed(
+                                a.spec.name or a.spec.method_name, value, os.getpid(), self.cw.node_ip,
+                                *self._actor_identity(a.spec)).as_instanceof_cause()
+                        raise value
                     cache[arg.object_id] = value
                 value = cache[arg.object_id]
             else:
@@ -134,7 +170,8 @@ class Executor:
         if spec.kind == ACTOR_TASK:
             if self.instance is None:
                 raise exceptions.RayActorError("The actor is not initialized in this worker.")
-            return getattr(self.instance, spec.method_name)
+            builtin = _BUILTINS.get(spec.method_name)
+            return builtin if builtin is not None else getattr(self.instance, spec.method_name)
         return self.cw.load_function(spec.function_id)
 
     def execute(self, a: pb.Assignment) -> None:
@@ -146,28 +183,36 @@ class Executor:
                 self._report(spec, exc=exceptions.TaskCancelledError(spec.task_id.hex()))
                 return
             self.running[spec.task_id] = threading.get_ident()
-        self.cw.set_ctx(self._context(spec, list(a.gpu_ids)))
+        ctx = self._context(spec, list(a.gpu_ids))
+        self.cw.set_ctx(ctx)
         if a.gpu_ids or spec.resources.get("GPU"):
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in a.gpu_ids)
         result: Any = None
         exc: BaseException | None = None
-        exited = False
+        exited = ""
         try:
             try:
                 args, kwargs = self._resolve_args(a)
                 fn = self._target(spec)
+                ctx.function_name = self._function_name(spec, fn)
                 if spec.kind == ACTOR_CREATION:
                     self._create_actor(spec, fn, args, kwargs)
                 else:
                     result = fn(*args, **kwargs)
                     if inspect.iscoroutine(result):
                         result = asyncio.run(result)
+                    if spec.generator and inspect.isasyncgen(result):
+                        result = asyncio.run(generators.collect_async(result, self.cw.put, self._error_put(spec)))
+                    elif spec.generator:
+                        result = generators.collect(result, self.cw.put, self._error_put(spec))
+                    if spec.kind == ACTOR_TASK and spec.task_id in self.cancelled:
+                        raise exceptions.TaskCancelledError(spec.task_id.hex())  # cancelled while it ran
             finally:
                 with self._lock:
                     self.running.pop(spec.task_id, None)
                     self.cancelled.discard(spec.task_id)
-        except ActorExit:
-            exited = True
+        except ActorExit as e:
+            exited = e.how
         except exceptions.TaskCancelledError:
             exc = exceptions.TaskCancelledError(spec.task_id.hex())
         except BaseException as e:  # noqa: BLE001 - user code may raise anything
@@ -187,22 +232,39 @@ class Executor:
     async def execute_async(self, a: pb.Assignment) -> None:
         assert self.cw is not None and self.async_sem is not None
         spec = a.spec
-        async with self.async_sem:
-            result: Any = None
-            exc: BaseException | None = None
-            exited = False
-            self.cw.set_ctx(self._context(spec, list(a.gpu_ids)))
-            try:
+        result: Any = None
+        exc: BaseException | None = None
+        exited = ""
+        task = asyncio.current_task()
+        with self._lock:
+            if spec.task_id in self.cancelled or task is None:
+                self.cancelled.discard(spec.task_id)
+                self._report(spec, exc=exceptions.TaskCancelledError(spec.task_id.hex()))
+                return
+            self.async_calls[spec.task_id] = task
+        try:
+            async with self.async_sem:
+                ctx = self._context(spec, list(a.gpu_ids))
+                self.cw.set_ctx(ctx)
                 args, kwargs = self._resolve_args(a)
                 fn = self._target(spec)
+                ctx.function_name = self._function_name(spec, fn)
                 result = fn(*args, **kwargs)
                 if inspect.isawaitable(result):
                     result = await result
-            except ActorExit:
-                exited = True
-            except BaseException as e:  # noqa: BLE001
-                exc = e
-            self._report(spec, result=result, exc=exc, exited=exited)
+                if spec.generator:
+                    result = await generators.collect_async(result, self.cw.put, self._error_put(spec))
+        except ActorExit as e:
+            exited = e.how
+        except asyncio.CancelledError:
+            exc = exceptions.TaskCancelledError(spec.task_id.hex())
+        except BaseException as e:  # noqa: BLE001
+            exc = e
+        finally:
+            with self._lock:
+                self.async_calls.pop(spec.task_id, None)
+                self.cancelled.discard(spec.task_id)
+        self._report(spec, result=result, exc=exc, exited=exited)
 
     def _create_actor(self, spec: pb.TaskSpec, cls: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
         opts = spec.actor_options
@@ -236,15 +298,16 @@ class Executor:
                 init(*args, **kwargs)
 
     def _report(self, spec: pb.TaskSpec, result: Any = None, exc: BaseException | None = None,
-                exited: bool = False, last_call: bool = False) -> None:
+                exited: str = "", last_call: bool = False) -> None:
+        """Send the task's result; ``exited`` names how the actor ended itself (exit_actor(), ...)."""
         assert self.cw is not None
         r = pb.TaskResult(task_id=spec.task_id, attempt=spec.attempt, worker_exiting=last_call)
         n = spec.num_returns
         oids = [ids.object_id_for_return(spec.task_id, i + 1) for i in range(n)]
         if exited:
             r.actor_exited = True
-            exc = exceptions.ActorDiedError("The actor exited via exit_actor() while running this "
-                                            "method.", spec.actor_id.hex())
+            exc = exceptions.ActorDiedError(f"The actor exited via {exited} while running this method.",
+                                            spec.actor_id.hex())
         if exc is None:
             try:
                 values = self._split_returns(spec, result)
@@ -258,8 +321,9 @@ class Executor:
             if isinstance(exc, (exceptions.TaskCancelledError, exceptions.ActorDiedError)):
                 err: BaseException = exc
             else:
+                actor_repr, actor_id = self._actor_identity(spec)
                 err = serialization.make_task_error(spec.name or spec.method_name, exc, os.getpid(),
-                                                    self.cw.node_ip)
+                                                    self.cw.node_ip, actor_repr, actor_id)
                 r.retryable = self._retryable(spec, exc)
             if spec.kind == ACTOR_CREATION:  # the raylet reads the constructor's error from here
                 r.returns.append(self.cw.put_result(b"", err, serialization.KIND_ERROR))
@@ -267,8 +331,30 @@ class Executor:
                 r.returns.append(self.cw.put_result(oid, err, serialization.KIND_ERROR))
         self.cw.raylet.send("results", r)
         if exited or last_call:
+            self.exit_how = self.exit_how or exited
             self.exit_requested.set()
             self.inbox.put(None)
+
+    def _error_put(self, spec: pb.TaskSpec) -> Any:
+        """How a generator's exception becomes its last item: the task's error, put as an object."""
+        assert self.cw is not None
+        cw = self.cw
+
+        def put(e: BaseException) -> Any:
+            return cw.put_error(serialization.make_task_error(spec.name or spec.method_name, e, os.getpid(),
+                                                              cw.node_ip, *self._actor_identity(spec)))
+
+        return put
+
+    def _actor_identity(self, spec: pb.TaskSpec) -> tuple[str, str]:
+        """``(repr(instance), actor id)`` for an actor method's error header, as Ray shows them."""
+        if spec.kind == NORMAL or not self.actor_id:
+            return "", ""
+        try:
+            text = repr(self.instance) if self.instance is not None else ""
+        except Exception:  # noqa: BLE001 - a user __repr__ that fails must not hide the error
+            text = f"<{spec.name.split('.')[0]} object>"
+        return text, self.actor_id.hex()
 
     def _split_returns(self, spec: pb.TaskSpec, result: Any) -> list[Any]:
         n = spec.num_returns

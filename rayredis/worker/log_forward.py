@@ -7,20 +7,25 @@ import sys
 import threading
 from typing import Any, TextIO
 
+from rayredis._private.logs import FdRotator
+from rayredis.config import get_config
 from rayredis.protocol._generated import rayredis_pb2 as pb
 
 
 class ForwardingStream:
     """Wraps a worker's stdout/stderr: writes go to the log file and, line by line, to the raylet."""
 
-    def __init__(self, original: TextIO, cw: Any, is_err: bool):
+    def __init__(self, original: TextIO, cw: Any, is_err: bool, rotator: FdRotator | None = None):
         self._orig = original
         self._cw = cw
         self._is_err = is_err
         self._local = threading.local()
+        self._rotator = rotator
 
     def write(self, s: str) -> int:
         n = self._orig.write(s)
+        if self._rotator is not None:
+            self._rotator.wrote(len(s))
         buf = getattr(self._local, "buf", "") + s
         if "\n" in buf:
             *lines, buf = buf.split("\n")
@@ -48,8 +53,12 @@ class ForwardingStream:
 
 
 def install(cw: Any) -> None:
-    sys.stdout = ForwardingStream(sys.stdout, cw, False)
-    sys.stderr = ForwardingStream(sys.stderr, cw, True)
+    """Forward the worker's stdout/stderr, and keep their log files under the rotation size cap."""
+    cfg = get_config()
+    for name, is_err in (("stdout", False), ("stderr", True)):
+        stream = getattr(sys, name)
+        rotator = FdRotator(stream.fileno(), cfg.log_rotation_max_bytes, cfg.log_rotation_backup_count)
+        setattr(sys, name, ForwardingStream(stream, cw, is_err, rotator))
 
 
 def print_lines(batch: pb.LogLines) -> None:

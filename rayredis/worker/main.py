@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import signal
@@ -48,6 +49,10 @@ def main(argv: list[str] | None = None) -> None:
     logger.info("worker %s (pid %d) connected", args.worker_id[:12], os.getpid())
     try:
         executor.run_forever()
+        if executor.exit_how:
+            # An actor that ended itself exits as a Python program does: its atexit handlers run
+            # (as in Ray); they may still use the API, so this comes before the connection closes.
+            atexit._run_exitfuncs()
     finally:
         lifeline.stop()
         sys.stdout.flush()

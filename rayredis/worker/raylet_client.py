@@ -171,6 +171,8 @@ class RayletClient:
         self.on_logs = on_logs
         #: Called with the ids in ``RayletBatch.tasks_done`` (tasks submitted with ``notify_done``).
         self.on_tasks_done: Callable[[Sequence[bytes]], None] | None = None
+        #: Called with ``RayletBatch.failed_returns`` (a driver's failed task returns, with their errors).
+        self.on_failed_returns: Callable[[Any], None] | None = None
         self.reconnector = reconnector
         self.closed = False
         #: Counts the raylet processes this client was connected to (a reconnect adds one).
@@ -360,6 +362,8 @@ class RayletClient:
         if b.assign and self.on_assign is not None:
             for a in b.assign:
                 self.on_assign(a)
+        if b.failed_returns and self.on_failed_returns is not None:  # before the replies that read them
+            self.on_failed_returns(b.failed_returns)
         gen = self.generation
         for lst in (b.get_replies, b.wait_replies, b.create_replies):
             for rep in lst:

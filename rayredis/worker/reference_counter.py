@@ -16,8 +16,10 @@ class ReferenceCounter:
     cached value is dropped.
     """
 
-    def __init__(self, send: Callable[[str, Any], None]):
+    def __init__(self, send: Callable[[str, Any], None], on_released: Callable[[bytes], None] | None = None):
         self._send = send
+        #: Called once the last local ref of an object is gone (a driver's unhandled-error report).
+        self._on_released = on_released
         self._counts: dict[bytes, int] = {}
         self._lock = threading.RLock()  # __del__ of a ref may run while this thread holds it
         #: Object blobs (bytes, or read-only views of shared memory) cached while referenced.
@@ -43,6 +45,8 @@ class ReferenceCounter:
             self.ready.discard(oid)
         if n == 0:
             self._send("remove_refs", oid)
+            if self._on_released is not None:
+                self._on_released(oid)
 
     def snapshot_values(self) -> dict[bytes, Any]:
         """A copy of the cache (for a raylet that restarted and must be given the values back)."""

@@ -52,10 +52,15 @@ def test_actor_only_option_rejected_for_tasks() -> None:
         ({"resources": {"CPU": 1}}, ValueError, "num_cpus/num_gpus"),
         ({"resources": {"GPU": 1}}, ValueError, "num_cpus/num_gpus"),
         ({"resources": {1: 1}}, TypeError, "must be strings"),
-        ({"resources": {"custom": -1}}, ValueError, "resources['custom']"),
+        ({"resources": {"custom": -1}}, ValueError, "The quantity of resource custom cannot be negative"),
+        ({"num_cpus": 0.00001}, ValueError,
+         "The precision of the fractional quantity of resource num_cpus cannot go beyond 0.0001"),
+        ({"resources": {"custom": 0.00005}}, ValueError, "resource custom cannot go beyond 0.0001"),
+        ({"num_gpus": 1.5}, ValueError,
+         "GPU resource quantities >1 must be whole numbers. The specified quantity 1.5 is invalid."),
         ({"retry_exceptions": ["ValueError"]}, TypeError, "list of exception classes"),
         ({"retry_exceptions": 1}, TypeError, "True/False"),
-        ({"num_returns": "dynamic"}, ValueError, "not supported"),
+        ({"num_returns": "static"}, ValueError, "give an integer >= 0, 'streaming' or 'dynamic'"),
         ({"num_returns": -1}, ValueError, "only accepts None, 0 or a positive integer"),
         ({"name": 3}, TypeError, "The type of keyword 'name' must be (<class 'str'>, <class 'NoneType'>), but "
                                  "received type <class 'int'>"),
@@ -127,3 +132,10 @@ def test_none_options_mean_the_default() -> None:
     assert validate(dict(opts), TASK_OPTIONS, "remote function") == {}
     opts.pop("max_retries")
     assert validate({**opts, "max_restarts": None}, ACTOR_OPTIONS, "actor class") == {}
+
+
+def test_placement_group_and_scheduling_strategy_conflict_as_in_ray() -> None:
+    with pytest.raises(ValueError, match="Placement groups should be specified via the scheduling_strategy option. "
+                                         "The placement_group option is deprecated."):
+        validate({"placement_group": object(), "scheduling_strategy": "SPREAD"}, TASK_OPTIONS, "remote function")
+    assert validate({"placement_group": "default", "scheduling_strategy": "SPREAD"}, ACTOR_OPTIONS, "actor")

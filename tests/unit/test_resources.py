@@ -168,3 +168,14 @@ def test_gpu_exhausted_fraction_returns_empty(n: int) -> None:
     for _ in range(n):
         assert g.acquire(UNIT) != []
     assert g.acquire(UNIT // 4) == []
+
+
+def test_original_resources_undo_bundle_names() -> None:
+    from rayredis.common.resources import original_resources
+
+    pg = "ab12cd34"
+    indexed = {f"CPU_group_0_{pg}": 0.5, f"CPU_group_{pg}": 0.5, f"bundle_group_0_{pg}": 0.001,
+               f"bundle_group_{pg}": 0.001, f"c_group_0_{pg}": 1.0, f"c_group_{pg}": 1.0}
+    assert original_resources(indexed) == {"CPU": 0.5, "c": 1.0}  # the wildcard twins are not counted twice
+    assert original_resources({f"CPU_group_{pg}": 1.0, f"bundle_group_{pg}": 0.001}) == {"CPU": 1.0}
+    assert original_resources({"CPU": 1.0, "GPU": 0.0, "memory": 100.0}) == {"CPU": 1.0, "memory": 100.0}

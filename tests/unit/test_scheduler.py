@@ -240,6 +240,24 @@ def test_blocked_task_raises_worker_cap_and_lends_cpu() -> None:
     assert s.available.get("CPU") == 0
 
 
+def test_blocked_task_lends_its_bundle_cpus_too() -> None:
+    # A parent in a 1-CPU placement-group bundle waiting on a child captured into the same bundle.
+    bundle = {"CPU_group_0_pg": 1, "CPU_group_pg": 1, "bundle_group_0_pg": 1, "bundle_group_pg": 1}
+    s = sched(max_workers=2, CPU=0.001, **bundle)
+    s.worker_started(2)
+    idle(s, "w1", "w2")
+    s.submit(task("parent", **{"CPU_group_0_pg": 1, "CPU_group_pg": 1, "bundle_group_pg": 0.001}))
+    assert dispatched_ids(s.schedule()[0]) == [b"parent"]
+    s.submit(task("child", **{"CPU_group_pg": 1, "bundle_group_pg": 0.001}))
+    assert s.schedule()[0] == []  # the bundle's CPU is taken (its wildcard too)
+    s.block(b"parent")
+    assert dispatched_ids(s.schedule()[0]) == [b"child"]  # waited forever before the change
+    s.finished(b"child")
+    s.unblock(b"parent")
+    s.finished(b"parent")
+    assert s.available == rs(CPU=0.001, **bundle)  # everything given back once
+
+
 def test_block_and_unblock_are_idempotent() -> None:
     s = sched(CPU=2)
     idle(s, "w1")

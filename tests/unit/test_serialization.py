@@ -190,8 +190,21 @@ def test_task_error_with_unpicklable_cause_keeps_traceback() -> None:
     assert isinstance(err, exceptions.RayTaskError)
     assert err.traceback_str == "Traceback: line 1"
     assert err.function_name == "f" and err.pid == 7 and err.ip == "1.2.3.4"
-    assert isinstance(err.cause, RuntimeError)
-    assert "has a lock" in str(err.cause)
+    assert type(err.cause) is exceptions.RayError  # Ray's stand-in: get raises a plain RayTaskError
+    assert "_UnpicklableError isn't serializable: " in str(err.cause)
+    assert str(err.cause).endswith("Original exception details:\nTraceback: line 1")
+    assert err.as_instanceof_cause() is err
+
+
+def test_error_that_cannot_be_unpickled_becomes_unserializable_exception() -> None:
+    class TwoArgs(Exception):
+        def __init__(self, a: int, b: int) -> None:
+            super().__init__(f"{a}-{b}")
+
+    te = exceptions.RayTaskError("f", "Traceback: line 1\nTwoArgs: 1-2\n", TwoArgs(1, 2), "", 7, "1.2.3.4")
+    err = deserialize(serialization.serialize_error(te).to_bytes())
+    assert type(err) is exceptions.UnserializableException
+    assert str(err).startswith("Failed to deserialize exception.") and "TwoArgs: 1-2" in str(err)
 
 
 def test_make_task_error_formats_remote_traceback() -> None:
@@ -207,7 +220,10 @@ def test_make_task_error_formats_remote_traceback() -> None:
     assert "ValueError: bad input" in te.traceback_str
     assert te.cause is not None and te.cause.__traceback__ is None  # frames are not kept alive
     assert te.function_name == "my_task" and te.pid == 123
-    assert serialization.make_task_error("other", te, 1, "") is te
+    assert serialization.make_task_error("my_task", te, 1, "") is te  # already this task's error
+    outer = serialization.make_task_error("other", te, 1, "")  # another task's (a nested get): wrapped, as Ray
+    assert outer.function_name == "other" and outer.cause is te.cause
+    assert str(outer).startswith("ray::other() (pid=1, ip=)") and "ray::my_task() (pid=123" in str(outer)
 
 
 def test_unserializable_value_names_the_fix() -> None:

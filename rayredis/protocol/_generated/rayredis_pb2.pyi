@@ -74,7 +74,7 @@ class ActorOptions(_message.Message):
     def __init__(self, max_restarts: _Optional[int] = ..., max_task_retries: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., is_async: _Optional[bool] = ..., detached: _Optional[bool] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., class_name: _Optional[str] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("task_id", "job_id", "kind", "function_id", "name", "args", "num_returns", "resources", "max_retries", "retry_exceptions", "retry_exception_allowlist", "actor_id", "method_name", "caller_id", "seq_no", "attempt", "actor_options", "nested_refs", "strategy", "parent_task_id", "namespace", "submitter_node", "max_calls", "notify_done")
+    __slots__ = ("task_id", "job_id", "kind", "function_id", "name", "args", "num_returns", "resources", "max_retries", "retry_exceptions", "retry_exception_allowlist", "actor_id", "method_name", "caller_id", "seq_no", "attempt", "actor_options", "nested_refs", "strategy", "parent_task_id", "namespace", "submitter_node", "max_calls", "notify_done", "generator")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +106,7 @@ class TaskSpec(_message.Message):
     SUBMITTER_NODE_FIELD_NUMBER: _ClassVar[int]
     MAX_CALLS_FIELD_NUMBER: _ClassVar[int]
     NOTIFY_DONE_FIELD_NUMBER: _ClassVar[int]
+    GENERATOR_FIELD_NUMBER: _ClassVar[int]
     task_id: bytes
     job_id: int
     kind: TaskKind
@@ -130,7 +131,8 @@ class TaskSpec(_message.Message):
     submitter_node: bytes
     max_calls: int
     notify_done: bool
-    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[int] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., function_id: _Optional[bytes] = ..., name: _Optional[str] = ..., args: _Optional[_Iterable[_Union[Arg, _Mapping]]] = ..., num_returns: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_allowlist: _Optional[bytes] = ..., actor_id: _Optional[bytes] = ..., method_name: _Optional[str] = ..., caller_id: _Optional[bytes] = ..., seq_no: _Optional[int] = ..., attempt: _Optional[int] = ..., actor_options: _Optional[_Union[ActorOptions, _Mapping]] = ..., nested_refs: _Optional[_Iterable[bytes]] = ..., strategy: _Optional[_Union[SchedulingStrategy, _Mapping]] = ..., parent_task_id: _Optional[bytes] = ..., namespace: _Optional[str] = ..., submitter_node: _Optional[bytes] = ..., max_calls: _Optional[int] = ..., notify_done: _Optional[bool] = ...) -> None: ...
+    generator: bool
+    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[int] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., function_id: _Optional[bytes] = ..., name: _Optional[str] = ..., args: _Optional[_Iterable[_Union[Arg, _Mapping]]] = ..., num_returns: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_allowlist: _Optional[bytes] = ..., actor_id: _Optional[bytes] = ..., method_name: _Optional[str] = ..., caller_id: _Optional[bytes] = ..., seq_no: _Optional[int] = ..., attempt: _Optional[int] = ..., actor_options: _Optional[_Union[ActorOptions, _Mapping]] = ..., nested_refs: _Optional[_Iterable[bytes]] = ..., strategy: _Optional[_Union[SchedulingStrategy, _Mapping]] = ..., parent_task_id: _Optional[bytes] = ..., namespace: _Optional[str] = ..., submitter_node: _Optional[bytes] = ..., max_calls: _Optional[int] = ..., notify_done: _Optional[bool] = ..., generator: _Optional[bool] = ...) -> None: ...
 
 class ObjectData(_message.Message):
     __slots__ = ("object_id", "inline_data", "shm_name", "size", "missing", "data")
@@ -362,7 +364,7 @@ class RegisterReply(_message.Message):
     def __init__(self, node_id: _Optional[bytes] = ..., session_dir: _Optional[str] = ..., node_ip: _Optional[str] = ..., job_id: _Optional[int] = ..., shm_prefix: _Optional[str] = ..., objects_over_connection: _Optional[bool] = ...) -> None: ...
 
 class RayletBatch(_message.Message):
-    __slots__ = ("register_reply", "assign", "get_replies", "wait_replies", "create_replies", "cancel_tasks", "logs", "tasks_done")
+    __slots__ = ("register_reply", "assign", "get_replies", "wait_replies", "create_replies", "cancel_tasks", "logs", "tasks_done", "failed_returns")
     REGISTER_REPLY_FIELD_NUMBER: _ClassVar[int]
     ASSIGN_FIELD_NUMBER: _ClassVar[int]
     GET_REPLIES_FIELD_NUMBER: _ClassVar[int]
@@ -371,6 +373,7 @@ class RayletBatch(_message.Message):
     CANCEL_TASKS_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
     TASKS_DONE_FIELD_NUMBER: _ClassVar[int]
+    FAILED_RETURNS_FIELD_NUMBER: _ClassVar[int]
     register_reply: RegisterReply
     assign: _containers.RepeatedCompositeFieldContainer[Assignment]
     get_replies: _containers.RepeatedCompositeFieldContainer[GetReply]
@@ -379,7 +382,8 @@ class RayletBatch(_message.Message):
     cancel_tasks: _containers.RepeatedScalarFieldContainer[bytes]
     logs: _containers.RepeatedCompositeFieldContainer[LogLines]
     tasks_done: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, register_reply: _Optional[_Union[RegisterReply, _Mapping]] = ..., assign: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., get_replies: _Optional[_Iterable[_Union[GetReply, _Mapping]]] = ..., wait_replies: _Optional[_Iterable[_Union[WaitReply, _Mapping]]] = ..., create_replies: _Optional[_Iterable[_Union[CreateReply, _Mapping]]] = ..., cancel_tasks: _Optional[_Iterable[bytes]] = ..., logs: _Optional[_Iterable[_Union[LogLines, _Mapping]]] = ..., tasks_done: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    failed_returns: _containers.RepeatedCompositeFieldContainer[ObjectData]
+    def __init__(self, register_reply: _Optional[_Union[RegisterReply, _Mapping]] = ..., assign: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., get_replies: _Optional[_Iterable[_Union[GetReply, _Mapping]]] = ..., wait_replies: _Optional[_Iterable[_Union[WaitReply, _Mapping]]] = ..., create_replies: _Optional[_Iterable[_Union[CreateReply, _Mapping]]] = ..., cancel_tasks: _Optional[_Iterable[bytes]] = ..., logs: _Optional[_Iterable[_Union[LogLines, _Mapping]]] = ..., tasks_done: _Optional[_Iterable[bytes]] = ..., failed_returns: _Optional[_Iterable[_Union[ObjectData, _Mapping]]] = ...) -> None: ...
 
 class CreateActorRequest(_message.Message):
     __slots__ = ("actor_id", "attempt", "creation_spec")
