@@ -85,3 +85,45 @@ async def recover(primary: Any, scripts: Scripts, node_hex: str, shm_prefix: str
                        "" if applied else " (already moved on)")
     logger.warning("restarted under node ID %s: removed %d leftover segments, reported %d actor deaths",
                    node_hex, removed, len(deaths))
+
+
+@dataclass(frozen=True)
+class BundleRestore:
+    """Bundles of a CREATED group that its entry places on this node, to commit again."""
+
+    pg_id: str
+    indexes: list[int]
+    bundles: list[dict[str, float]]
+    txn: int
+
+
+def committed_bundles(entries: Iterable[tables.PlacementGroupEntry], node_hex: str) -> list[BundleRestore]:
+    """The bundles a restarted raylet must hold again (sans-I/O): those the entries of CREATED groups
+    place on ``node_hex``. The previous process held them in memory only, and nothing else would
+    commit them again: tasks for them would wait forever. (A reservation still in progress is the
+    GCS's to finish: its commit takes the resources anew.)"""
+    out = []
+    for e in entries:
+        if e.state != tables.PlacementGroupState.CREATED or e.returned or len(e.nodes) != len(e.bundles):
+            continue
+        idx = [i for i, n in enumerate(e.nodes) if n == node_hex]
+        if idx:
+            out.append(BundleRestore(e.pg_id, idx, [e.bundles[i] for i in idx], e.txn_seq))
+    return out
+
+
+async def restore_bundles(primary: Any, commit: Any, node_hex: str) -> int:
+    """Commit again, through ``commit(pg_id, indexes, bundles, txn)`` (``Bundles.commit``), what
+    :func:`committed_bundles` finds in the placement-group table; returns how many bundles."""
+    entries = await tables.aread_placement_groups(primary, await tables.aplacement_group_ids(primary))
+    n = 0
+    for r in committed_bundles(entries, node_hex):
+        ok, err = commit(bytes.fromhex(r.pg_id), r.indexes, r.bundles, r.txn)
+        if ok:
+            n += len(r.indexes)
+        else:
+            logger.error("placement group %s: could not hold bundles %s again after the restart: %s",
+                         r.pg_id[:12], r.indexes, err)
+    if n:
+        logger.warning("restarted: holding again %d placement-group bundles this node's entries place here", n)
+    return n

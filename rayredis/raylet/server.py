@@ -211,6 +211,10 @@ class Raylet:
         elif await tables.anode_info(self.redis.primary, self.node_id.hex()) is not None:
             # This node ID ran before: its previous process died (a supervisor restarted it).
             await recovery.recover(self.redis.primary, self.scripts, self.node_id.hex(), node.objects.shm_prefix)
+            await recovery.restore_bundles(
+                self.redis.primary, lambda pg, idx, bundles, txn: node.bundles.commit(pg, idx, bundles, txn,
+                                                                                     time.monotonic()),
+                self.node_id.hex())
         # Clients (a driver reconnecting after a restart among them) come once that is done.
         unix_server = await start_unix_server(self, self.socket_name, token)
         if self.fenced or not await self._register(totals, capacity):

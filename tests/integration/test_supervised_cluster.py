@@ -67,3 +67,31 @@ def test_arguments_lost_with_a_restarted_raylet_are_rebuilt_for_another_node(sup
     while _raylet_pid(supervised, node1.node_id) in (0, old):
         assert time.monotonic() < deadline, "the supervisor did not restart the raylet under its node ID"
         time.sleep(0.1)
+
+
+def test_a_restarted_raylet_holds_its_placement_group_bundles_again(supervised: Cluster) -> None:
+    from rayredis.util.placement_group import placement_group, remove_placement_group
+    from rayredis.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    @ray.remote(num_cpus=1)
+    def where() -> str:
+        return ray.get_runtime_context().get_node_id()
+
+    pg = placement_group([{"CPU": 1, "s1": 1}, {"CPU": 1, "s2": 1}], strategy="STRICT_SPREAD")
+    ray.get(pg.ready(), timeout=60)
+    in_bundle = [where.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, i)) for i in (0, 1)]
+    first = ray.get([f.remote() for f in in_bundle], timeout=60)
+    node1 = next(n for n in supervised.worker_nodes if n.node_id == first[0])
+    old = _raylet_pid(supervised, node1.node_id)
+    os.kill(old, signal.SIGKILL)  # its bundles were in its memory only
+    deadline = time.monotonic() + 30
+    while _raylet_pid(supervised, node1.node_id) in (0, old):
+        assert time.monotonic() < deadline, "the supervisor did not restart the raylet under its node ID"
+        time.sleep(0.1)
+    # Before the fix the restarted raylet had no bundle 0, and this waited forever.
+    assert ray.get([f.remote() for f in in_bundle], timeout=60) == first
+    remove_placement_group(pg)
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0) < 3:  # every bundle given back, none left behind
+        assert time.monotonic() < deadline, f"bundles not given back: {ray.available_resources()}"
+        time.sleep(0.1)
