@@ -139,6 +139,13 @@ def test_cluster_lifecycle(env: dict[str, str]) -> None:
         status = cli(env, "status").stdout
         assert len(active_nodes(status)) == 2, status
         assert " 0.0/3.0 CPU" in status
+        # The state CLI finds the cluster and its password as `status` does, and sees both nodes' logs.
+        listed = json.loads(cli(env, "list", "nodes", "--format", "json").stdout)
+        assert [n["state"] for n in listed] == ["ALIVE", "ALIVE"]
+        assert head_nodes[0] in {n["node_id"] for n in listed}
+        assert [a["name"] for a in json.loads(cli(env, "list", "actors", "--format", "json").stdout)] == ["holder"]
+        logs = cli(env, "logs", "--glob", "raylet*.log").stdout
+        assert logs.count("Node ID: ") == 2 and logs.count("  raylet.log  (") == 2, logs
 
         wrong = cli(env, "status", "--address", address, "--redis-password", "wrong", ok=False)
         assert wrong.returncode == 1 and "refused our credentials" in wrong.stderr

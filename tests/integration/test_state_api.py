@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import yaml
 
 import rayredis as ray
 from rayredis._private import worker_context
@@ -125,11 +126,15 @@ def test_state_api_and_cli_on_a_running_cluster(ray_start_regular: Any) -> None:
     assert "hello, state api\n" in list(state.get_log(actor_id=greeter.actor_id, tail=-1))
     assert any(w.pid == greeter.pid for w in state.list_workers())
     assert "hello, state api\n" in list(state.get_log(pid=greeter.pid, tail=-1))
+    followed = state.get_log(actor_id=greeter.actor_id, tail=1, follow=True)
+    assert next(followed) == "hello, state api\n"  # the existing tail first, then it would wait for more
+    followed.close()
     assert "raylet" in state.list_logs() and "gcs_server" in state.list_logs(node_id=node.node_id)
 
     # The CLI says the same, in every format.
     listed = cli_json("list", "actors", "--filter", "state=ALIVE")
     assert [a["name"] for a in listed] == ["greeter"] and listed[0]["class_name"] == "Greeter"
+    assert yaml.safe_load(cli("list", "actors", "--format", "yaml").stdout) == cli_json("list", "actors")
     table = cli("list", "tasks", "--filter", "name=square").stdout
     assert "Total: 4" in table and table.count(" square ") == 4 and "FINISHED" in table
     assert len(cli_json("list", "tasks", "--limit", "3")) == 3
