@@ -108,7 +108,11 @@ class TaskState:
     func_or_class_name: str
     parent_task_id: str
     node_id: str | None
+    worker_id: str | None = None
     required_resources: dict[str, float] = field(default_factory=dict)
+    #: When its first raylet received it, and when it ended (None: not recorded, or not ended).
+    creation_time_ms: int | None = None
+    end_time_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -200,7 +204,8 @@ def task_record(t: TaskEntry) -> TaskState:
     return TaskState(
         task_id=t.task_id, attempt_number=t.attempt, name=name, state=t.state.value, job_id=str(t.job),
         actor_id=spec.actor_id.hex() or None, type=kind, func_or_class_name=func_or_class,
-        parent_task_id=spec.parent_task_id.hex(), node_id=t.node or None, required_resources=dict(spec.resources))
+        parent_task_id=spec.parent_task_id.hex(), node_id=t.node or None, worker_id=t.worker or None,
+        required_resources=dict(spec.resources), creation_time_ms=_ms(t.creation_time), end_time_ms=_ms(t.end_time))
 
 
 def parse_pid_record(text: str) -> dict[str, Any] | None:

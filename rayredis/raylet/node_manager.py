@@ -388,7 +388,7 @@ class NodeManager:
             self._notify_done(rec)
         for oid in rec.pinned:
             self.objects.unpin(oid)
-        self.writer.task_state(tid, state, rec.attempt)
+        self.writer.task_state(tid, state, rec.attempt, worker=rec.worker)
         self.drain_freed()
 
     def _tell_driver_failed(self, rec: TaskRecord, returns: list[pb.PutObject]) -> None:

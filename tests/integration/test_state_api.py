@@ -104,6 +104,9 @@ def test_state_api_and_cli_on_a_running_cluster(ray_start_regular: Any) -> None:
     tasks = state.list_tasks(filters=[("name", "=", "square")])
     assert len(tasks) == 4 and {t.state for t in tasks} == {"FINISHED"} and {t.type for t in tasks} == {"NORMAL_TASK"}
     assert {t.node_id for t in tasks} == {node.node_id}
+    assert all(t.worker_id and t.creation_time_ms and t.end_time_ms and t.end_time_ms >= t.creation_time_ms
+               for t in tasks)
+    assert {t.worker_id for t in tasks} <= {w.worker_id for w in state.list_workers()}
     hello_calls = state.list_tasks(filters=[("func_or_class_name", "=", "Greeter.hello")])
     assert len(hello_calls) == 2 and {t.type for t in hello_calls} == {"ACTOR_TASK"}
     assert len(state.list_tasks(limit=2)) == 2

@@ -67,7 +67,7 @@ class FakeStore:
 
 
 def writer(store: FakeStore, ttl: int = 600) -> RedisWriter:
-    return RedisWriter(store, NODE_HEX, 0.0, ttl)  # type: ignore[arg-type]
+    return RedisWriter(store, NODE_HEX, 0.0, ttl, clock=lambda: 1234.5)  # type: ignore[arg-type]
 
 
 def id_on_shard(store: FakeStore, shard: int, tag: int = 0) -> bytes:
@@ -101,9 +101,10 @@ def test_ops_are_grouped_per_shard_in_one_pipeline_each() -> None:
     (shard0,) = primary.executed  # nothing was queued for the primary's own queue
     assert shard0 == [
         ("task_transition", [keys.task_key(t0.hex())],
-         ["*", 0, 0, "spec", b"spec", "state", "PENDING", "node", NODE_HEX, "attempt", 0, "job", 3]),
+         ["*", 0, 0, "spec", b"spec", "state", "PENDING", "node", NODE_HEX, "attempt", 0, "job", 3,
+          "creation_time", 1234.5]),
         ("task_transition", [keys.task_key(t0.hex())],
-         ["PENDING,RUNNING", 0, 600, "state", "FINISHED", "attempt", 0, "node", NODE_HEX]),
+         ["PENDING,RUNNING", 0, 600, "state", "FINISHED", "attempt", 0, "node", NODE_HEX, "end_time", 1234.5]),
         ("object_location_remove", [keys.object_key(t0.hex())], [tables.location_field(NODE_HEX)]),
     ]
     assert w.pending == [[], [], []]

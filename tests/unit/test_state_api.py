@@ -56,7 +56,10 @@ def add_task(store: Any, task_id: str, state: str, name: str, kind: int = pb.NOR
     spec = pb.TaskSpec(task_id=bytes.fromhex(task_id), job_id=1, kind=kind, name=name, actor_id=actor_id,
                        resources={"CPU": 1.0})
     store.primary.hset(keys.task_key(task_id), mapping={"spec": spec.SerializeToString(), "state": state,
-                                                        "node": NODE_A, "attempt": 0, "job": 1})
+                                                        "node": NODE_A, "attempt": 0, "job": 1,
+                                                        "creation_time": 100.25})
+    if state in ("FINISHED", "FAILED"):
+        store.primary.hset(keys.task_key(task_id), mapping={"end_time": 101.5, "worker": "e" * 32})
 
 
 def test_nodes_jobs_and_placement_groups_have_rays_fields(store: Any) -> None:
@@ -122,6 +125,8 @@ def test_tasks_take_name_type_and_resources_from_the_spec(store: Any) -> None:
         ("<unknown>", "NORMAL_TASK", "CANCELLED")]
     assert tasks[0].required_resources == {"CPU": 1.0} and tasks[0].node_id == NODE_A and tasks[0].actor_id is None
     assert tasks[2].func_or_class_name == "Counter" and tasks[3].actor_id == "1" * 32
+    assert (tasks[0].creation_time_ms, tasks[0].end_time_ms, tasks[0].worker_id) == (100_250, 101_500, "e" * 32)
+    assert (tasks[3].end_time_ms, tasks[3].worker_id) == (None, None)
 
     s = sr.summarize_task_records(tasks)["cluster"]
     assert (s["total_tasks"], s["total_actor_tasks"], s["total_actor_scheduled"]) == (3, 1, 1)
