@@ -167,8 +167,9 @@ def log_files(store: ShardedRedis, node_id: str | None = None) -> list[LogFile]:
 
 
 def resolve_log(store: ShardedRedis, node_id: str | None, filename: str | None, actor_id: str | None,
-                 pid: int | None, suffix: str) -> LogFile:
-    """The file to print: ``filename``, the log of the worker hosting ``actor_id``, or of worker ``pid``."""
+                pid: int | None, suffix: str, task_id: str | None = None) -> LogFile:
+    """The file to print: ``filename``, or the log of the worker hosting ``actor_id``, of worker ``pid``,
+    or of the worker that ran ``task_id`` (known once the task ended: the whole log, not only its lines)."""
     files = log_files(store, node_id)
     if filename is not None:
         wanted = filename
@@ -177,17 +178,22 @@ def resolve_log(store: ShardedRedis, node_id: str | None, filename: str | None, 
         if actor is None or not actor.worker_id:
             raise sr.StateApiError(f"actor {actor_id} not found, or it never had a worker")
         wanted = f"worker-{actor.worker_id[:12]}.{suffix}"
+    elif task_id is not None:
+        ran = [t for t in tasks(store) if t.task_id == task_id]
+        if not ran or not ran[-1].worker_id:
+            raise sr.StateApiError(f"task {task_id} is not in the task table, or has not ended on a worker yet")
+        wanted = f"worker-{ran[-1].worker_id[:12]}.{suffix}"
     elif pid is not None:
         worker = next((w for w in workers(store) if w.pid == pid), None)
         if worker is None or not worker.log_name:
             raise sr.StateApiError(f"no worker process with pid {pid} is recorded by this host's nodes")
         wanted = f"{worker.log_name}.{suffix}"
     else:
-        raise sr.StateApiError("give a file name, an actor id or a pid")
+        raise sr.StateApiError("give a file name, an actor id, a task id or a pid")
     match = [f for f in files if f.name == wanted]
     if not match:
         raise sr.StateApiError(f"no log file {wanted!r} on this host's nodes"
-                            + (f" (node {node_id})" if node_id else ""))
+                               + (f" (node {node_id})" if node_id else ""))
     return match[0]
 
 

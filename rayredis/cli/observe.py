@@ -68,11 +68,14 @@ def add_parsers(sub: Any) -> None:
 
     lg: argparse.ArgumentParser = sub.add_parser(
         "logs", help="List or print the log files of this host's nodes (Ray's `ray logs`).")
-    lg.add_argument("filename", nargs="?", help="a file name (without one, and without --actor-id/--pid: list)")
+    lg.add_argument("filename", nargs="?",
+                    help="a file name (without one, and without --actor-id/--task-id/--pid: list)")
     lg.add_argument("--node-id", help="only this node's files (a prefix of the id is enough)")
     lg.add_argument("--actor-id", help="the log of the worker that hosts this actor")
     lg.add_argument("--pid", type=int, help="the log of the worker process with this pid")
-    lg.add_argument("--err", action="store_true", help="with --actor-id/--pid: stderr (.err) instead of stdout")
+    lg.add_argument("--task-id", help="the log of the worker that ran this task (once it ended)")
+    lg.add_argument("--err", action="store_true",
+                    help="with --actor-id/--task-id/--pid: stderr (.err) instead of stdout")
     lg.add_argument("--tail", type=int, default=1000, help="print the last N lines (-1: all; default 1000)")
     lg.add_argument("--follow", action="store_true", help="keep printing lines as they are written")
     lg.add_argument("--glob", help="when listing: only file names matching this pattern")
@@ -186,7 +189,7 @@ def run_summary(args: argparse.Namespace) -> int:
 
 def run_logs(args: argparse.Namespace) -> int:
     address, password = resolve_cluster(args.address, args.redis_password)
-    if args.filename is None and args.actor_id is None and args.pid is None:
+    if args.filename is None and args.actor_id is None and args.pid is None and args.task_id is None:
         store = connect(address, password)
         try:
             files = reader.log_files(store, args.node_id)
@@ -207,7 +210,7 @@ def run_logs(args: argparse.Namespace) -> int:
     store = connect(address, password)
     try:
         f = reader.resolve_log(store, args.node_id, args.filename, args.actor_id, args.pid,
-                               "err" if args.err else "out")
+                               "err" if args.err else "out", args.task_id)
     except sr.StateApiError as e:
         raise CliError(str(e)) from None
     finally:

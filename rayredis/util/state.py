@@ -158,10 +158,10 @@ def list_logs(address: str | None = None, node_id: str | None = None, glob_filte
 
 
 def get_log(address: str | None = None, node_id: str | None = None, filename: str | None = None,
-            actor_id: str | None = None, pid: int | None = None, follow: bool = False, tail: int = 1000,
-            suffix: str = "out", **_: Any) -> Iterator[str]:
-    """The last ``tail`` lines (-1: all) of one log file (by name, actor id or worker pid), then, with
+            actor_id: str | None = None, task_id: str | None = None, pid: int | None = None,
+            follow: bool = False, tail: int = 1000, suffix: str = "out", **_: Any) -> Iterator[str]:
+    """The last ``tail`` lines (-1: all) of one log file (by name, actor id, task id or worker pid), then, with
     ``follow``, every line appended to it until the caller stops iterating. Lines keep their newline."""
     with _store(address) as store:
-        f = reader.resolve_log(store, node_id, filename, actor_id, pid, suffix)
+        f = reader.resolve_log(store, node_id, filename, actor_id, pid, suffix, task_id)
     yield from reader.stream_log(f.path, tail, follow)

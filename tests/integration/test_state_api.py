@@ -49,6 +49,12 @@ def square(x: int) -> int:
 
 
 @ray.remote
+def shout(word: str) -> str:
+    print(f"shouting {word}", flush=True)
+    return word
+
+
+@ray.remote
 def boom() -> None:
     raise ValueError("boom")
 
@@ -67,6 +73,9 @@ class Greeter:
 
 def test_state_api_and_cli_on_a_running_cluster(ray_start_regular: Any) -> None:
     assert ray.get([square.remote(i) for i in range(4)]) == [0, 1, 4, 9]
+    shout_ref = shout.remote("louder")
+    assert ray.get(shout_ref) == "louder"
+    shout_task = shout_ref.hex()[:32]
     try:
         ray.get(boom.remote())
     except ValueError:
@@ -129,6 +138,7 @@ def test_state_api_and_cli_on_a_running_cluster(ray_start_regular: Any) -> None:
     assert "hello, state api\n" in list(state.get_log(actor_id=greeter.actor_id, tail=-1))
     assert any(w.pid == greeter.pid for w in state.list_workers())
     assert "hello, state api\n" in list(state.get_log(pid=greeter.pid, tail=-1))
+    assert "shouting louder\n" in list(state.get_log(task_id=shout_task, tail=-1))
     followed = state.get_log(actor_id=greeter.actor_id, tail=1, follow=True)
     assert next(followed) == "hello, state api\n"  # the existing tail first, then it would wait for more
     followed.close()
@@ -155,5 +165,8 @@ def test_state_api_and_cli_on_a_running_cluster(ray_start_regular: Any) -> None:
     assert "raylet.log" in cli("logs").stdout
     assert "hello, state api" in cli("logs", "--actor-id", greeter.actor_id).stdout
     assert cli("logs", "--pid", str(greeter.pid), "--tail", "1").stdout == "hello, state api\n"
+    assert "shouting louder" in cli("logs", "--task-id", shout_task).stdout
+    missing = cli("logs", "--task-id", "f" * 32, ok=False)
+    assert missing.returncode == 1 and "is not in the task table" in missing.stderr
 
     remove_placement_group(pg)
