@@ -109,6 +109,8 @@ class TaskState:
     parent_task_id: str
     node_id: str | None
     worker_id: str | None = None
+    #: Ray's ``ErrorType`` name: TASK_EXECUTION_EXCEPTION, WORKER_DIED, ACTOR_DIED, NODE_DIED, ...
+    error_type: str | None = None
     required_resources: dict[str, float] = field(default_factory=dict)
     #: When its first raylet received it, and when it ended (None: not recorded, or not ended).
     creation_time_ms: int | None = None
@@ -205,6 +207,7 @@ def task_record(t: TaskEntry) -> TaskState:
         task_id=t.task_id, attempt_number=t.attempt, name=name, state=t.state.value, job_id=str(t.job),
         actor_id=spec.actor_id.hex() or None, type=kind, func_or_class_name=func_or_class,
         parent_task_id=spec.parent_task_id.hex(), node_id=t.node or None, worker_id=t.worker or None,
+        error_type=t.error_type or None,
         required_resources=dict(spec.resources), creation_time_ms=_ms(t.creation_time), end_time_ms=_ms(t.end_time))
 
 

@@ -98,8 +98,10 @@ class RedisWriter:
             ["spec", spec_bytes, "state", TaskState.PENDING.value, "node", self.node_hex,
              "attempt", attempt, "job", job_id, "creation_time", self.clock()]))
 
-    def task_state(self, task_id: bytes, state: TaskState, attempt: int, worker: bytes = b"") -> None:
-        """Record ``state``; a terminal one with its ``end_time`` and the ``worker`` that ran it (if any)."""
+    def task_state(self, task_id: bytes, state: TaskState, attempt: int, worker: bytes = b"",
+                   error_type: str = "") -> None:
+        """Record ``state``; a terminal one with its ``end_time``, the ``worker`` that ran it and Ray's
+        ``error_type`` of a failure (each if known)."""
         terminal = state.terminal
         allowed = "PENDING,RUNNING" if terminal or state is TaskState.RUNNING else "*"
         fields: list[Any] = ["state", state.value, "attempt", attempt, "node", self.node_hex]
@@ -107,6 +109,8 @@ class RedisWriter:
             fields += ["end_time", self.clock()]
             if worker:
                 fields += ["worker", worker.hex()]
+            if error_type:
+                fields += ["error_type", error_type]
         self._add(self.store.index_for_id(task_id), TaskWrite(
             task_id.hex(), allowed, attempt, self.task_ttl_s if terminal else 0, fields))
 

@@ -122,7 +122,9 @@ def test_state_api_and_cli_on_a_running_cluster(ray_start_regular: Any) -> None:
     summary = state.summarize_tasks()["cluster"]
     assert summary["summary"]["square"]["state_counts"] == {"FINISHED": 4}
     assert summary["summary"]["Greeter"]["type"] == "ACTOR_CREATION_TASK"
-    assert sum(summary["summary"]["boom"]["state_counts"].values()) == 1
+    assert summary["summary"]["boom"]["state_counts"] == {"FAILED": 1}
+    [failed] = state.list_tasks(filters=[("state", "=", "FAILED")])
+    assert (failed.name, failed.error_type) == ("boom", "TASK_EXECUTION_EXCEPTION")
     assert state.summarize_actors()["cluster"]["summary"]["Greeter"]["state_counts"] == {"ALIVE": 1, "DEAD": 1}
 
     [pg_state] = state.list_placement_groups()

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import redis
 
+from rayredis import exceptions
 from rayredis._private import state_reader as reader
 from rayredis._private import state_records as sr
 from rayredis.cli.observe import render_table
@@ -60,6 +61,8 @@ def add_task(store: Any, task_id: str, state: str, name: str, kind: int = pb.NOR
                                                         "creation_time": 100.25})
     if state in ("FINISHED", "FAILED"):
         store.primary.hset(keys.task_key(task_id), mapping={"end_time": 101.5, "worker": "e" * 32})
+    if state == "FAILED":
+        store.primary.hset(keys.task_key(task_id), "error_type", "WORKER_DIED")
 
 
 def test_nodes_jobs_and_placement_groups_have_rays_fields(store: Any) -> None:
@@ -127,6 +130,8 @@ def test_tasks_take_name_type_and_resources_from_the_spec(store: Any) -> None:
     assert tasks[2].func_or_class_name == "Counter" and tasks[3].actor_id == "1" * 32
     assert (tasks[0].creation_time_ms, tasks[0].end_time_ms, tasks[0].worker_id) == (100_250, 101_500, "e" * 32)
     assert (tasks[3].end_time_ms, tasks[3].worker_id) == (None, None)
+    assert [t.error_type for t in tasks[:2]] == [None, "WORKER_DIED"]
+    assert [t.task_id for t in sr.apply_filters(tasks, [("error_type", "=", "WORKER_DIED")], None)] == ["11" * 16]
 
     s = sr.summarize_task_records(tasks)["cluster"]
     assert (s["total_tasks"], s["total_actor_tasks"], s["total_actor_scheduled"]) == (3, 1, 1)
@@ -144,6 +149,12 @@ def test_objects_and_their_summary(store: Any) -> None:
     assert s["total_objects"] == 1 and s["total_size_mb"] == 1.0
     assert s["summary"]["make"] == {"total_objects": 1, "total_size_mb": 1.0, "total_num_nodes": 2,
                                     "task_state_counts": {"FINISHED": 1}}
+
+
+def test_ray_error_types_of_system_errors() -> None:
+    assert exceptions.ray_error_type(exceptions.WorkerCrashedError("gone")) == "WORKER_DIED"
+    assert exceptions.ray_error_type(exceptions.TaskCancelledError("t")) == "TASK_CANCELLED"
+    assert exceptions.ray_error_type(ValueError("app")) == ""
 
 
 def test_parse_filter() -> None:
