@@ -32,7 +32,7 @@ from rayredis._private.state_records import (
     summarize_object_records,
     summarize_task_records,
 )
-from rayredis.cli.common import connect, resolve_cluster
+from rayredis.cli.common import CliError, connect, resolve_cluster
 from rayredis.store.client import ShardedRedis
 
 __all__ = ["ActorState", "JobState", "NodeState", "ObjectState", "PlacementGroupState", "StateApiError",
@@ -49,7 +49,10 @@ def _store(address: str | None) -> Iterator[ShardedRedis]:
     if address is None and cw is not None:
         yield cw.store  # this process's own connection: not ours to close
         return
-    store = connect(*resolve_cluster(address, None))
+    try:
+        store = connect(*resolve_cluster(address, None))
+    except CliError as e:  # no cluster found, wrong password, unreachable: Ray raises ConnectionError too
+        raise ConnectionError(str(e)) from None
     try:
         yield store
     finally:

@@ -15,10 +15,12 @@ import redis
 from rayredis import exceptions
 from rayredis._private import state_reader as reader
 from rayredis._private import state_records as sr
+from rayredis._private.redis_server import free_port
 from rayredis.cli.observe import render_table
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.store import keys
 from rayredis.store.tables import NodeInfo, NodeLoad
+from rayredis.util import state
 from tests.unit.conftest import REDIS_PASSWORD
 
 NODE_A, NODE_B = "a" * 32, "b" * 32
@@ -155,6 +157,13 @@ def test_ray_error_types_of_system_errors() -> None:
     assert exceptions.ray_error_type(exceptions.WorkerCrashedError("gone")) == "WORKER_DIED"
     assert exceptions.ray_error_type(exceptions.TaskCancelledError("t")) == "TASK_CANCELLED"
     assert exceptions.ray_error_type(ValueError("app")) == ""
+
+
+def test_no_cluster_is_a_connection_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RAYREDIS_ADDRESS", f"127.0.0.1:{free_port()}")
+    monkeypatch.setenv("RAYREDIS_TEMP_DIR", str(tmp_path))
+    with pytest.raises(ConnectionError, match="127.0.0.1"):
+        state.list_actors(address="auto")
 
 
 def test_parse_filter() -> None:
