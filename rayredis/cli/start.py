@@ -62,7 +62,22 @@ def add_parser(sub: Any) -> None:
                    help="stay in the foreground, restart the started processes when they die (giving up "
                         "after supervisor_max_restarts within supervisor_restart_window_s), stop them on "
                         "SIGTERM/SIGINT")
+    ray_compat = p.add_argument_group("Ray's flags accepted for compatibility (no effect yet: no dashboard, no "
+                                      "usage stats)")
+    ray_compat.add_argument("--dashboard-host", default=None, help="no effect yet")
+    ray_compat.add_argument("--dashboard-port", type=int, default=None, help="no effect yet")
+    ray_compat.add_argument("--include-dashboard", type=_bool_flag, default=None, help="no effect yet")
+    ray_compat.add_argument("--disable-usage-stats", action="store_true", help="no effect yet")
     p.set_defaults(func=run)
+
+
+def _bool_flag(text: str) -> bool:
+    """Ray's ``--include-dashboard true|false``."""
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 #: Handles of the nodes this command started, kept for its lifetime: they hold the children's Popen
