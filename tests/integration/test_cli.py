@@ -154,6 +154,9 @@ def test_cluster_lifecycle(env: dict[str, str]) -> None:
         missing = cli(elsewhere, "status", "--address", address, ok=False)
         assert missing.returncode == 1 and "requires a password and none was given" in missing.stderr
 
+        other = cli(env, "stop", "--address", f"127.0.0.1:{free_port()}").stdout  # another cluster: none here
+        assert "Did not find any active rayredis processes." in other
+        assert len(active_nodes(cli(env, "status").stdout)) == 2
         sessions = cli_session_dirs(env)
         assert len(sessions) == 2
         procs = [r for s in sessions for r in process.recorded(s)]
@@ -162,7 +165,7 @@ def test_cluster_lifecycle(env: dict[str, str]) -> None:
         # A segment a crashed process would leave behind: `stop` removes it by the session tag.
         stray = Path("/dev/shm") / f"{session_shm_tag(sessions[1])}000000_stray"
         stray.write_bytes(b"")
-        stop = cli(env, "stop").stdout
+        stop = cli(env, "stop", "--address", address).stdout
         assert re.search(r"^Stopped all \d+ rayredis processes\.$", stop, re.M), stop
         assert not [r for r in procs if process.is_alive(r)]
         assert not any(shm_of(s) for s in sessions)
