@@ -135,7 +135,10 @@ def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host
     sessions.register(entry)
     write_current_cluster(ClusterFile(address, handle.password, handle.session_dir, tuple(handle.sentinels)))
     _print_banner(ip)
-    pw = _quote(handle.password)
+    from_env = not args.redis_password and bool(os.environ.get("RAYREDIS_REDIS_PASSWORD"))
+    # A password from the environment stays out of the output (which often ends up in logs).
+    pw = '"$RAYREDIS_REDIS_PASSWORD"' if from_env else _quote(handle.password)
+    py_pw = 'os.environ["RAYREDIS_REDIS_PASSWORD"]' if from_env else pw
     replicated = ""
     if handle.sentinels:
         replicated = (f"\n  Redis shards are replicated; Sentinels: {','.join(handle.sentinels)}. A driver or node on "
@@ -151,7 +154,7 @@ def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host
 
   To connect from another machine:
     import rayredis
-    rayredis.init(address='{address}', _redis_password={pw})
+    rayredis.init(address='{address}', _redis_password={py_pw})
   or run the program with RAYREDIS_ADDRESS='{address}' RAYREDIS_REDIS_PASSWORD={pw}
 
   To terminate the rayredis runtime, run

@@ -177,6 +177,19 @@ def test_cluster_lifecycle(env: dict[str, str]) -> None:
         cli(env, "stop", "--force", ok=False)
 
 
+def test_password_from_the_environment_is_not_printed(env: dict[str, str]) -> None:
+    secret = "env-secret-0123456789"
+    out = start_head(dict(env, RAYREDIS_REDIS_PASSWORD=secret)).stdout
+    try:
+        assert secret not in out
+        assert f"rayredis start --address='{current_cluster(env)['address']}' " \
+               '--redis-password="$RAYREDIS_REDIS_PASSWORD"' in out
+        assert current_cluster(env)["password"] == secret  # local drivers and the CLI still find it
+        assert len(active_nodes(cli(env, "status").stdout)) == 1
+    finally:
+        cli(env, "stop", "--force", ok=False)
+
+
 def test_bad_resources_json(env: dict[str, str]) -> None:
     res = cli(env, "start", "--head", "--port", "0", "--resources", "{Custom: 4}", ok=False)
     assert res.returncode == 1
