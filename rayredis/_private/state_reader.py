@@ -22,13 +22,16 @@ from rayredis.store.tables import (
     JobInfo,
     ObjectEntry,
     TaskEntry,
-    _s,
     read_nodes,
     read_placement_groups,
 )
 
 _SCAN_COUNT = 1000
 _FOLLOW_POLL_S = 0.5
+
+
+def _s(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
 
 
 def _data_shards(store: ShardedRedis) -> list[redis.Redis]:
