@@ -97,8 +97,9 @@ def _cell(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-def render_table(title: str, rows: list[dict[str, Any]], columns: tuple[str, ...] | None) -> str:
-    """Ray's ``ray list`` table layout: a header, ``Stats:`` with the total, then the ``Table:``."""
+def render_table(title: str, rows: list[dict[str, Any]], columns: tuple[str, ...] | None,
+                 stats: list[str] | None = None, table_title: str = "Table:") -> str:
+    """Ray's ``ray list``/``ray summary`` layout: a header, ``Stats:`` (default: the total), then the table."""
     cols = list(columns) if columns else (list(rows[0]) if rows else [])
     grid = [[c.upper() for c in cols]] + [[_cell(r.get(c)) for c in cols] for r in rows]
     widths = [max(len(line[i]) for line in grid) for i in range(len(cols))]
@@ -107,8 +108,9 @@ def render_table(title: str, rows: list[dict[str, Any]], columns: tuple[str, ...
     for i, line in enumerate(grid[1:]):
         lines.append(str(i).rjust(idx_w) + "  " + "  ".join(c.ljust(w) for c, w in zip(line, widths)))
     ts = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
-    return "\n".join([f"======== {title}: {ts} ========", "Stats:", "-" * 30, f"Total: {len(rows)}", "",
-                      "Table:", "-" * 30, *(line.rstrip() for line in lines)])
+    return "\n".join([f"======== {title}: {ts} ========", "Stats:", "-" * 30,
+                      *(stats if stats is not None else [f"Total: {len(rows)}"]), "",
+                      table_title, "-" * 30, *(line.rstrip() for line in lines)])
 
 
 def _dump(data: Any, fmt: str) -> str:
@@ -182,8 +184,11 @@ def run_summary(args: argparse.Namespace) -> int:
     if args.format != "table":
         print(_dump(summary, args.format))
         return 0
-    title = f"{args.resource.capitalize()} Summary"
-    print(render_table(title, _summary_rows(args.resource, summary), None))
+    cluster = summary["cluster"]
+    stats = [f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in sorted(cluster.items())
+             if k.startswith("total_")]
+    print(render_table(f"{args.resource.capitalize()} Summary", _summary_rows(args.resource, summary), None,
+                       stats, f"Table (group by {cluster['summary_by']}):"))
     return 0
 
 
