@@ -53,32 +53,35 @@ USAGE: dict[str, tuple[str, str, str]] = {
         "`tables.read_nodes` / `aread_nodes` (all four node tables in one round trip): GCS "
         "`RedisGcsStore.nodes` (monitor) and `cluster_view` (placement); `api.py` `_local_node`, `nodes()`, "
         "`cluster_resources`, `available_resources`; `_private/debug.validate_cluster`; CLI `status`, "
-        "`state dump`; raylet `Raylet._refresh_view` (cluster view, link addresses). GCS "
+        "`state dump`; the state API (`_private/state_reader.py`) (`list nodes`, node session dirs for `logs`); raylet "
+        "`Raylet._refresh_view` (cluster view, link addresses). GCS "
         "`GrpcRayletClients` and raylet `_address_of`/`_link_address_of` (`tables.anode_info`)",
         "never deleted (dead nodes stay)"),
     "node_state_key": (
         "raylet `Raylet.run`: `''`->ALIVE at registration, ALIVE->DEAD on clean exit; GCS `_monitor` "
         "(`RedisGcsStore.node_dead_cas`): ALIVE->DEAD (all via `hfield_cas`, `tables.node_state_cas_args`)",
         "`tables.read_nodes` / `aread_nodes` users (GCS, `api.py`, `validate_cluster`, CLI `status`, "
-        "`state dump`); `_private/node.py` start_raylet (`tables.node_alive`)",
+        "`state dump`, state API (`_private/state_reader.py`)); `_private/node.py` start_raylet (`tables.node_alive`)",
         "never deleted"),
     "node_heartbeat_key": (
         "raylet `Raylet._heartbeat` (HINCRBY)",
-        "GCS `_monitor` (`RedisGcsStore.nodes`) -> `NodeMonitor.observe_records`; CLI `status`, `state dump`",
+        "GCS `_monitor` (`RedisGcsStore.nodes`) -> `NodeMonitor.observe_records`; CLI `status`, `state dump`; "
+        "state API (`_private/state_reader.py`)",
         "never deleted"),
     "node_load_key": (
         "raylet `Raylet._register` and `_heartbeat` (`NodeManager.load()`, a `NodeLoad`)",
         "GCS `RedisGcsStore.cluster_view` (`NodeRecord.view`: actor and bundle placement); "
         "raylet `Raylet._refresh_view` (`ClusterView`: spillback); `api.available_resources`; CLI `status`, "
-        "`state dump`",
+        "`state dump`; state API (`_private/state_reader.py`)",
         "never deleted"),
     "job_counter_key": ("GCS `RedisGcsStore.next_job_id` (INCR)", "GCS (INCR)", "cluster"),
-    "jobs_key": ("GCS `register_job` (`RedisGcsStore.add_job`)", "CLI `state dump`", "never deleted"),
+    "jobs_key": ("GCS `register_job` (`RedisGcsStore.add_job`)",
+                 "CLI `state dump`; state API (`_private/state_reader.py`)", "never deleted"),
     "job_state_key": (
         "GCS `RedisGcsStore.add_job` (`''`->RUNNING); raylet `RedisWriter.job_finished`, queued by "
         "`LocalActors.job_finished` (RUNNING->FINISHED when the driver's stream closes)",
         "GCS (`RedisGcsStore.cluster_view`, `job_finished`); raylets (`Raylet._subscribe`, `_rescan`); "
-        "CLI `state dump`",
+        "CLI `state dump`; state API (`_private/state_reader.py`)",
         "never deleted"),
     "function_key": (
         "`CoreWorker.export` (SET NX) in any driver or worker calling `.remote()`",
@@ -88,11 +91,13 @@ USAGE: dict[str, tuple[str, str, str]] = {
         "creator (`actor.py` `ActorClass._remote`, driver or worker) via `actor_create`; GCS "
         "`RedisGcsStore.actor_transition` and raylet `RedisWriter.actor_transition` via `actor_transition`",
         "GCS `RedisGcsStore.actor` / `actors`; raylets `Raylet.lookup_actor`, `_subscribe`, `_rescan` "
-        "(state, death_cause); `actor.get_actor`; `runtime_context`; CLI `state dump` (SCAN)",
+        "(state, death_cause); `actor.get_actor`; `runtime_context`; CLI `state dump` (SCAN); "
+        "state API (`_private/state_reader.py`) (after the index)",
         "never deleted (DEAD entries stay)"),
     "actors_index_key": (
         "`actor_create` (SADD)",
-        "GCS `RedisGcsStore.actor_ids` (rescans, `on_node_dead`, `on_job_finished`)",
+        "GCS `RedisGcsStore.actor_ids` (rescans, `on_node_dead`, `on_job_finished`); "
+        "state API (`_private/state_reader.py`)",
         "never shrinks"),
     "named_actors_key": (
         "`actor_create` (claim), `actor_transition` (HDEL when the holder becomes DEAD)",
@@ -104,26 +109,27 @@ USAGE: dict[str, tuple[str, str, str]] = {
         "`txn_phase`, `txn_seq`, PENDING->CREATED with `nodes`, by `pg_cas` (`hash_cas`); ->REMOVED when the "
         "job ends, by `pg_state_cas`; `returned` by `mark_pg_returned`)",
         "GCS `RedisGcsStore.pg` / `pgs`; `PlacementGroup.wait`, `get_placement_group`, `placement_group_table` "
-        "(`tables.read_placement_group` / `read_placement_groups`); CLI `state dump` (SCAN)",
+        "(`tables.read_placement_group` / `read_placement_groups`); CLI `state dump` (SCAN); "
+        "state API (`_private/state_reader.py`)",
         "never deleted"),
     "placement_groups_index_key": (
         "`placement_group()` (SADD)",
         "GCS `RedisGcsStore.pg_ids` (rescans, `on_job_finished`); `tables.read_placement_groups` "
-        "(`get_placement_group`, `placement_group_table`)",
+        "(`get_placement_group`, `placement_group_table`, state API (`_private/state_reader.py`))",
         "never shrinks"),
     "task_key": (
         "raylet `RedisWriter` (batched `TaskWrite` ops: `task_transition`; `task_spilled` before a forward); "
         "raylet `TaskTableClient.claim` (`raylet/task_table.py`, script `task_claim`: the next attempt, PENDING "
         "at the claimer, `rebuilt_by`, PERSIST)",
         "raylet `TaskTableClient.read` for `raylet/orphans.py` (the lineage of objects whose owner node died); "
-        "CLI `state dump`",
+        "CLI `state dump`; state API (`_private/state_reader.py`) (SCAN)",
         "EXPIRE `task_table_ttl_s` after a terminal state (a claim removes it until the re-run ends); entries "
         "that never get one (tasks of a raylet that died, a claim whose claimer died) never expire"),
     "object_key": (
         "raylet `RedisWriter` (`ObjectSealed`: HSET of its `loc:` field, `tables.queue_object_sealed`; "
         "`ObjectFreed`: `object_location_remove`)",
         "raylet `TaskTableClient.read` (`raylet/orphans.py`: live copies of an object whose owner node "
-        "died); CLI `state dump`, tests",
+        "died); CLI `state dump`; state API (`_private/state_reader.py`) (SCAN); tests",
         "until the last copy is freed"),
     "actor_channel": (
         "`actor_create`, `actor_transition`",

@@ -271,3 +271,16 @@ def dependency_failed(function_name: str, upstream: RayTaskError, pid: int = 0, 
             f"rayredis.exceptions.RayTaskError: {upstream}")
     return RayTaskError(function_name, text, upstream.cause, "", pid or upstream.pid, ip or upstream.ip,
                         actor_repr, actor_id)
+
+
+#: Ray's ``ErrorType`` name of each system error the raylet fails a task with (the state API's
+#: ``error_type``); an application error is ``TASK_EXECUTION_EXCEPTION``.
+_ERROR_TYPES: tuple[tuple[type[BaseException], str], ...] = (
+    (ActorDiedError, "ACTOR_DIED"), (NodeDiedError, "NODE_DIED"), (TaskCancelledError, "TASK_CANCELLED"),
+    (WorkerCrashedError, "WORKER_DIED"), (TaskUnschedulableError, "TASK_UNSCHEDULABLE_ERROR"),
+)
+
+
+def ray_error_type(exc: BaseException) -> str:
+    """Ray's ``ErrorType`` name for a system error ``exc`` ("" when it has none)."""
+    return next((name for cls, name in _ERROR_TYPES if isinstance(exc, cls)), "")

@@ -1,4 +1,5 @@
-"""The ``rayredis`` command: ``start``, ``stop``, ``status``, ``health-check``, ``state dump`` (Ray's CLI style)."""
+"""The ``rayredis`` command: ``start``, ``stop``, ``status``, ``health-check``, ``state dump``, ``list``, ``get``,
+``summary``, ``logs`` (Ray's CLI style)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import redis
 
 from rayredis._private.trusted import UntrustedPathError
-from rayredis.cli import health, start, state, status, stop
+from rayredis.cli import health, observe, start, state, status, stop
 from rayredis.cli.common import CliError
 from rayredis.version import __version__
 
@@ -18,13 +19,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rayredis", description="Start, stop and inspect rayredis clusters (Ray's API on sharded Redis).")
     parser.add_argument("--version", action="version", version=f"rayredis, version {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{start,stop,status,health-check,state}")
+    sub = parser.add_subparsers(dest="command", metavar="{start,stop,status,health-check,state,list,get,summary,logs}")
     sub.required = True
     start.add_parser(sub)
     stop.add_parser(sub)
     status.add_parser(sub)
     health.add_parser(sub)
     state.add_parser(sub)
+    observe.add_parsers(sub)
     return parser
 
 

@@ -62,7 +62,22 @@ def add_parser(sub: Any) -> None:
                    help="stay in the foreground, restart the started processes when they die (giving up "
                         "after supervisor_max_restarts within supervisor_restart_window_s), stop them on "
                         "SIGTERM/SIGINT")
+    ray_compat = p.add_argument_group("Ray's flags accepted for compatibility (no effect yet: no dashboard, no "
+                                      "usage stats)")
+    ray_compat.add_argument("--dashboard-host", default=None, help="no effect yet")
+    ray_compat.add_argument("--dashboard-port", type=int, default=None, help="no effect yet")
+    ray_compat.add_argument("--include-dashboard", type=_bool_flag, default=None, help="no effect yet")
+    ray_compat.add_argument("--disable-usage-stats", action="store_true", help="no effect yet")
     p.set_defaults(func=run)
+
+
+def _bool_flag(text: str) -> bool:
+    """Ray's ``--include-dashboard true|false``."""
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 #: Handles of the nodes this command started, kept for its lifetime: they hold the children's Popen
@@ -120,7 +135,10 @@ def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host
     sessions.register(entry)
     write_current_cluster(ClusterFile(address, handle.password, handle.session_dir, tuple(handle.sentinels)))
     _print_banner(ip)
-    pw = _quote(handle.password)
+    from_env = not args.redis_password and bool(os.environ.get("RAYREDIS_REDIS_PASSWORD"))
+    # A password from the environment stays out of the output (which often ends up in logs).
+    pw = '"$RAYREDIS_REDIS_PASSWORD"' if from_env else _quote(handle.password)
+    py_pw = 'os.environ["RAYREDIS_REDIS_PASSWORD"]' if from_env else pw
     replicated = ""
     if handle.sentinels:
         replicated = (f"\n  Redis shards are replicated; Sentinels: {','.join(handle.sentinels)}. A driver or node on "
@@ -136,7 +154,7 @@ def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host
 
   To connect from another machine:
     import rayredis
-    rayredis.init(address='{address}', _redis_password={pw})
+    rayredis.init(address='{address}', _redis_password={py_pw})
   or run the program with RAYREDIS_ADDRESS='{address}' RAYREDIS_REDIS_PASSWORD={pw}
 
   To terminate the rayredis runtime, run

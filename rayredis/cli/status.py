@@ -35,15 +35,16 @@ def _usage_lines(alive: list[NodeRecord]) -> list[str]:
         tot = (n.load.total if n.load else {}) or (n.info.resources if n.info else {})
         av = n.load.available if n.load else tot
         for k, v in tot.items():
-            if k == _STORE or _PG_RESOURCE.search(k):
-                continue
+            if k == _STORE or k.startswith("node:") or _PG_RESOURCE.search(k):
+                continue  # (Ray hides the per-node ``node:<ip>`` resources too)
             total[k] = total.get(k, 0.0) + float(v)
             avail[k] = avail.get(k, 0.0) + float(av.get(k, 0.0))
         store_used += float(n.load.object_store_used if n.load else 0)
         store_cap += float((n.load.object_store_capacity if n.load else 0)
                            or (n.info.object_store_memory if n.info else 0))
     order = sorted(total, key=lambda k: ({"CPU": 0, "GPU": 1}.get(k, 2), k))
-    lines = [f" {max(0.0, total[k] - avail[k]):.1f}/{total[k]:.1f} {k}" for k in order]
+    lines = [f" {format_memory(max(0.0, total[k] - avail[k]))}/{format_memory(total[k])} {k}" if k == "memory"
+             else f" {max(0.0, total[k] - avail[k]):.1f}/{total[k]:.1f} {k}" for k in order]
     lines.append(f" {format_memory(store_used)}/{format_memory(store_cap)} {_STORE}")
     return lines
 
@@ -73,7 +74,9 @@ def render(store: ShardedRedis, verbose: bool = False) -> str:
     if dead:
         out.append("Dead:")
         out += [f" 1 node_{n.node_id}" for n in dead]
-    out += ["Pending:", " (no pending nodes)", "Recent failures:", " (no failures)", "", "Resources", _RULE,
+    failures = [f" node_{n.node_id}: NodeTerminated (ip: {n.info.node_ip if n.info else '?'})" for n in dead]
+    out += ["Pending:", " (no pending nodes)", "Recent failures:", *(failures or [" (no failures)"]), "",
+            "Resources", _RULE,
             "Usage:", *_usage_lines(alive), "", "Demands:"]
     queued = sum(n.load.queued for n in alive if n.load)
     if queued:

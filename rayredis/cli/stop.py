@@ -1,4 +1,4 @@
-"""``rayredis stop``: stop every process the CLI started on this machine, and nothing else.
+"""``rayredis stop``: stop the processes the CLI started on this machine (``--address``: one cluster's), no others.
 
 Processes are found through the CLI's session registry (:mod:`rayredis.cli.sessions`) and each
 session's recorded PIDs, checked against their kernel start time; never by process name.
@@ -17,6 +17,7 @@ from rayredis._private.session import (
     sweep_dead_sessions_shm,
 )
 from rayredis.cli import sessions
+from rayredis.cli.common import normalize_address
 from rayredis.config import get_config
 
 #: Stop order inside a session: workers and raylets first (they mark themselves DEAD in Redis on a
@@ -32,6 +33,8 @@ def add_parser(sub: Any) -> None:
                    help="seconds to wait after SIGTERM before SIGKILL "
                         f"(default {get_config().stop_grace_period_s})")
     p.add_argument("-v", "--verbose", action="store_true", help="list every process stopped")
+    p.add_argument("--address", default=None,
+                   help="stop only the sessions (head and joined nodes) of the cluster at this host:port")
     p.set_defaults(func=run)
 
 
@@ -64,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
     grace = get_config().stop_grace_period_s if args.grace_period is None else max(0.0, args.grace_period)
     entries = sessions.registered()
     info = read_current_cluster()
+    if args.address:
+        address = normalize_address(args.address)
+        entries = [e for e in entries if e.address == address]
+        if info is not None and info.address != address:
+            info = None  # another cluster's head: not ours to stop or forget
     if info is not None and all(e.session_dir != info.session_dir for e in entries):
         # A head whose registry entry is missing (e.g. the CLI was killed mid-start): stop it too.
         entries.append(sessions.CliSession(info.session_dir, sessions.HEAD, info.address))

@@ -289,7 +289,7 @@ class NodeManager:
                     self.actors.creation_failed_before_start(rec, err)
                 else:
                     self._complete_with_error_blob(rec, serialization.dependency_error_blob(
-                        rec.spec.name or rec.spec.method_name, err))
+                        rec.spec.name or rec.spec.method_name, err), error_type="DEPENDENCY_RESOLUTION_FAILED")
                 continue
             if rec.spec.kind == ACTOR_CREATION:
                 self.actors.creation_dispatched(rec, conn)
@@ -345,7 +345,8 @@ class NodeManager:
             self._discard_returns(r)
             self._retry(rec)
             return
-        self.finish(rec, r.returns, FAILED if r.failed else FINISHED)
+        self.finish(rec, r.returns, FAILED if r.failed else FINISHED,
+                    error_type="TASK_EXECUTION_EXCEPTION" if r.failed else "")
 
     def _worker_free(self, conn: Connection) -> None:
         if not conn.actor_id and not conn.is_driver and not conn.closed and not conn.exiting:
@@ -371,8 +372,9 @@ class NodeManager:
             if p.shm_name:
                 self.objects.abort(p.object_id, p.shm_name)
 
-    def finish(self, rec: TaskRecord, returns: Iterable[pb.PutObject], state: TaskState) -> None:
-        """Seal the task's return objects, release its pins and record the terminal state."""
+    def finish(self, rec: TaskRecord, returns: Iterable[pb.PutObject], state: TaskState, error_type: str = "") -> None:
+        """Seal the task's return objects, release its pins and record the terminal state (and Ray's
+        ``error_type`` of a failure)."""
         tid = rec.spec.task_id
         self.tasks.pop(tid, None)
         rec.state = state
@@ -388,7 +390,7 @@ class NodeManager:
             self._notify_done(rec)
         for oid in rec.pinned:
             self.objects.unpin(oid)
-        self.writer.task_state(tid, state, rec.attempt)
+        self.writer.task_state(tid, state, rec.attempt, worker=rec.worker, error_type=error_type)
         self.drain_freed()
 
     def _tell_driver_failed(self, rec: TaskRecord, returns: list[pb.PutObject]) -> None:
@@ -456,11 +458,13 @@ class NodeManager:
             if state is not None:
                 self.writer.task_state(rec.spec.task_id, state, rec.attempt)
 
-    def _complete_with_error_blob(self, rec: TaskRecord, blob: bytes, state: TaskState = FAILED) -> None:
-        self.finish(rec, [pb.PutObject(object_id=o, inline_data=blob) for o in rec.return_ids], state)
+    def _complete_with_error_blob(self, rec: TaskRecord, blob: bytes, state: TaskState = FAILED,
+                                  error_type: str = "") -> None:
+        self.finish(rec, [pb.PutObject(object_id=o, inline_data=blob) for o in rec.return_ids], state, error_type)
 
     def fail_task(self, rec: TaskRecord, exc: BaseException, state: TaskState = FAILED) -> None:
-        self._complete_with_error_blob(rec, serialization.serialize_error(exc).to_bytes(), state)
+        self._complete_with_error_blob(rec, serialization.serialize_error(exc).to_bytes(), state,
+                                       exceptions.ray_error_type(exc))
 
     def _can_retry(self, rec: TaskRecord) -> bool:
         m = rec.spec.max_retries

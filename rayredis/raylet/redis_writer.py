@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,11 +69,14 @@ class RedisWriter:
     double-applying anything.
     """
 
-    def __init__(self, store: AsyncShardedRedis, node_hex: str, flush_interval_s: float, task_ttl_s: int):
+    def __init__(self, store: AsyncShardedRedis, node_hex: str, flush_interval_s: float, task_ttl_s: int,
+                 clock: Callable[[], float] = time.time):
         self.store = store
         self.node_hex = node_hex
         self.flush_interval_s = flush_interval_s
         self.task_ttl_s = task_ttl_s
+        #: Wall clock of the task table's ``creation_time``/``end_time`` (the state API's timestamps).
+        self.clock = clock
         #: One pipeline target per data shard, then the primary (index ``primary_index``).
         self.clients: list[Any] = [*store.shards, store.primary]
         self.primary_index = len(store.shards)
@@ -92,14 +96,23 @@ class RedisWriter:
         self._add(self.store.index_for_id(task_id), TaskWrite(
             task_id.hex(), "*", attempt, 0,
             ["spec", spec_bytes, "state", TaskState.PENDING.value, "node", self.node_hex,
-             "attempt", attempt, "job", job_id]))
+             "attempt", attempt, "job", job_id, "creation_time", self.clock()]))
 
-    def task_state(self, task_id: bytes, state: TaskState, attempt: int) -> None:
+    def task_state(self, task_id: bytes, state: TaskState, attempt: int, worker: bytes = b"",
+                   error_type: str = "") -> None:
+        """Record ``state``; a terminal one with its ``end_time``, the ``worker`` that ran it and Ray's
+        ``error_type`` of a failure (each if known)."""
         terminal = state.terminal
         allowed = "PENDING,RUNNING" if terminal or state is TaskState.RUNNING else "*"
+        fields: list[Any] = ["state", state.value, "attempt", attempt, "node", self.node_hex]
+        if terminal:
+            fields += ["end_time", self.clock()]
+            if worker:
+                fields += ["worker", worker.hex()]
+            if error_type:
+                fields += ["error_type", error_type]
         self._add(self.store.index_for_id(task_id), TaskWrite(
-            task_id.hex(), allowed, attempt, self.task_ttl_s if terminal else 0,
-            ["state", state.value, "attempt", attempt, "node", self.node_hex]))
+            task_id.hex(), allowed, attempt, self.task_ttl_s if terminal else 0, fields))
 
     def task_spilled(self, task_id: bytes, node: bytes, attempt: int) -> None:
         """The task is handed to ``node`` (flushed before the forward is sent: see ``peers.py``)."""

@@ -142,7 +142,9 @@ def placement_groups_index_key() -> str:
 def task_key(task_id_hex: str) -> str:
     """HASH on the data shard of the task ID: ``spec`` (serialized TaskSpec, the lineage needed to
     re-run it), ``state`` (PENDING/FINISHED/FAILED/CANCELLED; RUNNING is not written, to keep one
-    write per transition off the hot path), ``node``, ``attempt``, ``job``, and ``spilled_from``
+    write per transition off the hot path), ``node``, ``attempt``, ``job``, ``creation_time`` (when
+    the first raylet received it) and, once ended, ``end_time``, ``worker`` and (failures)
+    ``error_type``; ``spilled_from``
     when the submitter's raylet forwarded it (its spill written, ``node`` = the target, before the
     forward is sent), and ``rebuilt_by`` when a node re-runs it because its owner died (claimed by the
     CAS script ``task_claim`` on ``attempt``: one node per attempt; the entry is PENDING at that node

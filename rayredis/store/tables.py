@@ -524,13 +524,22 @@ class TaskEntry:
     node: str = ""
     attempt: int = 0
     job: int = 0
+    #: The worker that ran it ("" until it ended, or when it ended without running).
+    worker: str = ""
+    #: Wall-clock seconds: received by its first raylet, ended (0.0: not recorded).
+    creation_time: float = 0.0
+    end_time: float = 0.0
+    #: Ray's ``ErrorType`` name of a failure ("" otherwise).
+    error_type: str = ""
 
     @classmethod
     def from_redis(cls, task_id: str, raw: Raw) -> TaskEntry | None:
         if not raw:
             return None
         return cls(task_id=task_id, state=TaskState(_s(raw.get(b"state"), "PENDING")), spec=raw.get(b"spec", b""),
-                   node=_s(raw.get(b"node")), attempt=_i(raw.get(b"attempt")), job=_i(raw.get(b"job")))
+                   node=_s(raw.get(b"node")), attempt=_i(raw.get(b"attempt")), job=_i(raw.get(b"job")),
+                   worker=_s(raw.get(b"worker")), creation_time=float(_s(raw.get(b"creation_time")) or 0.0),
+                   end_time=float(_s(raw.get(b"end_time")) or 0.0), error_type=_s(raw.get(b"error_type")))
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,13 @@ def test_cluster_lifecycle(env: dict[str, str]) -> None:
         status = cli(env, "status").stdout
         assert len(active_nodes(status)) == 2, status
         assert " 0.0/3.0 CPU" in status
+        # The state CLI finds the cluster and its password as `status` does, and sees both nodes' logs.
+        listed = json.loads(cli(env, "list", "nodes", "--format", "json").stdout)
+        assert [n["state"] for n in listed] == ["ALIVE", "ALIVE"]
+        assert head_nodes[0] in {n["node_id"] for n in listed}
+        assert [a["name"] for a in json.loads(cli(env, "list", "actors", "--format", "json").stdout)] == ["holder"]
+        logs = cli(env, "logs", "--glob", "raylet*.log").stdout
+        assert logs.count("Node ID: ") == 2 and logs.count("  raylet.log  (") == 2, logs
 
         wrong = cli(env, "status", "--address", address, "--redis-password", "wrong", ok=False)
         assert wrong.returncode == 1 and "refused our credentials" in wrong.stderr
@@ -147,6 +154,9 @@ def test_cluster_lifecycle(env: dict[str, str]) -> None:
         missing = cli(elsewhere, "status", "--address", address, ok=False)
         assert missing.returncode == 1 and "requires a password and none was given" in missing.stderr
 
+        other = cli(env, "stop", "--address", f"127.0.0.1:{free_port()}").stdout  # another cluster: none here
+        assert "Did not find any active rayredis processes." in other
+        assert len(active_nodes(cli(env, "status").stdout)) == 2
         sessions = cli_session_dirs(env)
         assert len(sessions) == 2
         procs = [r for s in sessions for r in process.recorded(s)]
@@ -155,7 +165,7 @@ def test_cluster_lifecycle(env: dict[str, str]) -> None:
         # A segment a crashed process would leave behind: `stop` removes it by the session tag.
         stray = Path("/dev/shm") / f"{session_shm_tag(sessions[1])}000000_stray"
         stray.write_bytes(b"")
-        stop = cli(env, "stop").stdout
+        stop = cli(env, "stop", "--address", address).stdout
         assert re.search(r"^Stopped all \d+ rayredis processes\.$", stop, re.M), stop
         assert not [r for r in procs if process.is_alive(r)]
         assert not any(shm_of(s) for s in sessions)
@@ -163,6 +173,19 @@ def test_cluster_lifecycle(env: dict[str, str]) -> None:
         assert "Did not find any active rayredis processes." in cli(env, "stop").stdout
         gone = cli(env, "status", ok=False)
         assert gone.returncode == 1 and "Could not find any running rayredis cluster" in gone.stderr
+    finally:
+        cli(env, "stop", "--force", ok=False)
+
+
+def test_password_from_the_environment_is_not_printed(env: dict[str, str]) -> None:
+    secret = "env-secret-0123456789"
+    out = start_head(dict(env, RAYREDIS_REDIS_PASSWORD=secret)).stdout
+    try:
+        assert secret not in out
+        assert f"rayredis start --address='{current_cluster(env)['address']}' " \
+               '--redis-password="$RAYREDIS_REDIS_PASSWORD"' in out
+        assert current_cluster(env)["password"] == secret  # local drivers and the CLI still find it
+        assert len(active_nodes(cli(env, "status").stdout)) == 1
     finally:
         cli(env, "stop", "--force", ok=False)
 

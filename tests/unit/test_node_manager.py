@@ -104,7 +104,8 @@ class RecordingWriter:
     def task_submitted(self, task_id: bytes, spec_bytes: bytes, job_id: int, attempt: int) -> None:
         self.ops.append(("submitted", task_id, job_id, attempt))
 
-    def task_state(self, task_id: bytes, state: TaskState, attempt: int) -> None:
+    def task_state(self, task_id: bytes, state: TaskState, attempt: int, worker: bytes = b"",
+                   error_type: str = "") -> None:
         self.ops.append(("state", task_id, state, attempt))
 
     def object_sealed(self, oid: bytes, size: int, is_error: bool) -> None:

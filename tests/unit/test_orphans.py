@@ -69,9 +69,10 @@ class RedisTablesWriter(SpillRecordingWriter):
         self.w.task_submitted(task_id, spec_bytes, job_id, attempt)
         self._flush()
 
-    def task_state(self, task_id: bytes, state: TaskState, attempt: int) -> None:
-        super().task_state(task_id, state, attempt)
-        self.w.task_state(task_id, state, attempt)
+    def task_state(self, task_id: bytes, state: TaskState, attempt: int, worker: bytes = b"",
+                   error_type: str = "") -> None:
+        super().task_state(task_id, state, attempt, worker, error_type)
+        self.w.task_state(task_id, state, attempt, worker, error_type)
         self._flush()
 
     def task_spilled(self, task_id: bytes, node: bytes, attempt: int) -> None:

@@ -67,7 +67,7 @@ class FakeStore:
 
 
 def writer(store: FakeStore, ttl: int = 600) -> RedisWriter:
-    return RedisWriter(store, NODE_HEX, 0.0, ttl)  # type: ignore[arg-type]
+    return RedisWriter(store, NODE_HEX, 0.0, ttl, clock=lambda: 1234.5)  # type: ignore[arg-type]
 
 
 def id_on_shard(store: FakeStore, shard: int, tag: int = 0) -> bytes:
@@ -86,6 +86,7 @@ def test_ops_are_grouped_per_shard_in_one_pipeline_each() -> None:
     w.task_submitted(t0, b"spec", 3, 0)
     w.task_state(t0, TaskState.FINISHED, 0)
     w.task_state(t1, TaskState.PENDING, 2)
+    w.task_state(t1, TaskState.FAILED, 2, worker=b"\x01" * 16, error_type="WORKER_DIED")
     w.object_sealed(t1, 10, True)
     w.object_freed(t0)
     asyncio.run(w.flush())
@@ -94,6 +95,9 @@ def test_ops_are_grouped_per_shard_in_one_pipeline_each() -> None:
     assert shard1 == [
         ("task_transition", [keys.task_key(t1.hex())],
          ["*", 2, 0, "state", "PENDING", "attempt", 2, "node", NODE_HEX]),
+        ("task_transition", [keys.task_key(t1.hex())],
+         ["PENDING,RUNNING", 2, 600, "state", "FAILED", "attempt", 2, "node", NODE_HEX, "end_time", 1234.5,
+          "worker", "01" * 16, "error_type", "WORKER_DIED"]),
         ("hset", keys.object_key(t1.hex()), {"size": 10, "task": t1.hex()[:32], "error": 1,
                                              tables.location_field(NODE_HEX): 1}),
         ("publish", keys.object_channel(), t1.hex()),
@@ -101,9 +105,10 @@ def test_ops_are_grouped_per_shard_in_one_pipeline_each() -> None:
     (shard0,) = primary.executed  # nothing was queued for the primary's own queue
     assert shard0 == [
         ("task_transition", [keys.task_key(t0.hex())],
-         ["*", 0, 0, "spec", b"spec", "state", "PENDING", "node", NODE_HEX, "attempt", 0, "job", 3]),
+         ["*", 0, 0, "spec", b"spec", "state", "PENDING", "node", NODE_HEX, "attempt", 0, "job", 3,
+          "creation_time", 1234.5]),
         ("task_transition", [keys.task_key(t0.hex())],
-         ["PENDING,RUNNING", 0, 600, "state", "FINISHED", "attempt", 0, "node", NODE_HEX]),
+         ["PENDING,RUNNING", 0, 600, "state", "FINISHED", "attempt", 0, "node", NODE_HEX, "end_time", 1234.5]),
         ("object_location_remove", [keys.object_key(t0.hex())], [tables.location_field(NODE_HEX)]),
     ]
     assert w.pending == [[], [], []]
