@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rayredis import serialization
+from rayredis.exceptions import ObjectStoreFullError
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.raylet.connection import Connection
 from rayredis.raylet.connection_objects import readable_by
@@ -15,13 +16,20 @@ from rayredis.raylet.records import GetWait, WaitRequest
 WaitKey = tuple[bytes, int]  # (worker id, request id)
 
 
-def object_data(objects: ObjectStore, oid: bytes) -> pb.ObjectData:
-    """How a client reads ``oid``: its inline bytes, its shared-memory segment, or ``missing``."""
+def object_data(objects: ObjectStore, oid: bytes, reader: bytes = b"") -> pb.ObjectData:
+    """How a client reads ``oid``: its inline bytes, its shared-memory segment (restored first if it
+    was spilled; ``reader`` is the client that will map it), an error blob, or ``missing``."""
     e = objects.get(oid)
     if e is None or e.state != READY:
         return pb.ObjectData(object_id=oid, missing=True)
     if e.inline is not None:
         return pb.ObjectData(object_id=oid, inline_data=e.inline, size=len(e.inline))
+    why = objects.ensure_local(oid)
+    if why:
+        blob = serialization.serialize_error(ObjectStoreFullError(why)).to_bytes()
+        return pb.ObjectData(object_id=oid, inline_data=blob, size=len(blob))
+    if reader:
+        objects.read_by(oid, reader)
     return pb.ObjectData(object_id=oid, shm_name=e.shm_name, size=e.size)
 
 
@@ -92,8 +100,9 @@ class ObjectWaits:
         del self.gets[key]
         conn = w.conn
         reply = conn.out().get_replies.add(req_id=key[1])
+        reader = b"" if conn.objects_over_connection else conn.worker_id  # (those read it at once)
         for o in w.oids:
-            reply.objects.append(readable_by(conn, object_data(self.objects, o)))
+            reply.objects.append(readable_by(conn, object_data(self.objects, o, reader)))
         conn.flush()
 
     def _is_error(self, oid: bytes) -> bool:

@@ -173,7 +173,9 @@ class CoreWorker:
             return pb.PutObject(object_id=oid, shm_name=reply.value.shm_name, size=ser.total_size,
                                 contained=contained, data=ser.to_bytes()), reply.generation
         try:
-            view = write_segment(reply.value.shm_name, ser)
+            # (The mapping is not kept: the raylet may spill the object once it is sealed, and a
+            # get maps it anew, marking this client a reader that holds it in memory.)
+            write_segment(reply.value.shm_name, ser)
         except exceptions.ObjectStoreFullError as e:  # /dev/shm is full: the raylet gets the error instead
             blob = serialization.serialize_error(e).to_bytes()
             try:
@@ -182,8 +184,6 @@ class CoreWorker:
             except ReconnectedError:
                 pass
             raise
-        if self.refs.holds(oid):
-            self.refs.values[oid] = view
         return pb.PutObject(object_id=oid, shm_name=reply.value.shm_name, size=ser.total_size,
                             contained=contained), reply.generation
 
