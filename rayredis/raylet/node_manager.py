@@ -91,7 +91,7 @@ class NodeManager:
             if run is not None:
                 self._task_worker_died(run.task.task_id, f"worker pid={conn.pid} died")
         self.workers.exited(conn.worker_id)
-        self.objects.release_all(conn.refs, conn.worker_id)
+        self.objects.release_all(conn.refs)
         self.drain_freed()
         self.request_schedule()
 
@@ -133,7 +133,7 @@ class NodeManager:
                 conn.refs[oid] -= 1
                 if conn.refs[oid] == 0:
                     del conn.refs[oid]
-                self.objects.remove_ref(oid, reader=b"" if oid in conn.refs else conn.worker_id)
+                self.objects.remove_ref(oid)
         self.drain_freed()
         self.request_schedule()
 

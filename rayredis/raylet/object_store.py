@@ -39,8 +39,6 @@ class Entry:
     spilled: str = ""
     #: When the entry was last sealed or read (the store's use counter), for LRU spilling.
     last_use: int = 0
-    #: Clients that were handed the segment and may still map it (it is not spilled meanwhile).
-    readers: set[bytes] = field(default_factory=set)
 
     def unused(self) -> bool:
         return self.refcount <= 0 and self.pins <= 0 and not self.holders
@@ -204,13 +202,6 @@ class ObjectStore:
         e.shm_name, e.spilled = name, ""
         return ""
 
-    def read_by(self, oid: bytes, client: bytes) -> None:
-        """``client`` was handed the object's segment: it is not spilled until that client drops its last
-        reference (``remove_ref``) or disconnects (``release_all``)."""
-        e = self.entries.get(oid)
-        if e is not None and e.shm_name:
-            e.readers.add(client)
-
     def mark_remote(self, oid: bytes, locations: list[bytes], size: int) -> bool:
         """A pending entry's object was sealed on other nodes: it is REMOTE now. False if not pending."""
         e = self.entries.get(oid)
@@ -264,12 +255,10 @@ class ObjectStore:
         if e is not None:
             e.refcount += n
 
-    def remove_ref(self, oid: bytes, n: int = 1, reader: bytes = b"") -> None:
-        """Drop ``n`` references; ``reader`` is a client that dropped its last one (no longer maps it)."""
+    def remove_ref(self, oid: bytes, n: int = 1) -> None:
         e = self.entries.get(oid)
         if e is None:
             return
-        e.readers.discard(reader)
         e.refcount -= n
         self._maybe_free(oid, e)
 
@@ -285,11 +274,8 @@ class ObjectStore:
         e.pins -= 1
         self._maybe_free(oid, e)
 
-    def release_all(self, refs: Counter[bytes], client: bytes = b"") -> None:
-        """A connection closed: drop every reference it still held (and its mappings)."""
-        if client:
-            for e in self.entries.values():
-                e.readers.discard(client)
+    def release_all(self, refs: Counter[bytes]) -> None:
+        """A connection closed: drop every reference it still held."""
         for oid, n in refs.items():
             if n > 0:
                 self.remove_ref(oid, n)

@@ -16,9 +16,9 @@ from rayredis.raylet.records import GetWait, WaitRequest
 WaitKey = tuple[bytes, int]  # (worker id, request id)
 
 
-def object_data(objects: ObjectStore, oid: bytes, reader: bytes = b"") -> pb.ObjectData:
+def object_data(objects: ObjectStore, oid: bytes) -> pb.ObjectData:
     """How a client reads ``oid``: its inline bytes, its shared-memory segment (restored first if it
-    was spilled; ``reader`` is the client that will map it), an error blob, or ``missing``."""
+    was spilled), an error blob, or ``missing``."""
     e = objects.get(oid)
     if e is None or e.state != READY:
         return pb.ObjectData(object_id=oid, missing=True)
@@ -28,8 +28,6 @@ def object_data(objects: ObjectStore, oid: bytes, reader: bytes = b"") -> pb.Obj
     if why:
         blob = serialization.serialize_error(ObjectStoreFullError(why)).to_bytes()
         return pb.ObjectData(object_id=oid, inline_data=blob, size=len(blob))
-    if reader:
-        objects.read_by(oid, reader)
     return pb.ObjectData(object_id=oid, shm_name=e.shm_name, size=e.size)
 
 
@@ -100,9 +98,8 @@ class ObjectWaits:
         del self.gets[key]
         conn = w.conn
         reply = conn.out().get_replies.add(req_id=key[1])
-        reader = b"" if conn.objects_over_connection else conn.worker_id  # (those read it at once)
         for o in w.oids:
-            reply.objects.append(readable_by(conn, object_data(self.objects, o, reader)))
+            reply.objects.append(readable_by(conn, object_data(self.objects, o)))
         conn.flush()
 
     def _is_error(self, oid: bytes) -> bool:

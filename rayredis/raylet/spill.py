@@ -2,12 +2,14 @@
 
 When a ``reserve`` would exceed the store's capacity, the store first evicts secondary copies, then
 spills primary copies chosen by :func:`choose_victims`: sealed, in shared memory, least recently
-used first, and not in use. An object is in use while a queued or running task or a containing
-object pins it, while another node holds it (it may be copying the segment), or while a client that
-was handed its segment may still map it (``Entry.readers``: until that client drops its last
-reference, or disconnects). A spilled object's segment is copied to a file in the spill directory
-and unlinked; :class:`Spiller` copies it back into a fresh segment when a client or a peer reads it
-(``ObjectStore.ensure_local``), and deletes the file when the object is freed or the raylet exits.
+used first, and not in use: no queued or running task or containing object pins it, and no other
+node holds it (it may be copying the segment). A spilled object's segment is copied to a file in the
+spill directory and unlinked; :class:`Spiller` copies it back into a fresh segment when a client or
+a peer reads it (``ObjectStore.ensure_local``), and deletes the file when the object is freed or
+the raylet exits. A client that still maps the unlinked segment (it holds a value it got) keeps
+reading the same pages, which the kernel frees when it drops the value; until then they are
+outside the store's accounting. A client whose get reply names a segment spilled in the meantime
+asks again (``CoreWorker.get_blobs``), and the raylet restores it.
 """
 
 from __future__ import annotations
@@ -35,14 +37,11 @@ class Spillable(Protocol):
     @property
     def holders(self) -> object: ...
 
-    @property
-    def readers(self) -> object: ...
-
 
 def spillable(e: Spillable, ready_state: int) -> bool:
     """Whether ``e`` may be spilled: a sealed primary copy in shared memory that nothing uses."""
     return (e.state == ready_state and e.inline is None and bool(e.shm_name) and e.size > 0
-            and e.pins <= 0 and not e.held_at and not e.holders and not e.readers)
+            and e.pins <= 0 and not e.held_at and not e.holders)
 
 
 def choose_victims(entries: Iterable[tuple[bytes, Spillable]], need: int, ready_state: int,

@@ -39,7 +39,7 @@ def test_victims_are_least_recently_used_first_and_only_as_many_as_needed() -> N
 def test_objects_in_use_are_not_victims() -> None:
     entries = {
         A: ready(100, 1, pins=1),  # a queued task's argument
-        B: ready(100, 2, readers={b"w"}),  # a client may map it
+        B: ready(100, 2, state=0),  # not sealed yet
         C: ready(100, 3, held_at=b"n"),  # a secondary copy (evicted instead)
         D: ready(100, 4, inline=b"x"),  # inline
     }
@@ -107,18 +107,26 @@ def test_full_store_spills_the_oldest_unused_object_and_restores_it_on_read(stor
     assert store.spiller.restored_bytes == 600
 
 
-def test_objects_in_use_are_not_spilled_and_the_put_fails(store: ObjectStore) -> None:
+def test_pinned_objects_are_not_spilled_and_the_put_fails(store: ObjectStore) -> None:
     put(store, A, 600)
-    store.read_by(A, b"client")
+    store.pin(A)  # a queued task's argument
     store.expect(B)
     with pytest.raises(ObjectStoreFullError):
         store.reserve(B, 600)
     store.remove_ref(B)
-    store.add_ref(A)
-    store.remove_ref(A, reader=b"client")  # the client dropped its last ref: spillable again
+    store.unpin(A)
     put(store, C, 600)
     a = store.get(A)
     assert a is not None and a.spilled
+
+
+def test_a_spilled_object_that_cannot_be_restored_says_why(store: ObjectStore) -> None:
+    put(store, A, 600)
+    put(store, B, 600)
+    store.pin(B)
+    assert "cannot be restored" in store.ensure_local(A)
+    a = store.get(A)
+    assert a is not None and a.spilled and os.path.exists(a.spilled)
 
 
 def test_an_object_larger_than_the_store_is_never_spilled_for(store: ObjectStore) -> None:
