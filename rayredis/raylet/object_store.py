@@ -64,6 +64,8 @@ class ObjectStore:
         self.capacity = capacity
         self.shm_prefix = shm_prefix
         self.spiller = spiller
+        if spiller is not None:
+            spiller.remove_leftovers(shm_prefix)
         self.uses = 0
         self.used = 0
         self.entries: dict[bytes, Entry] = {}

@@ -116,6 +116,17 @@ class Spiller:
         self.restored_bytes += size
         self.delete(path)
 
+    def remove_leftovers(self, prefix: str) -> int:
+        """Delete the spill files named ``prefix...`` that a previous raylet of this node left (it
+        crashed); returns how many."""
+        try:
+            names = [n for n in os.listdir(self.directory) if n.startswith(prefix)]
+        except FileNotFoundError:
+            return 0
+        for n in names:
+            _remove(os.path.join(self.directory, n))
+        return len(names)
+
     def delete(self, path: str) -> None:
         self.files.discard(path)
         _remove(path)

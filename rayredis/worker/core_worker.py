@@ -8,7 +8,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,9 +179,7 @@ class CoreWorker:
             return pb.PutObject(object_id=oid, shm_name=reply.value.shm_name, size=ser.total_size,
                                 contained=contained, data=ser.to_bytes()), reply.generation
         try:
-            # (The mapping is not kept: the raylet may spill the object once it is sealed, and a
-            # get maps it anew, marking this client a reader that holds it in memory.)
-            write_segment(reply.value.shm_name, ser)
+            view = write_segment(reply.value.shm_name, ser)
         except exceptions.ObjectStoreFullError as e:  # /dev/shm is full: the raylet gets the error instead
             blob = serialization.serialize_error(e).to_bytes()
             try:
@@ -190,6 +188,10 @@ class CoreWorker:
             except ReconnectedError:
                 pass
             raise
+        if self.refs.holds(oid) and not self.cfg.object_spilling:
+            # (With spilling the mapping is not kept, so that the raylet can free the memory; a get
+            # maps it anew. Without, it is put again from here after a raylet restart.)
+            self.refs.values[oid] = view
         return pb.PutObject(object_id=oid, shm_name=reply.value.shm_name, size=ser.total_size,
                             contained=contained), reply.generation
 
@@ -280,6 +282,10 @@ class CoreWorker:
             got, need = self._fetch(need, len(oids), timeout)
             out = [v if v is not None else got.get(o) for o, v in zip(oids, out)]
         return out
+
+    def mapped_values(self, skip: Mapping[bytes, Any]) -> dict[bytes, memoryview]:
+        """Views of the segments this process still maps (for a restarted raylet), except ``skip``'s."""
+        return {o: memoryview(mm) for o, mm in list(self._mapped.items()) if o not in skip}
 
     def _mapped_view(self, oid: bytes) -> memoryview | None:
         mm = self._mapped.get(oid)

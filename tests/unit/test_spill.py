@@ -165,3 +165,12 @@ def test_without_a_spiller_a_full_store_fails(prefix: str) -> None:
     store.expect(B)
     with pytest.raises(ObjectStoreFullError, match="full"):
         store.reserve(B, 600)
+
+
+def test_a_new_store_removes_the_spill_files_a_crashed_raylet_left(prefix: str, tmp_path: Path) -> None:
+    d = tmp_path / "spill"
+    d.mkdir()
+    (d / f"{prefix}{A.hex()}").write_bytes(b"x")
+    (d / "other_node_file").write_bytes(b"y")
+    ObjectStore(capacity=1000, shm_prefix=prefix, spiller=Spiller(str(d), "/dev/shm", owned=True))
+    assert os.listdir(d) == ["other_node_file"]
