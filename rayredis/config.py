@@ -34,6 +34,11 @@ class Config:
     pull_same_host_copy: bool = True
     #: Default object store capacity per node (bytes); 0 means 30% of /dev/shm.
     object_store_memory: int = 0
+    #: When the object store is full, copy sealed objects that nothing uses (least recently used
+    #: first) to local disk and restore them on read, instead of failing the put (docs/architecture.md).
+    object_spilling: bool = True
+    #: Directory of spilled objects; empty means ``<session_dir>/spill`` (removed with the session).
+    object_spilling_dir: str = ""
     #: Interval between raylet heartbeats written to Redis.
     heartbeat_interval_s: float = 0.5
     #: A node whose heartbeat counter has not moved for this long is declared dead by the GCS. The

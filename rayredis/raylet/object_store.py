@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from rayredis.exceptions import ObjectStoreFullError
+from rayredis.raylet.spill import Spiller, SpillError, choose_victims
 
 SHM_DIR = "/dev/shm"
 
@@ -34,6 +35,10 @@ class Entry:
     held_at: bytes = b""
     #: Nodes with a copy, for a REMOTE entry.
     locations: list[bytes] = field(default_factory=list)
+    #: The file holding a spilled object's bytes (its ``shm_name`` is then empty), see ``spill``.
+    spilled: str = ""
+    #: When the entry was last sealed or read (the store's use counter), for LRU spilling.
+    last_use: int = 0
 
     def unused(self) -> bool:
         return self.refcount <= 0 and self.pins <= 0 and not self.holders
@@ -55,9 +60,13 @@ class ObjectStore:
     entry that was told about by another node holds one hold there (``held_at``) until it is freed.
     """
 
-    def __init__(self, capacity: int, shm_prefix: str):
+    def __init__(self, capacity: int, shm_prefix: str, spiller: Spiller | None = None):
         self.capacity = capacity
         self.shm_prefix = shm_prefix
+        self.spiller = spiller
+        if spiller is not None:
+            spiller.remove_leftovers(shm_prefix)
+        self.uses = 0
         self.used = 0
         self.entries: dict[bytes, Entry] = {}
         self.freed: list[bytes] = []
@@ -81,9 +90,7 @@ class ObjectStore:
                 f"bytes). Start the cluster with a larger object_store_memory= (or --object-store-"
                 f"memory), or split the object."
             )
-        if self.used + size > self.capacity:
-            self.evict_secondary(self.used + size - self.capacity)
-        if self.used + size > self.capacity:
+        if not self._make_room(size, keep=oid):
             raise ObjectStoreFullError(
                 f"The object store is full: {self.used} of {self.capacity} bytes are held by objects "
                 f"that are still referenced, and {size} more were requested. Drop references to "
@@ -113,6 +120,8 @@ class ObjectStore:
             e.reserved = 0
             return False
         e.state = READY
+        self.uses += 1
+        e.last_use = self.uses
         e.inline = inline
         e.shm_name = shm_name
         e.size = size
@@ -151,6 +160,49 @@ class ObjectStore:
                 self.unpin(c)
             self.freed.append(oid)
         return got
+
+    def _make_room(self, size: int, keep: bytes = b"") -> bool:
+        """Evict secondary copies, then spill unused primary copies, until ``size`` more bytes fit."""
+        if self.used + size > self.capacity:
+            self.evict_secondary(self.used + size - self.capacity)
+        if self.used + size > self.capacity and self.spiller is not None:
+            victims = choose_victims(self.entries.items(), self.used + size - self.capacity, READY, keep)
+            for oid in victims:
+                self._spill_one(self.entries[oid])
+        return self.used + size <= self.capacity
+
+    def _spill_one(self, e: Entry) -> None:
+        assert self.spiller is not None
+        try:
+            path = self.spiller.spill(e.shm_name)
+        except SpillError:
+            return  # (the disk is full: the object stays in memory, the reserve may fail)
+        _unlink(e.shm_name)
+        self.used -= e.size
+        e.shm_name, e.spilled = "", path
+
+    def ensure_local(self, oid: bytes) -> str:
+        """Make a READY entry readable (restore it into shared memory if it was spilled) and mark it
+        used; returns ``""`` or why it could not be restored (the store is full of objects in use)."""
+        e = self.entries.get(oid)
+        if e is None or e.state != READY:
+            return ""
+        self.uses += 1
+        e.last_use = self.uses
+        if not e.spilled:
+            return ""
+        assert self.spiller is not None
+        if not self._make_room(e.size, keep=oid):
+            return (f"Object {oid.hex()} ({e.size} bytes) was spilled to disk and cannot be restored: "
+                    f"{self.used} of {self.capacity} bytes of the object store are in use.")
+        name = self.shm_prefix + oid.hex()
+        try:
+            self.spiller.restore(e.spilled, name, e.size)
+        except SpillError as exc:
+            return f"Object {oid.hex()} was spilled to disk and cannot be restored: {exc}"
+        self.used += e.size
+        e.shm_name, e.spilled = name, ""
+        return ""
 
     def mark_remote(self, oid: bytes, locations: list[bytes], size: int) -> bool:
         """A pending entry's object was sealed on other nodes: it is REMOTE now. False if not pending."""
@@ -246,12 +298,14 @@ class ObjectStore:
         return self.entries.get(oid)
 
     def close(self) -> None:
-        """Unlink every shared-memory segment (raylet exit)."""
+        """Unlink every shared-memory segment and delete every spill file (raylet exit)."""
         for e in self.entries.values():
             if e.shm_name:
                 _unlink(e.shm_name)
         self.entries.clear()
         self.used = 0
+        if self.spiller is not None:
+            self.spiller.close()
 
     # ---- internals ---------------------------------------------------------------------------
 
@@ -273,6 +327,8 @@ class ObjectStore:
         if e.shm_name:
             self.used -= e.size
             _unlink(e.shm_name)
+        if e.spilled and self.spiller is not None:
+            self.spiller.delete(e.spilled)
         self.freed.append(oid)
         if e.held_at:
             self.released.append((oid, e.held_at))

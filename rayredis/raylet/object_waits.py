@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rayredis import serialization
+from rayredis.exceptions import ObjectStoreFullError
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.raylet.connection import Connection
 from rayredis.raylet.connection_objects import readable_by
@@ -16,12 +17,17 @@ WaitKey = tuple[bytes, int]  # (worker id, request id)
 
 
 def object_data(objects: ObjectStore, oid: bytes) -> pb.ObjectData:
-    """How a client reads ``oid``: its inline bytes, its shared-memory segment, or ``missing``."""
+    """How a client reads ``oid``: its inline bytes, its shared-memory segment (restored first if it
+    was spilled), an error blob, or ``missing``."""
     e = objects.get(oid)
     if e is None or e.state != READY:
         return pb.ObjectData(object_id=oid, missing=True)
     if e.inline is not None:
         return pb.ObjectData(object_id=oid, inline_data=e.inline, size=len(e.inline))
+    why = objects.ensure_local(oid)
+    if why:
+        blob = serialization.serialize_error(ObjectStoreFullError(why)).to_bytes()
+        return pb.ObjectData(object_id=oid, inline_data=blob, size=len(blob))
     return pb.ObjectData(object_id=oid, shm_name=e.shm_name, size=e.size)
 
 

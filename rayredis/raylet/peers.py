@@ -140,7 +140,7 @@ class Peers:
     async def serve_pull(self, oid: bytes, to: bytes, same_host: bool = False) -> AsyncIterator[pb.ObjectChunk]:
         nm = self.nm
         e = nm.objects.get(oid)
-        if e is None or e.state != READY:
+        if e is None or e.state != READY or nm.objects.ensure_local(oid):  # (restored if spilled)
             yield pb.ObjectChunk(missing=True, last=True)
             return
         if e.inline is not None:

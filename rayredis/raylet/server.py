@@ -36,6 +36,7 @@ from rayredis.raylet.peers import Peers
 from rayredis.raylet.ports import ActorDirectory, Timers
 from rayredis.raylet.redis_writer import RedisWriter
 from rayredis.raylet.scheduler import LocalScheduler
+from rayredis.raylet.spill import spiller_for
 from rayredis.raylet.task_table import TaskTableClient
 from rayredis.raylet.worker_pool import WorkerPool
 from rayredis.store import keys, pubsub, tables
@@ -130,7 +131,7 @@ def build_node(*, node_id: bytes, node_ip: str, totals: dict[str, float], capaci
                directory: ActorDirectory, peers: Peers | None = None) -> Node:
     """Construct the whole raylet graph, every collaborator passed to its constructor."""
     scheduler = LocalScheduler(ResourceSet.from_floats(totals), max_task_workers=max_workers)
-    objects = ObjectStore(capacity, shm_prefix)
+    objects = ObjectStore(capacity, shm_prefix, spiller_for(cfg, session_dir))
     writer = RedisWriter(store, node_id.hex(), cfg.redis_flush_interval_ms / 1000.0, cfg.task_table_ttl_s)
     pool = WorkerPool(session_dir, raylet_address, node_id, worker_env, socket_name)
     task_table = TaskTableClient(store, node_id.hex())

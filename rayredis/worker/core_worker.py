@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import threading
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +28,8 @@ from rayredis.worker.reconnect import NodeReconnector
 from rayredis.worker.reference_counter import ReferenceCounter
 from rayredis.worker.unhandled import UnhandledErrors
 
+#: Times a get asks again for objects whose segment was spilled between the raylet's reply and the mapping.
+_SPILLED_RETRIES = 5
 
 @dataclass
 class TaskContext:
@@ -64,6 +68,8 @@ class CoreWorker:
         self.driver_task_id = ids.task_id()
         self._exported: set[bytes] = set()
         self._fn_cache: dict[bytes, Any] = {}
+        #: Segments this process maps, while a value it got still uses them (see ``get_blobs``).
+        self._mapped: weakref.WeakValueDictionary[bytes, mmap.mmap] = weakref.WeakValueDictionary()
         # Workers run next to their raylet; a driver checks that it shares the raylet's /dev/shm.
         #: What the raylet holds for this process, to give a restarted raylet (drivers only).
         self.owner = OwnerState()
@@ -182,7 +188,9 @@ class CoreWorker:
             except ReconnectedError:
                 pass
             raise
-        if self.refs.holds(oid):
+        if self.refs.holds(oid) and not self.cfg.object_spilling:
+            # (With spilling the mapping is not kept, so that the raylet can free the memory; a get
+            # maps it anew. Without, it is put again from here after a raylet restart.)
             self.refs.values[oid] = view
         return pb.PutObject(object_id=oid, shm_name=reply.value.shm_name, size=ser.total_size,
                             contained=contained), reply.generation
@@ -262,37 +270,63 @@ class CoreWorker:
         return True
 
     def get_blobs(self, oids: Sequence[bytes], timeout: float | None) -> list[Any]:
-        """Blobs for ``oids``, waiting for the ones not yet available locally."""
+        """Blobs for ``oids``, waiting for the ones not yet available locally. A segment that the
+        raylet spilled between its reply and the mapping is asked for again (it restores it)."""
         values = self.refs.values
         out: list[Any] = [values.get(o) for o in oids]
+        out = [v if v is not None else self._mapped_view(o) for o, v in zip(oids, out)]
         need = [o for o, v in zip(oids, out) if v is None]
-        if need:
-            replies = self._send_gets(need)
-            ctx = self.ctx
-            blocked = ctx.is_normal_task and not (replies[-1][1].wait(0.001) and all(r.wait(0) for _, r in replies))
-            if blocked:
-                self.raylet.send("blocked", ctx.task_id)
-            try:
-                if not self._await_gets(replies, timeout):
-                    raise exceptions.GetTimeoutError(
-                        f"Get timed out: {len(need)} of {len(oids)} objects were not ready after "
-                        f"{timeout} s.")
-            finally:
-                if blocked:
-                    self.raylet.send("unblocked", ctx.task_id)
-            got = {}
-            for _, reply in replies:
-                if reply.error is not None:
-                    raise reply.error
-                for d in reply.value.objects:
-                    blob = self._blob_from(d)
-                    got[d.object_id] = blob
-                    if blob is not None:
-                        self.owner.sealed(d.object_id)
-                    if blob is not None and self.refs.holds(d.object_id):
-                        values[d.object_id] = blob
+        for _ in range(_SPILLED_RETRIES):
+            if not need:
+                break
+            got, need = self._fetch(need, len(oids), timeout)
             out = [v if v is not None else got.get(o) for o, v in zip(oids, out)]
         return out
+
+    def mapped_values(self, skip: Mapping[bytes, Any]) -> dict[bytes, memoryview]:
+        """Views of the segments this process still maps (for a restarted raylet), except ``skip``'s."""
+        return {o: memoryview(mm) for o, mm in list(self._mapped.items()) if o not in skip}
+
+    def _mapped_view(self, oid: bytes) -> memoryview | None:
+        mm = self._mapped.get(oid)
+        return memoryview(mm) if mm is not None else None
+
+    def _fetch(self, need: list[bytes], of: int, timeout: float | None) -> tuple[dict[bytes, Any], list[bytes]]:
+        """Ask the raylet for ``need``; returns the blobs and the objects whose segment was gone."""
+        values = self.refs.values
+        replies = self._send_gets(need)
+        ctx = self.ctx
+        blocked = ctx.is_normal_task and not (replies[-1][1].wait(0.001) and all(r.wait(0) for _, r in replies))
+        if blocked:
+            self.raylet.send("blocked", ctx.task_id)
+        try:
+            if not self._await_gets(replies, timeout):
+                raise exceptions.GetTimeoutError(
+                    f"Get timed out: {len(need)} of {of} objects were not ready after {timeout} s.")
+        finally:
+            if blocked:
+                self.raylet.send("unblocked", ctx.task_id)
+        got: dict[bytes, Any] = {}
+        gone: list[bytes] = []
+        for _, reply in replies:
+            if reply.error is not None:
+                raise reply.error
+            for d in reply.value.objects:
+                try:
+                    blob = self._blob_from(d)
+                except FileNotFoundError:  # spilled since the reply: ask again
+                    gone.append(d.object_id)
+                    continue
+                got[d.object_id] = blob
+                if blob is not None:
+                    self.owner.sealed(d.object_id)
+                if blob is not None and self.refs.holds(d.object_id):
+                    if d.shm_name and not d.data:
+                        # Kept only while a value uses the mapping: the raylet may then spill it.
+                        self._mapped[d.object_id] = blob.obj
+                    else:
+                        values[d.object_id] = blob
+        return got, gone
 
     def get(self, refs: Sequence[ObjectRef], timeout: float | None) -> list[Any]:
         oids = [r.binary() for r in refs]

@@ -49,6 +49,7 @@ class NodeReconnector:
         cw = self.cw
         cw.objects_over_connection = cw.raylet.info.objects_over_connection
         values = cw.refs.snapshot_values()
+        values.update(cw.mapped_values(values))  # (segments this process still maps)
         actor_budgets: dict[bytes, int] = {}
 
         def may_run_again(t: OwnedTask) -> bool:

@@ -38,7 +38,17 @@ def small_store():
         ray.shutdown()
 
 
-def test_put_too_large_and_full_store_errors_name_the_fix(small_store):
+@pytest.fixture
+def small_store_no_spilling(monkeypatch):
+    monkeypatch.setenv("RAYREDIS_OBJECT_SPILLING", "0")  # (the raylet inherits the environment)
+    ctx = ray.init(num_cpus=2, object_store_memory=64 * 1024 * 1024)
+    try:
+        yield ctx
+    finally:
+        ray.shutdown()
+
+
+def test_put_too_large_and_full_store_errors_name_the_fix(small_store_no_spilling):
     with pytest.raises(exceptions.ObjectStoreFullError, match="object_store_memory"):
         ray.put(np.zeros(80 * 1024 * 1024, dtype=np.uint8))
     a = ray.put(np.zeros(30 * 1024 * 1024, dtype=np.uint8))

@@ -14,13 +14,22 @@ import numpy as np
 import pytest
 
 import rayredis as ray
-from rayredis import api, exceptions
+from rayredis import api, config, exceptions
 from rayredis._private import debug, process, worker_context
 from rayredis._private.node import NodeHandle
 from rayredis.cluster_utils import Cluster
 from rayredis.store import tables
 from rayredis.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tests.integration.test_multinode import _wait_view
+
+
+@pytest.fixture(autouse=True)
+def _puts_kept_mapped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without object spilling a driver keeps its large puts mapped, and puts them again after a
+    raylet restart; with it they are not kept (a get maps them) and a restart loses them
+    (docs/fault-tolerance.md)."""
+    monkeypatch.setenv("RAYREDIS_OBJECT_SPILLING", "0")
+    monkeypatch.setattr(config, "_config", config.get_config().replace(object_spilling=False))
 
 
 def _store() -> Any:
