@@ -36,7 +36,10 @@ class Config:
     object_store_memory: int = 0
     #: When the object store is full, copy sealed objects that nothing uses (least recently used
     #: first) to local disk and restore them on read, instead of failing the put (docs/architecture.md).
-    object_spilling: bool = True
+    #: Off by default for now (Ray has it on): with it on, a driver keeps no mapping of its large
+    #: puts, so a raylet restarted under its node ID cannot get them back from it, and the copies
+    #: run on the raylet's event loop. RAYREDIS_OBJECT_SPILLING=1 turns it on.
+    object_spilling: bool = False
     #: Directory of spilled objects; empty means ``<session_dir>/spill`` (removed with the session).
     object_spilling_dir: str = ""
     #: Interval between raylet heartbeats written to Redis.
