@@ -8,16 +8,31 @@ import logging
 import os
 import signal
 import sys
+from typing import Any
 
 from rayredis._private import worker_context
 from rayredis._private.logs import setup_process_logging
 from rayredis._private.process import set_parent_death_signal
 from rayredis.config import get_config, secret_from_env
+from rayredis.store import tables
 from rayredis.worker import core_worker, log_forward
 from rayredis.worker.executor import executor
 from rayredis.worker.lifeline import Lifeline
 
 logger = logging.getLogger(__name__)
+
+
+def _raylet_pid(store: Any, node_hex: str) -> int:
+    """The PID of this node's raylet as its node entry records it (the listener of the raylet's
+    socket must be that process before the token is sent); the parent if the entry is unreadable
+    (the raylet started this worker)."""
+    try:
+        for rec in tables.read_nodes(store.primary):
+            if rec.node_id == node_hex and rec.info is not None and rec.info.pid:
+                return rec.info.pid
+    except Exception:
+        logger.debug("could not read the node entry", exc_info=True)
+    return os.getppid()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg, store, args.raylet_address, secret_from_env("CLUSTER_TOKEN") or "",
         is_driver=False, job_id=0, namespace="", worker_id=bytes.fromhex(args.worker_id),
         on_assign=executor.on_assign, on_cancel=executor.on_cancel, on_disconnect=lifeline.raylet_lost,
-        raylet_socket=args.raylet_socket, raylet_pid=os.getppid(),  # its raylet started it
+        raylet_socket=args.raylet_socket, raylet_pid=_raylet_pid(store, args.node_id),
     )
     executor.cw = cw
     signal.signal(signal.SIGUSR1, executor.on_signal)
