@@ -296,6 +296,8 @@ class Raylet:
                 write.cancel()
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
                 logger.warning("heartbeat failed: %s", e)
+            except Exception:  # a backstop: an error reply must not end the heartbeat (a false death)
+                logger.exception("heartbeat failed")
             took = time.monotonic() - started
             if took > self.cfg.node_death_timeout_s / 3:
                 logger.warning("a heartbeat took %.1f s to write (Redis slow or failing over)", took)
@@ -310,6 +312,8 @@ class Raylet:
                 await self._refresh_view()
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
                 logger.warning("reading the node table failed: %s", e)
+            except Exception:  # a backstop: a malformed entry must not end the housekeeping
+                logger.exception("reading the node table failed")
             try:
                 await self._check_prepared()
             except Exception:  # a backstop: never let it stop the housekeeping
