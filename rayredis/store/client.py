@@ -88,11 +88,16 @@ def _demoted(err: BaseException) -> bool:
              or "WAIT cannot be used with replica" in text))  # (a script's write: "Error running script ... -READONLY")
 
 
+def _demotion(connection: Any, why: object) -> DemotedError:
+    """The :class:`DemotedError` for a reply of ``connection``'s member that shows it is a replica."""
+    return DemotedError(f"{connection.host}:{connection.port} is a replica now (failover): {why}")
+
+
 def raise_if_demoted(connection: Any, results: Any) -> None:
     """Raise :class:`DemotedError` when a pipeline's per-command ``results`` show the member was a
     replica (READONLY), after dropping the connection so the retry asks the Sentinels again."""
     if isinstance(results, list) and any(isinstance(r, Exception) and _demoted(r) for r in results):
-        raise DemotedError(f"{connection.host}:{connection.port} is a replica now (failover): resending")
+        raise _demotion(connection, "resending")
 
 
 def _wait(connection: Any, policy: WaitPolicy) -> None:
@@ -103,7 +108,7 @@ def _wait(connection: Any, policy: WaitPolicy) -> None:
         acked = int(connection.read_response())
     except redis.exceptions.ResponseError as e:
         if _demoted(e):
-            raise DemotedError(f"{connection.host}:{connection.port} is a replica now (failover): {e}") from e
+            raise _demotion(connection, e) from e
         raise
     policy.observe(acked, f"{connection.host}:{connection.port}")
 
@@ -115,7 +120,7 @@ async def _async_wait(connection: Any, policy: WaitPolicy) -> None:
         acked = int(await connection.read_response())
     except redis.exceptions.ResponseError as e:
         if _demoted(e):
-            raise DemotedError(f"{connection.host}:{connection.port} is a replica now (failover): {e}") from e
+            raise _demotion(connection, e) from e
         raise
     policy.observe(acked, f"{connection.host}:{connection.port}")
 
@@ -154,7 +159,7 @@ class _Pipeline(redis.client.Pipeline):
             out = send(connection, commands, raise_on_error)
         except redis.exceptions.ResponseError as e:  # one command failed; the others' writes happened
             if _demoted(e):
-                raise DemotedError(f"{connection.host}:{connection.port} is a replica now (failover): {e}") from e
+                raise _demotion(connection, e) from e
             if policy is not None and _has_writes(policy, commands):
                 _wait(connection, policy)
             raise
@@ -188,7 +193,7 @@ class _Redis(redis.Redis):
         except redis.exceptions.ResponseError as e:
             if _demoted(e):  # (redis-py's own check misses a script's write refused by a replica)
                 conn.disconnect()
-                raise DemotedError(f"{conn.host}:{conn.port} is a replica now (failover): {e}") from e
+                raise _demotion(conn, e) from e
             raise
         if self.wait_policy is not None and replication.is_write(command_name):
             _wait(conn, self.wait_policy)
@@ -222,7 +227,7 @@ class _AsyncPipeline(aioredis.client.Pipeline):
             out = await send(connection, commands, raise_on_error)
         except redis.exceptions.ResponseError as e:
             if _demoted(e):
-                raise DemotedError(f"{connection.host}:{connection.port} is a replica now (failover): {e}") from e
+                raise _demotion(connection, e) from e
             if policy is not None and _has_writes(policy, commands):
                 await _async_wait(connection, policy)
             raise
@@ -256,7 +261,7 @@ class _AsyncRedis(aioredis.Redis):
         except redis.exceptions.ResponseError as e:
             if _demoted(e):
                 await conn.disconnect()
-                raise DemotedError(f"{conn.host}:{conn.port} is a replica now (failover): {e}") from e
+                raise _demotion(conn, e) from e
             raise
         if self.wait_policy is not None and replication.is_write(command_name):
             await _async_wait(conn, self.wait_policy)
