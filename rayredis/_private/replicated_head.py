@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -119,13 +120,39 @@ def _member_starter(handle: NodeHandle, rs: ReplicatedShards, host: str, index: 
             replicaof = plan.replicaof
             logger.warning("restarting Redis shard %d member %d as %s (%s)", index, member, plan.role.value,
                            plan.reason)
+        # A member coming back as a replica holds only its own AOF until it has resynced: not
+        # promotable until then (replica-priority 0), so a failover in between cannot lose the
+        # writes made since it died (bug P). Its first start is in sync before the Sentinels start.
+        rejoining = started[0] and replicaof is not None
         proc = start_redis(handle.session_dir, port, handle.password, host, index, member=member,
                            replicaof=replicaof, die_with_parent=handle.bind_to_parent(),
-                           announce_ip=rs.advertised if rs.advertised != rs.local else "")
+                           announce_ip=rs.advertised if rs.advertised != rs.local else "",
+                           replica_priority=0 if rejoining else None)
+        if rejoining:
+            threading.Thread(target=_promotable_once_synced, args=(rs.local, port, handle.password, proc),
+                             name=f"redis-{index}-{member}-sync", daemon=True).start()
         started[0] = True
         waiting_since[0] = None
         return proc
     return start
+
+
+def _promotable_once_synced(host: str, port: int, password: str, proc: subprocess.Popen[bytes]) -> None:
+    """Give the rejoining replica at ``port`` its promotable priority back once it has resynced
+    (:func:`sentinel.synced`); gives up when its process exits first."""
+    client = _client(host, port, password)
+    try:
+        while proc.poll() is None:
+            try:
+                if sentinel.synced(client.info("replication")):
+                    client.config_set("replica-priority", sentinel.PROMOTABLE_PRIORITY)
+                    logger.info("Redis member on port %d has resynced: promotable again", port)
+                    return
+            except (redis.exceptions.RedisError, OSError):
+                pass
+            time.sleep(0.05)
+    finally:
+        client.close()
 
 
 def _sentinel_starter(handle: NodeHandle, host: str, index: int, port: int) -> Callable[[], subprocess.Popen[bytes]]:
