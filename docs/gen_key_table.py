@@ -96,9 +96,13 @@ USAGE: dict[str, tuple[str, str, str]] = {
         "never deleted (DEAD entries stay)"),
     "actors_index_key": (
         "`actor_create` (SADD)",
-        "GCS `RedisGcsStore.actor_ids` (rescans, `on_node_dead`, `on_job_finished`); "
         "state API (`_private/state_reader.py`)",
         "never shrinks"),
+    "live_actors_key": (
+        "`actor_create` (SADD), `actor_transition` (SREM when the actor becomes DEAD)",
+        "GCS `RedisGcsStore.live_actor_ids` (rescans, `on_node_dead`, `on_job_finished`); "
+        "raylet `recovery.recover` (its actors' deaths after a restart)",
+        "member lives while the actor is not DEAD"),
     "named_actors_key": (
         "`actor_create` (claim), `actor_transition` (HDEL when the holder becomes DEAD)",
         "`actor.get_actor` (`tables.read_named_actor`)",

@@ -40,7 +40,7 @@ class ActorManager:
 
     async def _live_entries(self) -> list[ActorEntry]:
         """Every actor not known DEAD, in one round trip after the index read."""
-        return await self.store.actors([a for a in await self.store.actor_ids() if a not in self.dead])
+        return await self.store.actors([a for a in await self.store.live_actor_ids() if a not in self.dead])
 
     def _with_delivered(self, view: ClusterView) -> ClusterView:
         return dataclasses.replace(view, delivered=frozenset(self.delivered))

@@ -23,7 +23,9 @@ class ClusterReader(Protocol):
 class ActorStore(ClusterReader, Protocol):
     """What the actor manager reads and writes."""
 
-    async def actor_ids(self) -> list[str]: ...
+    async def live_actor_ids(self) -> list[str]:
+        """The actors not DEAD (a restarted GCS's rescan walks these, not every actor ever made)."""
+        ...
 
     async def actor(self, actor_id: str) -> ActorEntry | None: ...
 
@@ -143,8 +145,8 @@ class RedisGcsStore:
 
     # ---- actors ----------------------------------------------------------------------------------
 
-    async def actor_ids(self) -> list[str]:
-        return await tables.aactor_ids(self.primary)
+    async def live_actor_ids(self) -> list[str]:
+        return await tables.alive_actor_ids(self.primary)
 
     async def actor(self, actor_id: str) -> ActorEntry | None:
         return await tables.aread_actor(self.primary, actor_id)

@@ -95,7 +95,7 @@ def create(scripts: Scripts, aid: str, name_key: str = "", **fields: Any) -> Any
     for k, v in entry.items():
         args += [k, v]
     return scripts.actor_create(
-        keys=[keys.actor_key(aid), keys.named_actors_key(), keys.actors_index_key(), keys.actor_key(aid)],
+        keys=[keys.actor_key(aid), keys.named_actors_key(), keys.actors_index_key(), keys.live_actors_key()],
         args=args,
     )
 
@@ -104,7 +104,8 @@ def transition(scripts: Scripts, aid: str, allowed: str, required_attempt: str, 
     args: list[Any] = [allowed, required_attempt, CH, aid]
     for k, v in fields.items():
         args += [k, v]
-    return scripts.actor_transition(keys=[keys.actor_key(aid), keys.named_actors_key()], args=args)
+    return scripts.actor_transition(keys=[keys.actor_key(aid), keys.named_actors_key(), keys.live_actors_key()],
+                                    args=args)
 
 
 def test_actor_create_writes_entry_index_and_publishes(r: redis.Redis, scripts: Scripts, sub: Any) -> None:
@@ -114,6 +115,7 @@ def test_actor_create_writes_entry_index_and_publishes(r: redis.Redis, scripts: 
     assert entry[b"class_name"] == b"Counter"
     assert entry[b"attempt"] == b"-1"
     assert r.sismember(keys.actors_index_key(), AID)
+    assert r.sismember(keys.live_actors_key(), AID)
     assert r.hlen(keys.named_actors_key()) == 0  # no name, no claim
     assert sub.drain() == [(CH, AID)]
 
@@ -218,7 +220,8 @@ def test_actor_transition_to_dead_releases_name(r: redis.Redis, scripts: Scripts
     assert transition(scripts, AID, "PENDING_CREATION", "", state="DEAD", death_cause="killed") == 1
     assert r.hget(keys.named_actors_key(), "ns/x") is None
     assert r.hget(keys.actor_key(AID), "death_cause") == b"killed"
-    # The name can be used again right away.
+    assert not r.sismember(keys.live_actors_key(), AID)  # rescans no longer walk it
+    assert r.sismember(keys.actors_index_key(), AID)  # the state API still lists it
     assert create(scripts, BID, "ns/x") == 1
 
 
@@ -226,6 +229,7 @@ def test_actor_transition_non_dead_keeps_name(r: redis.Redis, scripts: Scripts) 
     create(scripts, AID, "ns/x")
     assert transition(scripts, AID, "PENDING_CREATION", "", state="RESTARTING") == 1
     assert r.hget(keys.named_actors_key(), "ns/x") == AID.encode()
+    assert r.sismember(keys.live_actors_key(), AID)
 
 
 def test_actor_transition_dead_does_not_release_a_reclaimed_name(r: redis.Redis, scripts: Scripts) -> None:
