@@ -97,6 +97,13 @@ class ActorManager:
         return await self.store.actor_transition(aid, t.from_state, t.from_attempt,
                                                  {"state": t.to.value, **dict(t.fields)})
 
+    async def prune(self, keep: int, most: int = 1000) -> int:
+        """Forget the oldest DEAD actors beyond ``keep`` (their entries are deleted from Redis)."""
+        n = await self.store.prune_dead_actors(keep, most)
+        if n:
+            logger.info("deleted the entries of %d dead actors (keeping the %d most recent)", n, keep)
+        return n
+
     async def on_node_dead(self, node: str) -> None:
         """Restart (or let die) every actor placed on ``node``, which was just marked dead."""
         for aid, t in decisions.on_node_dead(await self._live_entries(), node):

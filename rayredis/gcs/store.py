@@ -36,6 +36,10 @@ class ActorStore(ClusterReader, Protocol):
         """CAS the actor from (``from_state``, ``from_attempt``) to ``fields``; False if it moved."""
         ...
 
+    async def prune_dead_actors(self, keep: int, most: int) -> int:
+        """Delete the oldest DEAD actors beyond ``keep`` (at most ``most``); returns how many."""
+        ...
+
 
 class PlacementGroupStore(ClusterReader, Protocol):
     """What the placement-group manager reads and writes."""
@@ -162,6 +166,10 @@ class RedisGcsStore:
         self.fence.check()
         return _applied(await self.fenced.actor_transition(keys=[*k, keys.gcs_lease_key()],
                                                            args=[*a, self.fence.holder]))
+
+    async def prune_dead_actors(self, keep: int, most: int) -> int:
+        k, a = tables.actor_prune_call(keep, most)
+        return int(await self.scripts.actor_prune(keys=k, args=a))
 
     # ---- placement groups ------------------------------------------------------------------------
 

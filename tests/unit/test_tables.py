@@ -221,7 +221,7 @@ def test_actor_create_call_keys_and_argv() -> None:
 
 def test_actor_transition_call_keys_and_argv() -> None:
     assert tables.actor_transition_call("01", "SCHEDULED,ALIVE", "2", {"state": ActorState.DEAD, "pid": 0}) == (
-        [keys.actor_key("01"), keys.named_actors_key(), keys.live_actors_key()],
+        [keys.actor_key("01"), keys.named_actors_key(), keys.live_actors_key(), keys.dead_actors_key()],
         ["SCHEDULED,ALIVE", "2", keys.actor_channel(), "01", "state", "DEAD", "pid", 0])
 
 
