@@ -177,45 +177,43 @@ def _answers(host: str, port: int, password: str) -> bool:
         client.close()
 
 
-def _wait_in_sync(host: str, port: int, password: str, timeout_s: float = 60.0) -> None:
-    """Until the replica at ``port`` has its master's data (a write WAITed for it then succeeds)."""
+def _poll(host: str, port: int, password: str, ready: Callable[[redis.Redis], bool], deadline: float,
+          failure: str) -> None:
+    """Ask the member or Sentinel at ``port`` until ``ready(client)``; raise ``failure`` past ``deadline``."""
     client = _client(host, port, password)
-    deadline = time.monotonic() + timeout_s
     try:
         while True:
             try:
-                if client.info("replication").get("master_link_status") == "up":
+                if ready(client):
                     return
             except (redis.exceptions.RedisError, OSError):
                 pass
             if time.monotonic() > deadline:
-                raise RaySystemError(f"The Redis replica on port {port} did not sync with its master within "
-                                     f"{timeout_s:g} s")
+                raise RaySystemError(failure)
             time.sleep(0.02)
     finally:
         client.close()
 
 
+def _wait_in_sync(host: str, port: int, password: str, timeout_s: float = 60.0) -> None:
+    """Until the replica at ``port`` has its master's data (a write WAITed for it then succeeds)."""
+    _poll(host, port, password, lambda c: bool(c.info("replication").get("master_link_status") == "up"),
+          time.monotonic() + timeout_s,
+          f"The Redis replica on port {port} did not sync with its master within {timeout_s:g} s")
+
+
 def _wait_sentinels_ready(rs: ReplicatedShards, password: str, timeout_s: float = 60.0) -> None:
     """Until every Sentinel knows every shard's replicas and its peers: a failover can happen from then on."""
     want_peers = len(rs.sentinel_ports) - 1
+
+    def ready(client: redis.Redis) -> bool:
+        masters: Any = client.sentinel_masters()
+        return len(masters) == len(rs.members) and all(
+            int(str(m.get("num-slaves", 0))) >= rs.layout.replicas
+            and int(str(m.get("num-other-sentinels", 0))) >= want_peers for m in masters.values())
+
     deadline = time.monotonic() + timeout_s
     for address in rs.local_sentinels:
         host, port = host_port(address)
-        client = _client(host, port, password)
-        try:
-            while True:
-                try:
-                    masters: Any = client.sentinel_masters()
-                    if len(masters) == len(rs.members) and all(
-                            int(str(m.get("num-slaves", 0))) >= rs.layout.replicas
-                            and int(str(m.get("num-other-sentinels", 0))) >= want_peers for m in masters.values()):
-                        break
-                except (redis.exceptions.RedisError, OSError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise RaySystemError(f"The Redis Sentinel at {address} did not see every shard's replicas and "
-                                         f"its {want_peers} peers within {timeout_s:g} s")
-                time.sleep(0.05)
-        finally:
-            client.close()
+        _poll(host, port, password, ready, deadline, f"The Redis Sentinel at {address} did not see every shard's "
+              f"replicas and its {want_peers} peers within {timeout_s:g} s")
