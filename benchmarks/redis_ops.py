@@ -21,10 +21,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import rayredis as ray  # noqa: E402
-from rayredis._private import worker_context  # noqa: E402
+import rayredis as ray
+from rayredis._private import worker_context
 
 
 def _stats(clients: list[tuple[str, Any]]) -> dict[str, Counter[str]]:
