@@ -18,7 +18,7 @@ import grpc
 import redis.exceptions
 
 from rayredis import ids
-from rayredis._private import auth, session
+from rayredis._private import auth, process, session
 from rayredis._private.logs import setup_process_logging
 from rayredis.common.resources import ResourceSet
 from rayredis.config import Config, get_config, secret_from_env
@@ -483,4 +483,8 @@ def main(argv: list[str] | None = None) -> None:
         # The same process (its PID stays recorded) starts over under a new node ID.
         fresh = [a for i, a in enumerate(argv) if a != "--node-id" and (i == 0 or argv[i - 1] != "--node-id")
                  and not a.startswith("--node-id=")]
-        os.execv(sys.executable, [sys.executable, "-m", "rayredis.raylet", *fresh, "--node-id", ids.new_id(16).hex()])
+        again = [sys.executable, "-m", "rayredis.raylet", *fresh, "--node-id", ids.new_id(16).hex()]
+        # Its PID record names the command line it runs: what `stop`, the supervisor and `is_alive`
+        # check before they act on the PID, so it must name the new one (same PID and start time).
+        process.record_pid(args.session_dir, os.getpid(), "raylet", again)
+        os.execv(sys.executable, again)
