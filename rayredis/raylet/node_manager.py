@@ -98,6 +98,8 @@ class NodeManager:
     # ---- inbound batches -----------------------------------------------------------------------
 
     def handle(self, conn: Connection, b: pb.ClientBatch) -> None:
+        for loc in b.resolves:  # (before add_refs: they count on an entry)
+            self.resolve_remote(loc.object_id, loc.node_id)
         for c in b.creates:
             self._create(conn, c)
         for p in b.puts:
@@ -258,6 +260,13 @@ class NodeManager:
     def submit_forwarded(self, sender: bytes, spec: pb.TaskSpec, attempt: int) -> None:
         spec.attempt = attempt
         self.submit(b"", spec, owner_node=sender)
+
+    def resolve_remote(self, oid: bytes, node: bytes) -> None:
+        """A client learnt of ``oid``, made on ``node``, out of band (a streamed generator item):
+        ask that node about it unless this node knows it already."""
+        if node and node != self.node_id and self.objects.get(oid) is None:
+            self.objects.expect(oid, refs=0)
+            self.peers.resolve(oid, node)
 
     def _resolve_unknown(self, spec: pb.TaskSpec) -> None:
         """Ask the submitter's node about ref arguments this node has never heard of."""

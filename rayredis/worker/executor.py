@@ -202,9 +202,10 @@ class Executor:
                     if inspect.iscoroutine(result):
                         result = asyncio.run(result)
                     if spec.generator and inspect.isasyncgen(result):
-                        result = asyncio.run(generators.collect_async(result, self.cw.put, self._error_put(spec)))
+                        result = asyncio.run(generators.collect_async(result, self.cw.put, self._error_put(spec),
+                                                                      self._reporter(spec)))
                     elif spec.generator:
-                        result = generators.collect(result, self.cw.put, self._error_put(spec))
+                        result = generators.collect(result, self.cw.put, self._error_put(spec), self._reporter(spec))
                     if spec.kind == ACTOR_TASK and spec.task_id in self.cancelled:
                         raise exceptions.TaskCancelledError(spec.task_id.hex())  # cancelled while it ran
             finally:
@@ -253,7 +254,8 @@ class Executor:
                 if inspect.isawaitable(result):
                     result = await result
                 if spec.generator:
-                    result = await generators.collect_async(result, self.cw.put, self._error_put(spec))
+                    result = await generators.collect_async(result, self.cw.put, self._error_put(spec),
+                                                            self._reporter(spec))
         except ActorExit as e:
             exited = e.how
         except asyncio.CancelledError:
@@ -334,6 +336,11 @@ class Executor:
             self.exit_how = self.exit_how or exited
             self.exit_requested.set()
             self.inbox.put(None)
+
+    def _reporter(self, spec: pb.TaskSpec) -> generators.ItemReporter | None:
+        """What reports a ``"streaming"`` call's items to its caller as they are yielded."""
+        assert self.cw is not None
+        return generators.ItemReporter(self.cw, spec.task_id) if spec.streaming else None
 
     def _error_put(self, spec: pb.TaskSpec) -> Any:
         """How a generator's exception becomes its last item: the task's error, put as an object."""

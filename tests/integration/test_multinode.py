@@ -229,6 +229,37 @@ def test_infeasible_task_waits_for_a_node_that_fits(cluster: Cluster) -> None:
         cluster.remove_node(node)
 
 
+@ray.remote
+def gated_big(gate: str) -> Any:
+    """Yields a 1 MiB array of 0s, then waits (up to 30 s) for the file ``gate``, then one of 1s."""
+    import os
+
+    yield np.zeros(MB, dtype=np.uint8)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield np.ones(MB, dtype=np.uint8) if os.path.exists(gate) else "gate timed out"
+
+
+@ray.remote
+class RemoteSource:
+    def items(self, n: int) -> Any:
+        for i in range(n):
+            yield np.full(MB, i, dtype=np.uint8)
+
+
+def test_generator_items_stream_from_other_nodes(cluster: Cluster, tmp_path: Any) -> None:
+    gate = str(tmp_path / "gate")
+    gen = gated_big.options(resources={"n2": 0.01}).remote(gate)
+    first = ray.get(next(gen), timeout=60)  # while the generator on n2 waits for the gate
+    assert first.shape == (MB,) and int(first.sum()) == 0
+    open(gate, "w").close()
+    rest = [ray.get(r, timeout=60) for r in gen]
+    assert len(rest) == 1 and not isinstance(rest[0], str) and int(rest[0].sum()) == MB
+    src = RemoteSource.options(resources={"n3": 0.01}).remote()
+    assert [int(ray.get(r, timeout=60)[0]) for r in src.items.remote(3)] == [0, 1, 2]
+
+
 def test_objects_are_freed_on_every_node(cluster: Cluster) -> None:
     refs = [make.options(resources={"n2": 0.01}).remote(MB) for _ in range(5)]
     assert sum(int(a.sum()) for a in ray.get(refs, timeout=60)) == 5 * (MB * (MB - 1) // 2)
