@@ -429,6 +429,10 @@ class NodeManager:
                 blob = serialization.serialize_error(exceptions.ObjectLostError(
                     oid.hex(), f"Task {rec.spec.name!r} ended on node {sender.hex()[:8]} without returning it."))
                 self.seal(oid, blob.to_bytes(), "", 0)
+        if d.failed:  # (its returns' error blobs came inline with the infos)
+            self._tell_driver_failed(rec, [pb.PutObject(object_id=oid, inline_data=e.inline)
+                                           for oid in rec.return_ids
+                                           if (e := self.objects.get(oid)) is not None and e.inline])
         if rec.owner_node:
             # An actor call another node sent here, relayed to where the actor lives now.
             self.peers.task_done(rec, d.failed)

@@ -260,6 +260,30 @@ def test_generator_items_stream_from_other_nodes(cluster: Cluster, tmp_path: Any
     assert [int(ray.get(r, timeout=60)[0]) for r in src.items.remote(3)] == [0, 1, 2]
 
 
+@ray.remote(max_retries=0)
+def fails_remotely(tag: str) -> None:
+    raise ValueError(f"never read {tag}")
+
+
+def test_unread_errors_of_tasks_on_other_nodes_are_reported(cluster: Cluster, capfd: Any) -> None:
+    import gc
+
+    held = fails_remotely.options(resources={"n2": 0.01}).remote("remote-held")
+    ray.wait([held], timeout=60)
+    read = fails_remotely.options(resources={"n3": 0.01}).remote("remote-read")
+    with pytest.raises(ValueError):
+        ray.get(read, timeout=60)
+    del held, read
+    gc.collect()
+    seen = ""
+    deadline = time.monotonic() + 60
+    while "never read remote-held" not in seen and time.monotonic() < deadline:
+        time.sleep(0.1)
+        seen += capfd.readouterr().err
+    assert "Unhandled error (suppress with 'RAY_IGNORE_UNHANDLED_ERRORS=1'): ray::fails_remotely() (pid=" in seen
+    assert "never read remote-read" not in seen  # (nothing was reported from other nodes before)
+
+
 def test_objects_are_freed_on_every_node(cluster: Cluster) -> None:
     refs = [make.options(resources={"n2": 0.01}).remote(MB) for _ in range(5)]
     assert sum(int(a.sum()) for a in ray.get(refs, timeout=60)) == 5 * (MB * (MB - 1) // 2)
