@@ -556,7 +556,10 @@ class NodeManager:
             if self.actors.cancel_queued(rec):
                 self.fail_task(rec, exceptions.TaskCancelledError(tid.hex()), CANCELLED)
                 return
-            running = self.conns.get(rec.worker) if rec.state is RUNNING and not rec.forwarded_to else None
+            if rec.forwarded_to:  # the actor lives on another node: that node cancels the call
+                self.peers.cancel(rec, oid, False)
+                return
+            running = self.conns.get(rec.worker) if rec.state is RUNNING else None
             if running is not None:  # the actor's worker cancels an async call, flags a sync one (Ray's)
                 running.out().cancel_tasks.append(tid)
                 running.flush()

@@ -284,6 +284,43 @@ def test_unread_errors_of_tasks_on_other_nodes_are_reported(cluster: Cluster, ca
     assert "never read remote-read" not in seen  # (nothing was reported from other nodes before)
 
 
+@ray.remote
+class Sleeper:
+    def nap(self, t: float) -> str:
+        time.sleep(t)
+        return "woke"
+
+
+@ray.remote
+class AsyncSleeper:
+    async def nap(self, t: float) -> str:
+        import asyncio
+
+        await asyncio.sleep(t)
+        return "woke"
+
+    async def ping(self) -> str:
+        return "pong"
+
+
+def test_cancel_reaches_tasks_and_actor_calls_on_other_nodes(cluster: Cluster) -> None:
+    running = slow_where.options(resources={"n3": 0.5}, max_retries=0).remote(60)
+    queued = slow_where.options(resources={"n3": 0.5}, max_retries=0).remote(60)  # n3 has 1 CPU
+    s = Sleeper.options(resources={"n2": 0.01}).remote()
+    busy = s.nap.remote(3)
+    waiting = s.nap.remote(60)  # queued behind busy, on n2
+    a = AsyncSleeper.options(resources={"n2": 0.01}).remote()
+    long_nap = a.nap.remote(60)
+    assert ray.get(a.ping.remote(), timeout=60) == "pong"
+    for ref in (queued, running, waiting, long_nap):
+        ray.cancel(ref)
+    for ref in (queued, running, waiting, long_nap):
+        with pytest.raises(ray.exceptions.TaskCancelledError):
+            ray.get(ref, timeout=45)  # each would take 60 s otherwise
+    assert ray.get(busy, timeout=60) == "woke"  # a running sync call is not interrupted, as in Ray
+    assert ray.get(a.ping.remote(), timeout=60) == "pong"
+
+
 def test_objects_are_freed_on_every_node(cluster: Cluster) -> None:
     refs = [make.options(resources={"n2": 0.01}).remote(MB) for _ in range(5)]
     assert sum(int(a.sum()) for a in ray.get(refs, timeout=60)) == 5 * (MB * (MB - 1) // 2)
