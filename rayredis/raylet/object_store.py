@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from rayredis.exceptions import ObjectStoreFullError
-from rayredis.raylet.spill import Spiller, SpillError, choose_victims
+from rayredis.raylet.spill import Spiller, SpillError, choose_victims, copy_fd, object_id_of
 
 SHM_DIR = "/dev/shm"
 
@@ -64,8 +64,14 @@ class ObjectStore:
         self.capacity = capacity
         self.shm_prefix = shm_prefix
         self.spiller = spiller
-        if spiller is not None:
-            spiller.remove_leftovers(shm_prefix)
+        #: What a previous raylet of this node left (it crashed), for its drivers to reclaim
+        #: (:meth:`reclaim`) until :meth:`drop_adopted`: spill files, and open segments by fd
+        #: (their names are unlinked by the restart's recovery; the fd keeps the pages).
+        self.adopted_files: dict[bytes, str] = {}
+        self.adopted_segments: dict[bytes, tuple[int, int]] = {}
+        if spiller is not None:  # (without spilling, drivers keep their puts mapped and put them again)
+            self.adopted_files = spiller.adopt_leftovers(shm_prefix)
+            self.adopted_segments = _open_leftovers(shm_prefix)
         self.uses = 0
         self.used = 0
         self.entries: dict[bytes, Entry] = {}
@@ -204,6 +210,67 @@ class ObjectStore:
         e.shm_name, e.spilled = name, ""
         return ""
 
+    def reclaim(self, oid: bytes, contained: list[bytes]) -> int:
+        """A reconnecting driver's put of ``oid``: seal the copy the previous raylet left (in a new
+        segment, else spilled); returns its size, or -1 if there is none."""
+        path = self.adopted_files.pop(oid, None)
+        fd_size = self.adopted_segments.pop(oid, None)
+        if path is None and fd_size is None:
+            return -1
+        e = self.entries.get(oid)
+        if e is None or e.state == READY:
+            self._close_adopted(path, fd_size)
+            return -1
+        assert self.spiller is not None
+        try:
+            if fd_size is not None:
+                fd, size = fd_size
+                try:
+                    name = self.reserve(oid, size)
+                except ObjectStoreFullError:
+                    self.spill_adopted(oid, e, self.spiller.spill_fd(fd, self.shm_prefix + oid.hex(), size), size,
+                                       contained)
+                    return size
+                _unlink(name)  # (the leftover's name, if recovery has not unlinked it yet: the fd keeps it)
+                try:
+                    with open(shm_path(name), "wb") as dst:
+                        copy_fd(fd, dst.fileno(), size)
+                except OSError:
+                    self.abort(oid, name)
+                    raise
+                self.seal(oid, None, name, size, contained)
+                return size
+            assert path is not None
+            size = self.spiller.take(path)
+            spilled: str = path
+            path = None  # (it is the entry's now: not deleted below)
+            self.spill_adopted(oid, e, spilled, size, contained)
+            return size
+        except (OSError, SpillError):
+            return -1
+        finally:
+            self._close_adopted(path, fd_size)
+
+    def spill_adopted(self, oid: bytes, e: Entry, path: str, size: int, contained: list[bytes]) -> None:
+        """Seal ``e`` as spilled to ``path``."""
+        self.seal(oid, b"", "", 0, contained)
+        e.inline, e.size, e.spilled = None, size, path
+
+    def _close_adopted(self, path: str | None, fd_size: tuple[int, int] | None) -> None:
+        if fd_size is not None:
+            os.close(fd_size[0])
+        if path is not None and self.spiller is not None:
+            self.spiller.delete(path)
+
+    def drop_adopted(self) -> None:
+        """The time for drivers to reclaim their puts is over: release what is left."""
+        for path in list(self.adopted_files.values()):
+            self._close_adopted(path, None)
+        for fd_size in self.adopted_segments.values():
+            self._close_adopted(None, fd_size)
+        self.adopted_files.clear()
+        self.adopted_segments.clear()
+
     def mark_remote(self, oid: bytes, locations: list[bytes], size: int) -> bool:
         """A pending entry's object was sealed on other nodes: it is REMOTE now. False if not pending."""
         e = self.entries.get(oid)
@@ -334,6 +401,25 @@ class ObjectStore:
             self.released.append((oid, e.held_at))
         for c in e.contained:
             self.unpin(c)
+
+
+def _open_leftovers(shm_prefix: str) -> dict[bytes, tuple[int, int]]:
+    """Open (fd, size) the segments ``shm_prefix<object id hex>`` a previous raylet left."""
+    out: dict[bytes, tuple[int, int]] = {}
+    try:
+        names = os.listdir(SHM_DIR)
+    except OSError:
+        return out
+    for name in names:
+        oid = object_id_of(name, shm_prefix)
+        if oid is None:
+            continue
+        try:
+            fd = os.open(shm_path(name), os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        out[oid] = (fd, os.fstat(fd).st_size)
+    return out
 
 
 def _unlink(name: str) -> None:

@@ -216,6 +216,8 @@ class Raylet:
                 self.redis.primary, lambda pg, idx, bundles, txn: node.bundles.commit(pg, idx, bundles, txn,
                                                                                      time.monotonic()),
                 self.node_id.hex())
+        # What the previous process left for its drivers to reclaim goes once they had time to.
+        loop.call_later(0 if self.fenced else cfg.raylet_reconnect_timeout_s + 10, node.objects.drop_adopted)
         # Clients (a driver reconnecting after a restart among them) come once that is done.
         unix_server = await start_unix_server(self, self.socket_name, token)
         if self.fenced or not await self._register(totals, capacity):

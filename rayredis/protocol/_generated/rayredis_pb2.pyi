@@ -195,20 +195,22 @@ class WaitRequest(_message.Message):
     def __init__(self, req_id: _Optional[int] = ..., object_ids: _Optional[_Iterable[bytes]] = ..., num_returns: _Optional[int] = ..., timeout_s: _Optional[float] = ..., no_fetch: _Optional[bool] = ...) -> None: ...
 
 class PutObject(_message.Message):
-    __slots__ = ("object_id", "inline_data", "shm_name", "size", "contained", "data")
+    __slots__ = ("object_id", "inline_data", "shm_name", "size", "contained", "data", "reclaim")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     INLINE_DATA_FIELD_NUMBER: _ClassVar[int]
     SHM_NAME_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     CONTAINED_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    RECLAIM_FIELD_NUMBER: _ClassVar[int]
     object_id: bytes
     inline_data: bytes
     shm_name: str
     size: int
     contained: _containers.RepeatedScalarFieldContainer[bytes]
     data: bytes
-    def __init__(self, object_id: _Optional[bytes] = ..., inline_data: _Optional[bytes] = ..., shm_name: _Optional[str] = ..., size: _Optional[int] = ..., contained: _Optional[_Iterable[bytes]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    reclaim: bool
+    def __init__(self, object_id: _Optional[bytes] = ..., inline_data: _Optional[bytes] = ..., shm_name: _Optional[str] = ..., size: _Optional[int] = ..., contained: _Optional[_Iterable[bytes]] = ..., data: _Optional[bytes] = ..., reclaim: _Optional[bool] = ...) -> None: ...
 
 class CreateRequest(_message.Message):
     __slots__ = ("req_id", "object_id", "size")
