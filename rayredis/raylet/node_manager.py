@@ -25,6 +25,7 @@ from rayredis.raylet.placement import Placement
 from rayredis.raylet.ports import ActorDirectory, TableWriter, Timers, WorkerProcesses
 from rayredis.raylet.records import TaskRecord
 from rayredis.raylet.scheduler import LocalScheduler
+from rayredis.raylet.spill_pump import SpillPump
 from rayredis.store.tables import NodeLoad, TaskState
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class NodeManager:
         self.conns: dict[bytes, Connection] = {}
         self.tasks: dict[bytes, TaskRecord] = {}
         self.waiters = ObjectWaits(objects, timers, self._need_local)
+        #: Where spill and restore copies run off the event loop (None: inline, see use_spill_pump).
+        self.spill_pump: SpillPump | None = None
         #: The other nodes (refreshed by the shell from their heartbeats) and the links to them.
         self.view = view if view is not None else ClusterView(node_id)
         self.peers = PeerCore(self, links if links is not None else NoLinks(), self.view)
@@ -141,7 +144,21 @@ class NodeManager:
 
     # ---- objects -------------------------------------------------------------------------------
 
+    def use_spill_pump(self, pump: SpillPump) -> None:
+        """Run the spill and restore copies of creates and gets through ``pump`` (on a thread)."""
+        self.spill_pump = pump
+        self.waiters.restore = pump.restore
+
     def _create(self, conn: Connection, c: pb.CreateRequest) -> None:
+        pump = self.spill_pump
+        if pump is not None and c.size <= self.objects.capacity and not self.objects.fits(c.size):
+            pump.need_room(c.size, c.object_id, lambda _ok: self._create_now(conn, c))
+            return
+        self._create_now(conn, c)
+
+    def _create_now(self, conn: Connection, c: pb.CreateRequest) -> None:
+        if conn.closed:
+            return
         try:
             name = self.objects.reserve(c.object_id, c.size)
             conn.out().create_replies.add(req_id=c.req_id, shm_name=name)

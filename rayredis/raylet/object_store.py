@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from rayredis.exceptions import ObjectStoreFullError
-from rayredis.raylet.spill import Spiller, SpillError, choose_victims, copy_fd, object_id_of
+from rayredis.raylet.spill import Spiller, SpillError, choose_victims, copy_fd, object_id_of, spillable
 
 SHM_DIR = "/dev/shm"
 
@@ -39,6 +39,8 @@ class Entry:
     spilled: str = ""
     #: When the entry was last sealed or read (the store's use counter), for LRU spilling.
     last_use: int = 0
+    #: A spill or restore copy of it runs on a thread (``spill_pump``): not chosen again meanwhile.
+    busy: bool = False
 
     def unused(self) -> bool:
         return self.refcount <= 0 and self.pins <= 0 and not self.holders
@@ -202,6 +204,8 @@ class ObjectStore:
             return (f"Object {oid.hex()} ({e.size} bytes) was spilled to disk and cannot be restored: "
                     f"{self.used} of {self.capacity} bytes of the object store are in use.")
         name = self.shm_prefix + oid.hex()
+        if e.busy:  # (a restore copy on a thread writes that name: it finds this one done and drops its own)
+            name += f"-r{os.urandom(3).hex()}"
         try:
             self.spiller.restore(e.spilled, name, e.size)
         except SpillError as exc:
@@ -209,6 +213,59 @@ class ObjectStore:
         self.used += e.size
         e.shm_name, e.spilled = name, ""
         return ""
+
+    # ---- copies on a thread (spill_pump) ----------------------------------------------------------
+
+    def fits(self, size: int) -> bool:
+        """Whether ``size`` more bytes fit, once secondary copies are evicted."""
+        if self.used + size > self.capacity:
+            self.evict_secondary(self.used + size - self.capacity)
+        return self.used + size <= self.capacity
+
+    def victims(self, size: int, keep: bytes) -> list[bytes]:
+        """What to spill so that ``size`` more bytes fit (``[]``: spilling cannot make room)."""
+        return choose_victims(self.entries.items(), self.used + size - self.capacity, READY, keep)
+
+    def finish_spill(self, oid: bytes, shm_name: str, path: str | None) -> bool:
+        """A spill copy of segment ``shm_name`` to ``path`` ended (``None``: it failed, returns
+        False): the entry is spilled now, unless it was freed or came into use meanwhile."""
+        e = self.entries.get(oid)
+        if e is not None and e.shm_name == shm_name:
+            e.busy = False
+        if path is None:
+            return False
+        assert self.spiller is not None
+        if e is None or e.shm_name != shm_name or not spillable(e, READY):
+            self.spiller.delete(path)
+            return True
+        _unlink(shm_name)
+        self.used -= e.size
+        e.shm_name, e.spilled = "", path
+        return True
+
+    def start_restore(self, oid: bytes) -> tuple[str, str, int]:
+        """Reserve room for restoring spilled ``oid`` (the caller made it); returns the segment name
+        to copy it into, its spill file and its size."""
+        e = self.entries[oid]
+        self.used += e.size
+        self.uses += 1
+        e.last_use = self.uses
+        return self.shm_prefix + oid.hex(), e.spilled, e.size
+
+    def finish_restore(self, oid: bytes, shm_name: str, size: int, ok: bool) -> None:
+        """The restore copy into ``shm_name`` ended: the entry reads from it now, unless the copy
+        failed, or the entry was freed or restored by a synchronous reader meanwhile."""
+        e = self.entries.get(oid)
+        if e is not None:
+            e.busy = False
+        if not ok or e is None or not e.spilled:
+            self.used -= size
+            if ok:
+                _unlink(shm_name)
+            return
+        e.shm_name, e.spilled = shm_name, ""
+
+    # ---- after a restart -------------------------------------------------------------------------
 
     def reclaim(self, oid: bytes, contained: list[bytes]) -> int:
         """A reconnecting driver's put of ``oid``: seal the copy the previous raylet left (in a new

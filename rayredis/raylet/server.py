@@ -37,6 +37,7 @@ from rayredis.raylet.ports import ActorDirectory, Timers
 from rayredis.raylet.redis_writer import RedisWriter
 from rayredis.raylet.scheduler import LocalScheduler
 from rayredis.raylet.spill import spiller_for
+from rayredis.raylet.spill_pump import SpillPump, inline_runner, thread_runner
 from rayredis.raylet.task_table import TaskTableClient
 from rayredis.raylet.worker_pool import WorkerPool
 from rayredis.store import keys, pubsub, tables
@@ -138,6 +139,10 @@ def build_node(*, node_id: bytes, node_ip: str, totals: dict[str, float], capaci
     nm = NodeManager(node_id, node_ip, scheduler, objects, writer, pool, timers, directory,
                      links=peers, view=ClusterView(node_id), task_table=task_table)
     task_table.core = nm.orphans
+    if objects.spiller is not None:
+        # (on the event loop's executor; a test's fake timers copy inline)
+        runner = thread_runner(timers) if hasattr(timers, "run_in_executor") else inline_runner
+        nm.use_spill_pump(SpillPump(objects, runner))
     if peers is not None:
         peers.nm = nm
     return Node(scheduler, objects, writer, pool, nm, Bundles(scheduler), task_table)

@@ -34,6 +34,7 @@ class Spillable(Protocol):
     pins: int
     held_at: bytes
     last_use: int
+    busy: bool
 
     @property
     def holders(self) -> object: ...
@@ -42,7 +43,7 @@ class Spillable(Protocol):
 def spillable(e: Spillable, ready_state: int) -> bool:
     """Whether ``e`` may be spilled: a sealed primary copy in shared memory that nothing uses."""
     return (e.state == ready_state and e.inline is None and bool(e.shm_name) and e.size > 0
-            and e.pins <= 0 and not e.held_at and not e.holders)
+            and e.pins <= 0 and not e.held_at and not e.holders and not e.busy)
 
 
 def choose_victims(entries: Iterable[tuple[bytes, Spillable]], need: int, ready_state: int,

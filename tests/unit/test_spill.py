@@ -57,7 +57,7 @@ def test_not_enough_spillable_bytes_means_no_victims() -> None:
 
 def test_spiller_for_follows_the_config(tmp_path: Path) -> None:
     assert spiller_for(Config(object_spilling=False), str(tmp_path)) is None
-    assert spiller_for(Config(), str(tmp_path)) is None  # (opt-in for now: config.object_spilling)
+    assert spiller_for(Config(), str(tmp_path)) is not None  # on by default, as in Ray
     default = spiller_for(Config(object_spilling=True), str(tmp_path))
     assert default is not None and default.directory == str(tmp_path / "spill") and default.owned
     custom = spiller_for(Config(object_spilling=True, object_spilling_dir=str(tmp_path / "x")), str(tmp_path))
