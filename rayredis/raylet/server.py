@@ -37,7 +37,7 @@ from rayredis.raylet.ports import ActorDirectory, Timers
 from rayredis.raylet.redis_writer import RedisWriter
 from rayredis.raylet.scheduler import LocalScheduler
 from rayredis.raylet.spill import spiller_for
-from rayredis.raylet.spill_pump import SpillPump, inline_runner, thread_runner
+from rayredis.raylet.spill_pump import Runner, SpillPump, ThreadRunner, inline_runner
 from rayredis.raylet.task_table import TaskTableClient
 from rayredis.raylet.worker_pool import WorkerPool
 from rayredis.store import keys, pubsub, tables
@@ -141,7 +141,7 @@ def build_node(*, node_id: bytes, node_ip: str, totals: dict[str, float], capaci
     task_table.core = nm.orphans
     if objects.spiller is not None:
         # (on the event loop's executor; a test's fake timers copy inline)
-        runner = thread_runner(timers) if hasattr(timers, "run_in_executor") else inline_runner
+        runner: Runner = ThreadRunner(timers) if hasattr(timers, "run_in_executor") else inline_runner
         nm.use_spill_pump(SpillPump(objects, runner))
     if peers is not None:
         peers.nm = nm
@@ -248,6 +248,8 @@ class Raylet:
         ks, argv = tables.node_state_cas_args(self.node_id.hex(), NodeState.ALIVE.value, NodeState.DEAD)
         await self.scripts.hfield_cas(keys=ks, args=argv)
         await node.writer.close()
+        if node.nm.spill_pump is not None:
+            node.nm.spill_pump.close()
         node.objects.close()
         unix_server.close()
         link_server.close()

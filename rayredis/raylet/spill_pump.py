@@ -38,12 +38,15 @@ def inline_runner(fn: Callable[[], Any], done: Done) -> None:
     done(result, None)
 
 
-def thread_runner(loop: Any, threads: int = 2) -> Runner:
+class ThreadRunner:
     """A runner over a small thread pool, calling back on the asyncio ``loop``."""
-    executor = ThreadPoolExecutor(threads, thread_name_prefix="rayredis-spill")
 
-    def run(fn: Callable[[], Any], done: Done) -> None:
-        fut = loop.run_in_executor(executor, fn)
+    def __init__(self, loop: Any, threads: int = 2):
+        self.loop = loop
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="rayredis-spill")
+
+    def __call__(self, fn: Callable[[], Any], done: Done) -> None:
+        fut = self.loop.run_in_executor(self.executor, fn)
 
         def finished(f: Any) -> None:
             error = f.exception()
@@ -51,7 +54,10 @@ def thread_runner(loop: Any, threads: int = 2) -> Runner:
 
         fut.add_done_callback(finished)
 
-    return run
+    def close(self) -> None:
+        """Wait for the copies in flight (raylet exit: none may write a file after the store's
+        cleanup)."""
+        self.executor.shutdown(wait=True)
 
 
 class SpillPump:
@@ -67,6 +73,11 @@ class SpillPump:
         self._round_failed = False
         #: Objects being restored -> what to call once they are (or could not be).
         self.restoring: dict[bytes, list[Callable[[], None]]] = {}
+
+    def close(self) -> None:
+        close = getattr(self.run, "close", None)
+        if close is not None:
+            close()
 
     # ---- room ----------------------------------------------------------------------------------
 
