@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -290,33 +291,69 @@ def wait_mixed(given: Sequence[Any], num_returns: int, timeout: float | None,
 
 
 class ItemReporter:
-    """Worker side of a ``"streaming"`` call: reports each item on the task's items stream once
-    the raylet has its object, then the end."""
+    """Worker side of a ``"streaming"`` call: reports the items on the task's items stream once the
+    raylet has their objects, then the end. A thread sends them, in batches while the generator
+    yields faster than one round trip (one barrier and one pipeline per batch)."""
 
     def __init__(self, cw: CoreWorker, task_id: bytes):
         self._cw = cw
         self._key = keys.generator_items_key(task_id)
         self._client = cw.store.for_id(task_id)
         self._warned = False
+        self._pending: list[dict[str, Any]] = []
+        self._ended = False
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
 
-    def _add(self, fields: dict[str, Any]) -> None:
+    def item(self, index: int, ref: ObjectRef) -> None:
+        self._queue({"i": str(index), "o": ref.binary(), "n": self._cw.node_id})
+
+    def end(self, count: int) -> None:
+        """Report the end, and return once everything is sent."""
+        self._queue({"end": str(count)})
+        self.close()
+
+    def close(self) -> None:
+        """Send what is queued and stop the thread (also when the generator did not end: cancelled)."""
+        with self._cond:
+            self._ended = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _queue(self, fields: dict[str, Any]) -> None:
+        with self._cond:
+            self._pending.append(fields)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._send_loop, name="rayredis-generator-items",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._ended:
+                    self._cond.wait()
+                batch, self._pending = self._pending, []
+                if not batch:
+                    return
+            self._send(batch)
+
+    def _send(self, batch: list[dict[str, Any]]) -> None:
         try:
+            if any("o" in f for f in batch):
+                self._cw.barrier()  # the caller may reference them at once: the raylet must have them
             pipe = self._client.pipeline(transaction=False)
-            pipe.xadd(self._key, fields)
+            for fields in batch:
+                pipe.xadd(self._key, fields)
             pipe.expire(self._key, keys.GENERATOR_ITEMS_TTL_S)
             pipe.execute()
-        except _REDIS_ERRORS as e:  # the caller then gets the items when the task ends
+        except Exception as e:  # noqa: BLE001 - the caller then gets the items when the task ends
             if not self._warned:
                 self._warned = True
                 logger.warning("cannot report generator items as they come (%s): the caller gets them "
                                "when the generator ends", e)
-
-    def item(self, index: int, ref: ObjectRef) -> None:
-        self._cw.barrier()  # the caller may reference it at once: the raylet must have it first
-        self._add({"i": str(index), "o": ref.binary(), "n": self._cw.node_id})
-
-    def end(self, count: int) -> None:
-        self._add({"end": str(count)})
 
 
 def _not_iterable(result: Any) -> TypeError:
@@ -333,18 +370,22 @@ def collect(result: Any, put: Callable[[Any], ObjectRef], put_error: Callable[[B
         raise _not_iterable(result)
     refs: list[ObjectRef] = []
     try:
-        for value in result:
-            refs.append(put(value))
+        try:
+            for value in result:
+                refs.append(put(value))
+                if report is not None:
+                    report.item(len(refs) - 1, refs[-1])
+        except exceptions.TaskCancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - user code may raise anything; the caller gets it at get
+            refs.append(put_error(e))
             if report is not None:
                 report.item(len(refs) - 1, refs[-1])
-    except exceptions.TaskCancelledError:
-        raise
-    except Exception as e:  # noqa: BLE001 - user code may raise anything; the caller gets it at get
-        refs.append(put_error(e))
         if report is not None:
-            report.item(len(refs) - 1, refs[-1])
-    if report is not None:
-        report.end(len(refs))
+            report.end(len(refs))
+    finally:
+        if report is not None:
+            report.close()
     return DynamicObjectRefGenerator(refs)
 
 
@@ -357,16 +398,20 @@ async def collect_async(result: Any, put: Callable[[Any], ObjectRef],
     refs: list[ObjectRef] = []
     agen: AsyncIterator[Any] = result
     try:
-        async for value in agen:
-            refs.append(put(value))
+        try:
+            async for value in agen:
+                refs.append(put(value))
+                if report is not None:
+                    report.item(len(refs) - 1, refs[-1])
+        except exceptions.TaskCancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            refs.append(put_error(e))
             if report is not None:
                 report.item(len(refs) - 1, refs[-1])
-    except exceptions.TaskCancelledError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        refs.append(put_error(e))
         if report is not None:
-            report.item(len(refs) - 1, refs[-1])
-    if report is not None:
-        report.end(len(refs))
+            report.end(len(refs))
+    finally:
+        if report is not None:
+            report.close()
     return DynamicObjectRefGenerator(refs)
