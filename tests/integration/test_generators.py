@@ -220,16 +220,23 @@ def test_async_for_over_an_endless_async_actor_generator(ray_shared: Any) -> Non
     assert ray.get(t.ping.remote(), timeout=60) == "pong"  # the actor lives on
 
 
-def test_a_generator_that_dies_ends_with_its_error(ray_shared: Any) -> None:
+def test_a_generator_that_dies_ends_with_its_error(ray_shared: Any, tmp_path: Any) -> None:
+    gate = str(tmp_path / "gate")
+
     @ray.remote(max_retries=0)
     def dies() -> Any:
         import os
+        import time
 
         yield 1
+        deadline = time.monotonic() + 30
+        while not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.02)  # (until the caller has the item: what a worker sends just before it dies may be lost)
         os._exit(1)
 
     gen = dies.remote()
     assert ray.get(next(gen), timeout=60) == 1
+    open(gate, "w").close()
     with pytest.raises(ray.exceptions.WorkerCrashedError):
         ray.get(next(gen), timeout=60)
     with pytest.raises(StopIteration):
