@@ -131,6 +131,10 @@ USAGE: dict[str, tuple[str, str, str]] = {
         "raylet `TaskTableClient.read` (`raylet/orphans.py`: live copies of an object whose owner node "
         "died); CLI `state dump`; state API (`_private/state_reader.py`) (SCAN); tests",
         "until the last copy is freed"),
+    "generator_items_key": (
+        "worker `generators.ItemReporter` (XADD of each item and the end, EXPIRE)",
+        "caller `generators.ObjectRefGenerator` (XREAD), which DELetes it once iteration stopped",
+        "deleted by the caller at the end; else expires `GENERATOR_ITEMS_TTL_S` (1 day) after the last entry"),
     "actor_channel": (
         "`actor_create`, `actor_transition`",
         "GCS (`ActorManager.handle`); raylets (`Raylet._subscribe`: actors known to `LocalActors`)",
@@ -152,7 +156,8 @@ USAGE: dict[str, tuple[str, str, str]] = {
     "object_channel": ("raylet `RedisWriter` on seal (`tables.queue_object_sealed`)", "no subscriber yet", ""),
 }
 
-_TYPE_RE = re.compile(r"^(HASH|STRING|SET|Channel)\s+on\s+(the primary|the data shard[^:,]*|each data shard)[:,]?\s*")
+_TYPE_RE = re.compile(r"^(HASH|STRING|SET|STREAM|Channel)\s+on\s+"
+                      r"(the primary|the data shard[^:,]*|each data shard)[:,]?\s*")
 
 
 def _key_functions() -> list[tuple[str, object]]:

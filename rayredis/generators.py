@@ -137,7 +137,7 @@ class ObjectRefGenerator:
     def __init__(self, generator_ref: ObjectRef):
         self._generator_ref = generator_ref
         self._task_id = generator_ref.binary()[:TASK_ID_LEN]
-        self._key = keys.generator_items_key(self._task_id)
+        self._key = keys.generator_items_key(self._task_id.hex())
         self._stream_id: bytes | str = "0-0"
         self._cursor = ItemCursor()
         #: Refs of streamed items taken from the cursor's entries (made as soon as they are read).
@@ -297,7 +297,7 @@ class ItemReporter:
 
     def __init__(self, cw: CoreWorker, task_id: bytes):
         self._cw = cw
-        self._key = keys.generator_items_key(task_id)
+        self._key = keys.generator_items_key(task_id.hex())
         self._client = cw.store.for_id(task_id)
         self._warned = False
         self._pending: list[dict[str, Any]] = []
