@@ -139,6 +139,10 @@ USAGE: dict[str, tuple[str, str, str]] = {
         "raylet `TaskTableClient.read` (`raylet/orphans.py`: live copies of an object whose owner node "
         "died); CLI `state dump`; state API (`_private/state_reader.py`) (SCAN); tests",
         "until the last copy is freed"),
+    "generator_items_key": (
+        "worker `generators.ItemReporter` (XADD of each item and the end, EXPIRE)",
+        "caller `generators.ObjectRefGenerator` (XREAD), which DELetes it once iteration stopped",
+        "deleted by the caller at the end; else expires `GENERATOR_ITEMS_TTL_S` (1 day) after the last entry"),
     "actor_channel": (
         "`actor_create`, `actor_transition`",
         "GCS (`ActorManager.handle`); raylets (`Raylet._subscribe`: actors known to `LocalActors`)",

@@ -21,7 +21,7 @@ from rayredis._private.worker_context import get_worker
 from rayredis.actor import ActorClass, ActorHandle
 from rayredis.actor import get_actor as _get_actor
 from rayredis.config import get_config
-from rayredis.generators import ObjectRefGenerator
+from rayredis.generators import ObjectRefGenerator, wait_mixed
 from rayredis.object_ref import ActorTaskRef, ObjectRef
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
@@ -320,7 +320,6 @@ def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: flo
     if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
         raise TypeError(f"wait() expected a list of ray.ObjectRef, got {type(object_refs)}")
     given = list(object_refs)
-    # A streaming generator is ready once its next item is (here: once the generator has finished).
     refs = [r._generator_ref if isinstance(r, ObjectRefGenerator) else r for r in given]
     for r in refs:
         if not isinstance(r, ObjectRef):
@@ -336,11 +335,9 @@ def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: flo
         raise ValueError(f"Invalid number of objects to return {num_returns}.")
     if num_returns > len(refs):
         raise ValueError("num_returns cannot be greater than the number of ray_waitables provided to ray.wait.")
-    ready, not_ready = get_worker().wait(refs, oids, num_returns, timeout, fetch_local=fetch_local)
-    if len(given) == len(refs) and all(a is b for a, b in zip(given, refs)):
-        return ready, not_ready
-    back = {id(r): g for r, g in zip(refs, given)}
-    return [back.get(id(r), r) for r in ready], [back.get(id(r), r) for r in not_ready]
+    if any(isinstance(g, ObjectRefGenerator) for g in given):  # ready once its next item is
+        return wait_mixed(given, num_returns, timeout, fetch_local)
+    return get_worker().wait(refs, oids, num_returns, timeout, fetch_local=fetch_local)
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:

@@ -38,6 +38,7 @@ from rayredis.raylet.ports import ActorDirectory, Timers
 from rayredis.raylet.redis_writer import RedisWriter
 from rayredis.raylet.scheduler import LocalScheduler
 from rayredis.raylet.spill import spiller_for
+from rayredis.raylet.spill_pump import Runner, SpillPump, ThreadRunner, inline_runner
 from rayredis.raylet.task_table import TaskTableClient
 from rayredis.raylet.worker_pool import WorkerPool
 from rayredis.store import keys, pubsub, tables
@@ -139,6 +140,10 @@ def build_node(*, node_id: bytes, node_ip: str, totals: dict[str, float], capaci
     nm = NodeManager(node_id, node_ip, scheduler, objects, writer, pool, timers, directory,
                      links=peers, view=ClusterView(node_id), task_table=task_table)
     task_table.core = nm.orphans
+    if objects.spiller is not None:
+        # (on the event loop's executor; a test's fake timers copy inline)
+        runner: Runner = ThreadRunner(timers) if hasattr(timers, "run_in_executor") else inline_runner
+        nm.use_spill_pump(SpillPump(objects, runner))
     if peers is not None:
         peers.nm = nm
     return Node(scheduler, objects, writer, pool, nm, Bundles(scheduler), task_table)
@@ -219,6 +224,8 @@ class Raylet:
                 self.redis.primary, lambda pg, idx, bundles, txn: node.bundles.commit(pg, idx, bundles, txn,
                                                                                      time.monotonic()),
                 self.node_id.hex())
+        # What the previous process left for its drivers to reclaim goes once they had time to.
+        loop.call_later(0 if self.fenced else cfg.raylet_reconnect_timeout_s + 10, node.objects.drop_adopted)
         # Clients (a driver reconnecting after a restart among them) come once that is done.
         unix_server = await start_unix_server(self, self.socket_name, token)
         if self.fenced or not await self._register(totals, capacity):
@@ -245,6 +252,8 @@ class Raylet:
         ks, argv = tables.node_state_cas_args(self.node_id.hex(), NodeState.ALIVE.value, NodeState.DEAD)
         await self.scripts.hfield_cas(keys=ks, args=argv)
         await node.writer.close()
+        if node.nm.spill_pump is not None:
+            node.nm.spill_pump.close()
         node.objects.close()
         unix_server.close()
         link_server.close()

@@ -176,6 +176,20 @@ def object_key(object_id_hex: str) -> str:
     return PREFIX + "obj:" + object_id_hex
 
 
+
+def generator_items_key(task_id_hex: str) -> str:
+    """STREAM on the data shard of the task ID: the items of a ``"streaming"`` generator task or
+    method, reported as they are yielded: one entry per item (``i`` its index, ``o`` its object ID,
+    ``n`` the node ID of the worker that put it), then ``end`` (the item count). Written by the
+    worker running the generator (XADD, each renewing an expiry of ``GENERATOR_ITEMS_TTL_S``), read
+    by the caller's ``ObjectRefGenerator`` (XREAD) and deleted by it once it has stopped
+    (``rayredis/generators.py``). A retried task appends its attempt's entries again."""
+    return PREFIX + "gen:" + task_id_hex
+
+
+#: Expiry of a :func:`generator_items_key` stream after its last entry, in seconds.
+GENERATOR_ITEMS_TTL_S = 24 * 3600
+
 # --- pub/sub channels --------------------------------------------------------------------------
 
 
