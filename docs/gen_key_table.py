@@ -165,7 +165,8 @@ USAGE: dict[str, tuple[str, str, str]] = {
         "while a dashboard runs"),
 }
 
-_TYPE_RE = re.compile(r"^(HASH|STRING|SET|STREAM|Channel)\s+on\s+(the primary|the data shard[^:,]*|each data shard)[:,]?\s*")
+_TYPE_RE = re.compile(r"^(HASH|STRING|SET|STREAM|Channel)\s+on\s+"
+                      r"(the primary|the data shard[^:,]*|each data shard)[:,]?\s*")
 
 
 def _key_functions() -> list[tuple[str, object]]:
