@@ -205,7 +205,7 @@ pages.events = {
       el("table", {}, el("thead", {}, el("tr", {}, ["Time", "Severity", "Source", "Event", "Message", "Details"].map(h => el("th", {}, h)))), this.tbody));
   },
   row(e) {
-    const details = Object.entries(e.custom_fields || {}).map(([k, v]) => `${k}=${typeof v === "string" ? short(v) || v : JSON.stringify(v)}`).join(" ");
+    const details = Object.entries(e.custom_fields || {}).map(([k, v]) => `${k}=${typeof v === "string" ? (/^[0-9a-f]{24,}$/.test(v) ? short(v) : v) : JSON.stringify(v)}`).join(" ");
     return el("tr", {"data-event-id": e.event_id, "data-label": e.label},
       el("td", {}, new Date(e.time).toLocaleTimeString()), el("td", {class: "sev-" + e.severity}, e.severity),
       el("td", {}, e.source_type), el("td", {class: "label"}, e.label), el("td", {class: "message"}, e.message),
