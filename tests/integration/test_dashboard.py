@@ -7,6 +7,8 @@ import http.client
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -246,6 +248,11 @@ def test_cluster_events_of_node_registration_and_an_actor_restart(dash: Dash) ->
     assert newest[0]["time"] >= newest[-1]["time"]
     assert any(e["label"] == "ACTOR_RESTARTED" and e["custom_fields"].get("actor_id") == aid for e in newest)
     ray.kill(p)
+    # The CLI lists the same (the cluster is found through RAYREDIS_ADDRESS/RAYREDIS_REDIS_PASSWORD, set by Cluster).
+    out = subprocess.run([sys.executable, "-m", "rayredis.cli.main", "list", "cluster-events", "--filter",
+                          "label=ACTOR_RESTARTED", "--format", "json"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert aid in {e["custom_fields"].get("actor_id") for e in json.loads(out.stdout)}
 
 
 def test_status_prints_the_url(dash: Dash) -> None:
