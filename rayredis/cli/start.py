@@ -136,8 +136,8 @@ def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host
     entry = sessions.CliSession(handle.session_dir, sessions.HEAD, address, handle.node_id, bind_host=bind_host)
     sessions.register(entry)
     write_current_cluster(ClusterFile(address, handle.password, handle.session_dir, tuple(handle.sentinels)))
+    dashboard = _start_dashboard(args, handle, ip)  # before the banner, which says that everything is up
     _print_banner(ip)
-    dashboard = _start_dashboard(args, handle, ip)
     from_env = not args.redis_password and bool(os.environ.get("RAYREDIS_REDIS_PASSWORD"))
     # A password from the environment stays out of the output (which often ends up in logs).
     pw = '"$RAYREDIS_REDIS_PASSWORD"' if from_env else _quote(handle.password)
