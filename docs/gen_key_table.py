@@ -93,12 +93,20 @@ USAGE: dict[str, tuple[str, str, str]] = {
         "GCS `RedisGcsStore.actor` / `actors`; raylets `Raylet.lookup_actor`, `_subscribe`, `_rescan` "
         "(state, death_cause); `actor.get_actor`; `runtime_context`; CLI `state dump` (SCAN); "
         "state API (`_private/state_reader.py`) (after the index)",
-        "never deleted (DEAD entries stay)"),
+        "DEAD entries deleted by the GCS beyond `dead_actors_kept` (script `actor_prune`)"),
     "actors_index_key": (
-        "`actor_create` (SADD)",
-        "GCS `RedisGcsStore.actor_ids` (rescans, `on_node_dead`, `on_job_finished`); "
+        "`actor_create` (SADD), `actor_prune` (SREM)",
         "state API (`_private/state_reader.py`)",
-        "never shrinks"),
+        "members of pruned dead actors removed (`actor_prune`)"),
+    "live_actors_key": (
+        "`actor_create` (SADD), `actor_transition` (SREM when the actor becomes DEAD)",
+        "GCS `RedisGcsStore.live_actor_ids` (rescans, `on_node_dead`, `on_job_finished`); "
+        "raylet `recovery.recover` (its actors' deaths after a restart)",
+        "member lives while the actor is not DEAD"),
+    "dead_actors_key": (
+        "`actor_transition` (ZADD when the actor becomes DEAD)",
+        "GCS `RedisGcsStore.prune_dead_actors` (script `actor_prune`, every 2 s)",
+        "the oldest beyond `dead_actors_kept` (10,000) are deleted with their entries"),
     "named_actors_key": (
         "`actor_create` (claim), `actor_transition` (HDEL when the holder becomes DEAD)",
         "`actor.get_actor` (`tables.read_named_actor`)",
@@ -165,7 +173,7 @@ USAGE: dict[str, tuple[str, str, str]] = {
         "while a dashboard runs"),
 }
 
-_TYPE_RE = re.compile(r"^(HASH|STRING|SET|STREAM|Channel)\s+on\s+"
+_TYPE_RE = re.compile(r"^(HASH|STRING|SET|ZSET|STREAM|LIST|Channel)\s+on\s+"
                       r"(the primary|the data shard[^:,]*|each data shard)[:,]?\s*")
 
 

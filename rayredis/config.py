@@ -60,6 +60,10 @@ class Config:
     redis_flush_interval_ms: float = 2.0
     #: Finished task entries expire from the task table after this long (lineage window).
     task_table_ttl_s: int = 3600
+    #: DEAD actors whose entries stay in Redis (the most recent deaths; ``list_actors`` and
+    #: ``get_actor`` by ID show them): the GCS deletes older ones, as Ray caps its destroyed-actor
+    #: cache (``maximum_gcs_destroyed_actor_cached_count``), so dead actors do not pile up forever.
+    dead_actors_kept: int = 10_000
     #: Worker processes started when the raylet starts (0 means num_cpus, capped at 4).
     prestart_workers: int = 0
     #: Pooled task workers per (whole) CPU at most: fractional or zero-CPU tasks run in parallel up

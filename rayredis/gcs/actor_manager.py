@@ -41,7 +41,7 @@ class ActorManager:
 
     async def _live_entries(self) -> list[ActorEntry]:
         """Every actor not known DEAD, in one round trip after the index read."""
-        return await self.store.actors([a for a in await self.store.actor_ids() if a not in self.dead])
+        return await self.store.actors([a for a in await self.store.live_actor_ids() if a not in self.dead])
 
     def _with_delivered(self, view: ClusterView) -> ClusterView:
         return dataclasses.replace(view, delivered=frozenset(self.delivered))
@@ -97,6 +97,13 @@ class ActorManager:
         """CAS the actor from (t.from_state, t.from_attempt) to t.to with t.fields; False if it moved."""
         return await self.store.actor_transition(aid, t.from_state, t.from_attempt,
                                                  {"state": t.to.value, **dict(t.fields)})
+
+    async def prune(self, keep: int, most: int = 1000) -> int:
+        """Forget the oldest DEAD actors beyond ``keep`` (their entries are deleted from Redis)."""
+        n = await self.store.prune_dead_actors(keep, most)
+        if n:
+            logger.info("deleted the entries of %d dead actors (keeping the %d most recent)", n, keep)
+        return n
 
     async def on_node_dead(self, node: str) -> None:
         """Restart (or let die) every actor placed on ``node``, which was just marked dead."""

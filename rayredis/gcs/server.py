@@ -195,6 +195,7 @@ class Term:
             try:
                 await self.actors.rescan()
                 await self.pgs.rescan()
+                await self.actors.prune(self.gcs.cfg.dead_actors_kept)
             except _UNREACHABLE as e:
                 self.gcs.redis_failed("periodic rescan", e)
 

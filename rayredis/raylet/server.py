@@ -18,13 +18,14 @@ import grpc
 import redis.exceptions
 
 from rayredis import ids
-from rayredis._private import auth, events, session
+from rayredis._private import auth, events, process, session
 from rayredis._private.logs import setup_process_logging
 from rayredis.common.resources import ResourceSet
 from rayredis.config import Config, get_config, secret_from_env
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
 from rayredis.raylet import recovery, restarts
+from rayredis.raylet.actor_lookups import ActorLookups
 from rayredis.raylet.bundles import Bundles
 from rayredis.raylet.capacity import default_memory, default_store_capacity
 from rayredis.raylet.cluster_view import ClusterView
@@ -158,7 +159,9 @@ class Raylet:
         self.socket_name = f"rayredis-raylet-{self.node_id.hex()}"
         self.node: Node
         self.nm: NodeManager
-        self._bg: set[asyncio.Task[Any]] = set()
+        self._lookups = ActorLookups(lambda: self.redis.primary,
+                                     lambda aid, entry: self.nm.actors.apply_remote_state(aid, entry),
+                                     self.cfg.connect_timeout_s)
         self._infos: dict[bytes, tables.NodeInfo] = {}
         #: Set when this node found itself declared DEAD: it stops and comes back as a new node.
         self.fenced = False
@@ -236,6 +239,7 @@ class Raylet:
         logger.info("raylet stopping")
         for t in bg:
             t.cancel()
+        await self._lookups.close()
         await self.peers.close()
         await node.task_table.close()
         node.pool.stop_all()
@@ -421,13 +425,7 @@ class Raylet:
 
     def lookup_actor(self, actor_id: bytes) -> None:
         """A call arrived for an actor this node does not host yet: find out whether it is dead."""
-        t = asyncio.get_running_loop().create_task(self._lookup(actor_id))
-        self._bg.add(t)
-        t.add_done_callback(self._bg.discard)
-
-    async def _lookup(self, actor_id: bytes) -> None:
-        entry = await tables.aread_actor(self.redis.primary, actor_id.hex())
-        self.nm.actors.apply_remote_state(actor_id, entry)
+        self._lookups.ask(actor_id)
 
     async def _subscribe(self) -> None:
         """Follow actor and job changes (subscribe, then rescan, so nothing is missed)."""
@@ -491,4 +489,8 @@ def main(argv: list[str] | None = None) -> None:
         # The same process (its PID stays recorded) starts over under a new node ID.
         fresh = [a for i, a in enumerate(argv) if a != "--node-id" and (i == 0 or argv[i - 1] != "--node-id")
                  and not a.startswith("--node-id=")]
-        os.execv(sys.executable, [sys.executable, "-m", "rayredis.raylet", *fresh, "--node-id", ids.new_id(16).hex()])
+        again = [sys.executable, "-m", "rayredis.raylet", *fresh, "--node-id", ids.new_id(16).hex()]
+        # Its PID record names the command line it runs: what `stop`, the supervisor and `is_alive`
+        # check before they act on the PID, so it must name the new one (same PID and start time).
+        process.record_pid(args.session_dir, os.getpid(), "raylet", again)
+        os.execv(sys.executable, again)

@@ -111,6 +111,20 @@ def actors_index_key() -> str:
     return PREFIX + "actors"
 
 
+def live_actors_key() -> str:
+    """SET on the primary of the actor-id hex of every actor not DEAD: added by ``actor_create``,
+    removed by ``actor_transition`` when the actor becomes DEAD. What the GCS's rescans walk, so
+    their cost follows the live actors, not every actor ever created (``actors_index_key``)."""
+    return PREFIX + "actors:live"
+
+
+def dead_actors_key() -> str:
+    """ZSET on the primary, actor-id hex -> when it became DEAD (ms, the primary's clock): added by
+    ``actor_transition``; the GCS prunes the oldest (script ``actor_prune``, deleting their entries)
+    beyond ``Config.dead_actors_kept``, so dead actors do not accumulate in Redis forever."""
+    return PREFIX + "actors:dead"
+
+
 def named_actors_key() -> str:
     """HASH on the primary, field ``namespace/name`` -> actor-id hex (claimed in the
     ``actor_create`` script unless a live actor holds it; released by ``actor_transition`` when the
