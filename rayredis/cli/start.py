@@ -135,8 +135,12 @@ def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host
     address = f"{ip}:{handle.address.rpartition(':')[2]}"
     entry = sessions.CliSession(handle.session_dir, sessions.HEAD, address, handle.node_id, bind_host=bind_host)
     sessions.register(entry)
+    try:  # before the cluster is findable (`rayredis status`), which says that everything is up
+        dashboard = _start_dashboard(args, handle, ip)
+    except BaseException:  # interrupted (SIGTERM, Ctrl-C) while it starts: stop the whole head
+        stop_session(entry, grace_s=1.0, force=True)
+        raise
     write_current_cluster(ClusterFile(address, handle.password, handle.session_dir, tuple(handle.sentinels)))
-    dashboard = _start_dashboard(args, handle, ip)  # before the banner, which says that everything is up
     _print_banner(ip)
     from_env = not args.redis_password and bool(os.environ.get("RAYREDIS_REDIS_PASSWORD"))
     # A password from the environment stays out of the output (which often ends up in logs).
