@@ -34,6 +34,8 @@ pytestmark = pytest.mark.skipif(
 #: Generous bound for what the page shows by itself (a killed node is declared dead after ~3 s).
 LIVE_S = 30_000
 SHOTS = os.environ.get("RAYREDIS_DASHBOARD_SCREENSHOTS", "")
+if sync_playwright is not None:
+    expect.set_options(timeout=15_000)  # Playwright's 5 s is short on a loaded 2-core machine
 
 
 @ray.remote
@@ -82,6 +84,7 @@ def setup() -> Iterator[dict[str, Any]]:
 @pytest.fixture
 def page(setup: dict[str, Any]) -> Iterator[Page]:
     ctx = setup["browser"].new_context(viewport={"width": 1280, "height": 760})
+    ctx.set_default_timeout(LIVE_S)
     pg = ctx.new_page()
     pg.goto(f"{setup['url']}/?token={setup['cluster'].redis_password}")  # traded for the cookie at once
     assert "token=" not in pg.url
@@ -99,6 +102,7 @@ def shot(page: Page, name: str) -> None:
 
 def test_unauthenticated_gets_only_the_login_page(setup: dict[str, Any]) -> None:
     ctx = setup["browser"].new_context()
+    ctx.set_default_timeout(LIVE_S)
     try:
         pg = ctx.new_page()
         pg.goto(setup["url"] + "/#/tasks")
