@@ -162,6 +162,19 @@ USAGE: dict[str, tuple[str, str, str]] = {
         "GCS (`PlacementGroupManager.handle`)",
         ""),
     "object_channel": ("raylet `RedisWriter` on seal (`tables.queue_object_sealed`)", "no subscriber yet", ""),
+    "cluster_events_key": (
+        "`_private/events.py` (XADD MAXLEN ~ 10000, fire-and-forget): GCS node death and actor restarts on node "
+        "death (`gcs/server.py`, `gcs/actor_manager.py`), lease acquired or lost, bundles re-placed "
+        "(`gcs/placement_groups.py`); raylet registration, clean exit, actor restart or death "
+        "(`raylet/server.py`, `raylet/actors.py`); supervisor restarts, Redis failovers, giving up "
+        "(`_private/supervisor.py`)",
+        "`util.state.list_cluster_events`, CLI `list cluster-events`, the dashboard's events page (XRANGE after "
+        "the last id it showed)",
+        "cluster; capped at about 10000 entries"),
+    "dashboard_key": (
+        "the dashboard (`dashboard/server.py`): HSET when it serves, DEL on a clean exit if it still names it",
+        "CLI `status` (prints the URL)",
+        "while a dashboard runs"),
 }
 
 _TYPE_RE = re.compile(r"^(HASH|STRING|SET|ZSET|STREAM|LIST|Channel)\s+on\s+"

@@ -14,7 +14,7 @@ import grpc
 
 from rayredis import exceptions
 from rayredis._private import auth, process, retry, worker_context
-from rayredis._private.node import NodeHandle, start_head
+from rayredis._private.node import DASHBOARD_PORT, NodeHandle, start_dashboard, start_head
 from rayredis._private.session import read_current_cluster, remove_session_shm, sweep_dead_sessions_shm
 from rayredis._private.supervisor import NodeSupervisor
 from rayredis._private.worker_context import get_worker
@@ -37,6 +37,7 @@ _started: NodeHandle | None = None
 _supervisor: NodeSupervisor | None = None
 
 #: Ray's ``init`` keywords that have no effect here (accepted so Ray programs run unchanged).
+#: (``include_dashboard``, ``dashboard_host``, ``dashboard_port`` are used when init() starts the cluster.)
 _IGNORED_INIT_KWARGS = {"include_dashboard", "dashboard_host", "dashboard_port", "logging_level",
                         "log_to_driver", "configure_logging", "logging_format", "_system_config",
                         "_temp_dir", "_node_ip_address", "local_mode", "runtime_env", "job_config",
@@ -52,7 +53,8 @@ class RayContext(dict):  # type: ignore[type-arg]
 
     @property
     def dashboard_url(self) -> str:
-        return ""
+        """The cluster's dashboard (``http://host:port``), or "" when none runs."""
+        return str(self.get("webui_url", ""))
 
     def __enter__(self) -> RayContext:
         return self
@@ -170,6 +172,12 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
                 _started.collect()
                 _started = None
             raise
+        if _started is not None and kwargs.get("include_dashboard"):
+            port = kwargs.get("dashboard_port")
+            try:
+                start_dashboard(_started, kwargs.get("dashboard_host"), DASHBOARD_PORT if port is None else int(port))
+            except exceptions.RaySystemError as e:  # the cluster works without it, as in Ray
+                logger.warning("%s", e)
         if _started is not None:
             global _supervisor
             _supervisor = NodeSupervisor(_started)
@@ -256,8 +264,10 @@ def _is_local_address(ip: str) -> bool:
 def _context() -> RayContext:
     cw = worker_context.global_worker
     assert cw is not None
+    url = cw.store.primary.hget(keys.dashboard_key(), "url")
     return RayContext(address=cw.store.primary_address, node_id=cw.node_id.hex(), session_dir=cw.session_dir,
-                      redis_address=cw.store.primary_address, node_ip_address=cw.node_ip)
+                      redis_address=cw.store.primary_address, node_ip_address=cw.node_ip,
+                      webui_url=url.decode() if url else "")
 
 
 def shutdown(_exiting_interpreter: bool = False) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 
+from rayredis._private import events
 from rayredis.actor_state import ActorState
 from rayredis.gcs import decisions
 from rayredis.gcs.decisions import ActorAction, ClusterView, Deliver, Forget, NoFeasibleNode, Transition
@@ -107,7 +108,11 @@ class ActorManager:
     async def on_node_dead(self, node: str) -> None:
         """Restart (or let die) every actor placed on ``node``, which was just marked dead."""
         for aid, t in decisions.on_node_dead(await self._live_entries(), node):
-            await self.transition(aid, t)
+            if await self.transition(aid, t):
+                died = t.to == ActorState.DEAD
+                events.record(events.Kind.ACTOR_DIED if died else events.Kind.ACTOR_RESTARTED,
+                              f"actor {aid} {'died' if died else 'restarts'}: its node {node} died",
+                              "ERROR" if died else "WARNING", actor_id=aid, node_id=node)
 
     async def on_job_finished(self, job: str) -> None:
         for e in await self._live_entries():

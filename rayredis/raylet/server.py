@@ -18,7 +18,7 @@ import grpc
 import redis.exceptions
 
 from rayredis import ids
-from rayredis._private import auth, process, session
+from rayredis._private import auth, events, process, session
 from rayredis._private.logs import setup_process_logging
 from rayredis.common.resources import ResourceSet
 from rayredis.config import Config, get_config, secret_from_env
@@ -178,6 +178,7 @@ class Raylet:
         cfg = self.cfg
         self.redis = await AsyncShardedRedis(self.args.redis_address, self.password).connect()
         self.scripts = Scripts(self.redis.primary)
+        events.configure(self.redis.primary, "RAYLET")
         token = (await self.redis.primary.hget(keys.cluster_key(), "token") or b"").decode()
         server = grpc.aio.server(interceptors=[auth.TokenInterceptor(token)], options=auth.SERVER_OPTIONS)
         servicer = RayletServicer(self)
@@ -250,7 +251,9 @@ class Raylet:
         await node.task_table.close()
         node.pool.stop_all()
         ks, argv = tables.node_state_cas_args(self.node_id.hex(), NodeState.ALIVE.value, NodeState.DEAD)
-        await self.scripts.hfield_cas(keys=ks, args=argv)
+        if await self.scripts.hfield_cas(keys=ks, args=argv):
+            events.record(events.Kind.NODE_DEAD, f"node {self.node_id.hex()} stopped (its raylet exited cleanly)",
+                          node_id=self.node_id.hex(), cause="stopped")
         await node.writer.close()
         if node.nm.spill_pump is not None:
             node.nm.spill_pump.close()
@@ -258,6 +261,7 @@ class Raylet:
         unix_server.close()
         link_server.close()
         await server.stop(0.5)
+        await events.drain()
         await self.redis.close()
         rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for t in rest:
@@ -283,6 +287,8 @@ class Raylet:
         for old in ("", NodeState.ALIVE.value):  # (each move is announced on the node channel)
             ks, argv = tables.node_state_cas_args(hexid, old, NodeState.ALIVE)
             if await self.scripts.hfield_cas(keys=ks, args=argv):
+                events.record(events.Kind.NODE_REGISTERED, f"node {hexid} registered at {self.address}"
+                              f"{' (head)' if self.args.head else ''}{' again' if old else ''}", node_id=hexid)
                 return True
         return False
 

@@ -150,6 +150,23 @@ def placement_groups_index_key() -> str:
     return PREFIX + "pgs"
 
 
+def cluster_events_key() -> str:
+    """STREAM on the primary: the cluster's events (node registered or dead and why, actor restarted
+    or died, GCS lease acquired, a process restarted or a Redis failover seen by a node supervisor,
+    placement-group bundles re-placed), each entry ``kind``, ``severity``, ``source``, ``message``
+    and ``custom`` (JSON of ids and durations). Appended (XADD MAXLEN ~ ``events.MAXLEN``, so
+    capped) fire-and-forget by the GCS, the raylets and the supervisors (``_private/events.py``);
+    read by ``list_cluster_events`` and the dashboard, which follows it with XREAD."""
+    return PREFIX + "events"
+
+
+def dashboard_key() -> str:
+    """HASH on the primary, owned by the dashboard (``rayredis/dashboard``): ``url``, ``pid`` and
+    ``started`` of the last dashboard that started serving (HSET at start, DEL at a clean exit, only
+    if it still names this one); read by ``rayredis status`` and ``rayredis start`` to print the URL."""
+    return PREFIX + "dashboard"
+
+
 # --- data shards: tasks and objects ------------------------------------------------------------
 
 
