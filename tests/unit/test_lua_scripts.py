@@ -274,6 +274,21 @@ def test_task_transition_needs_entry_unless_star(r: redis.Redis, scripts: Script
     assert not r.exists(keys.task_key(TID))
 
 
+def test_an_early_report_from_the_running_node_is_not_undone_by_the_owners_pending(
+        r: redis.Redis, scripts: Scripts) -> None:
+    # The node a task was forwarded to reports before the owner's own writes land.
+    assert task(scripts, "PENDING,RUNNING,NONE", 0, 0, state="RUNNING", attempt=0, node="b") == 1
+    assert task(scripts, "PENDING,RUNNING,NONE", 0, 600, state="FINISHED", attempt=0, node="b") == 1
+    assert task(scripts, "*", 0, 0, spec=b"s", job=1) == 1  # the owner's spec lands
+    assert task(scripts, "NONE,OLDER", 0, 0, state="PENDING", node="a", attempt=0) == 0  # its PENDING does not
+    entry = r.hgetall(keys.task_key(TID))
+    assert (entry[b"state"], entry[b"node"], entry[b"spec"]) == (b"FINISHED", b"b", b"s")
+    # A later attempt (an actor's constructor submitted again) does start over from PENDING.
+    assert task(scripts, "NONE,OLDER", 1, 0, state="PENDING", node="a", attempt=1) == 1
+    assert r.hget(keys.task_key(TID), "state") == b"PENDING"
+    assert task(scripts, "NONE,OLDER", 1, 0, state="PENDING", node="a", attempt=1) == 0  # same attempt: no
+
+
 def test_task_transition_allowed_states(r: redis.Redis, scripts: Scripts) -> None:
     task(scripts, "*", 0, 0, state="PENDING", attempt=0)
     assert task(scripts, "PENDING,RUNNING", 0, 0, state="RUNNING", attempt=0) == 1
