@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,19 +105,34 @@ class WaitPolicy:
     old one rejoins as its replica): from then on each WAIT waits only ``degraded_ms``, so writes
     are not slowed by a full timeout each, until one is acknowledged again. Writes acknowledged in
     that degraded state are in the master's AOF only.
+
+    A replica that is only slow (a loaded host) misses the short WAITs too, so while degraded one
+    WAIT every ``probe_s`` gets the full timeout again: a replica that answers ends the degraded
+    state within about ``probe_s`` instead of leaving writes unreplicated for as long as the host
+    stays loaded (writes a failover to that replica would lose). ``clock``: seconds, monotonic.
     """
 
-    def __init__(self, timeout_ms: int, degraded_ms: int, numreplicas: int = 1):
+    def __init__(self, timeout_ms: int, degraded_ms: int, numreplicas: int = 1, probe_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic):
         self.numreplicas = numreplicas
         self.timeout_ms = max(1, timeout_ms)
         self.degraded_ms = max(1, min(degraded_ms, self.timeout_ms))
         self.degraded = False
+        self.probe_s = probe_s
+        self._clock = clock
+        self._probed_at = 0.0
         #: WAITs short of ``numreplicas`` so far (for tests and logs).
         self.unacknowledged = 0
 
     def request(self) -> tuple[int, int]:
         """The arguments of the next ``WAIT``: (numreplicas, timeout in ms)."""
-        return self.numreplicas, self.degraded_ms if self.degraded else self.timeout_ms
+        if not self.degraded:
+            return self.numreplicas, self.timeout_ms
+        now = self._clock()
+        if now - self._probed_at >= self.probe_s:
+            self._probed_at = now
+            return self.numreplicas, self.timeout_ms
+        return self.numreplicas, self.degraded_ms
 
     def observe(self, acked: int, where: str = "") -> None:
         """Record a WAIT's reply (replicas that acknowledged)."""
@@ -127,6 +143,7 @@ class WaitPolicy:
             return
         self.unacknowledged += 1
         if not self.degraded:
+            self._probed_at = self._clock()  # (the WAIT that just failed was the full one)
             suppressed = _throttle.allow(where)
             if suppressed is not None:
                 logger.warning("no replica of %s acknowledged a write within %d ms; writes go on unreplicated "

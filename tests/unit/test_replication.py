@@ -154,7 +154,7 @@ def test_reads_are_not(cmd: str | bytes) -> None:
 
 
 def test_wait_policy_degrades_after_an_unacknowledged_wait_and_recovers() -> None:
-    p = WaitPolicy(timeout_ms=1000, degraded_ms=10)
+    p = WaitPolicy(timeout_ms=1000, degraded_ms=10, clock=lambda: 0.0)
     assert p.request() == (1, 1000)
     p.observe(1)
     assert p.request() == (1, 1000) and not p.degraded
@@ -168,7 +168,7 @@ def test_wait_policy_degrades_after_an_unacknowledged_wait_and_recovers() -> Non
 
 def test_wait_policy_clamps_its_timeouts() -> None:
     assert WaitPolicy(timeout_ms=0, degraded_ms=0).request() == (1, 1)
-    p = WaitPolicy(timeout_ms=5, degraded_ms=50)
+    p = WaitPolicy(timeout_ms=5, degraded_ms=50, clock=lambda: 0.0)
     p.observe(0)
     assert p.request() == (1, 5)
 
@@ -182,3 +182,18 @@ def test_wait_policy_clamps_its_timeouts() -> None:
 ])
 def test_a_rejoining_replica_is_synced_only_once_linked_and_done(info: dict[str, object], expected: bool) -> None:
     assert sentinel.synced(info) is expected
+
+
+def test_a_degraded_wait_policy_gives_a_slow_replica_the_full_timeout_once_a_probe_interval() -> None:
+    now = [100.0]
+    p = WaitPolicy(timeout_ms=1000, degraded_ms=10, probe_s=1.0, clock=lambda: now[0])
+    p.observe(0)  # the full WAIT timed out: degraded
+    assert p.request() == (1, 10)
+    p.observe(0)
+    now[0] += 0.5
+    assert p.request() == (1, 10)  # not yet
+    now[0] += 0.6
+    assert p.request() == (1, 1000)  # a probe: the full timeout again
+    assert p.request() == (1, 10)  # one probe an interval
+    p.observe(1)  # the (slow) replica answered the probe
+    assert not p.degraded and p.request() == (1, 1000)
