@@ -56,7 +56,8 @@ def test_json_entries(data: st.DataObject) -> None:
 def test_hash_entries(data: st.DataObject) -> None:
     parse, valid = data.draw(st.sampled_from([(tables.ActorEntry.from_redis, ACTOR),
                                               (tables.PlacementGroupEntry.from_redis, PG),
-                                              (tables.TaskEntry.from_redis, TASK), (tables.ObjectEntry.from_redis, OBJ)]))
+                                              (tables.TaskEntry.from_redis, TASK),
+                                              (tables.ObjectEntry.from_redis, OBJ)]))
     raw = dict(valid)
     for _ in range(data.draw(st.integers(1, 3))):
         field = data.draw(st.one_of(st.sampled_from(sorted(raw)), st.binary(max_size=8)))

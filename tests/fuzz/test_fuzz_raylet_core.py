@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from typing import Any
 from unittest import mock
 
-from google.protobuf.message import DecodeError
 import pytest
+from google.protobuf.message import DecodeError
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,7 +31,8 @@ batches = message_of(pb.ClientBatch.DESCRIPTOR)
 #: ``nested_refs`` naming an unknown submitter node with no links) breaks the core's invariants or
 #: raises out of ``handle`` (the raylet then ends that client's stream). Run with RAYREDIS_FUZZ_CORE=1.
 open_findings = pytest.mark.skipif(not os.environ.get("RAYREDIS_FUZZ_CORE"),
-                                   reason="open findings of the raylet-core fuzzer (issue 9); RAYREDIS_FUZZ_CORE=1 runs it")
+                                   reason="open findings of the raylet-core fuzzer (issue 9); "
+                                          "RAYREDIS_FUZZ_CORE=1 runs it")
 senders = st.sampled_from(["driver", "worker", "driver2"])
 
 
