@@ -121,6 +121,11 @@ class Config:
     stop_grace_period_s: float = 5.0
     #: Log level for component log files.
     log_level: str = "INFO"
+    #: PEM files for optional gRPC TLS between hosts (``_private/tls.py``): this node's certificate,
+    #: its key and the cluster's CA; all three or none ("" = plaintext, the default).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
     #: A log file (a process's ``.log``, a worker's ``.out``/``.err``) is rotated once it exceeds
     #: this many bytes, keeping ``log_rotation_backup_count`` older files (``name.1`` ... ``name.N``),
     #: so a long-running cluster does not fill the disk (Ray's defaults: 512 MiB, 5 backups).

@@ -35,6 +35,10 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 1_000),
     ("grpc.http2.max_ping_strikes", 0),
+    # Bounds on a peer before any call is authenticated: the TLS/HTTP2 handshake must finish in 5 s,
+    # and one connection carries at most this many concurrent streams.
+    ("grpc.server_handshake_timeout_ms", 5_000),
+    ("grpc.max_concurrent_streams", 1_000),
 ]
 
 
@@ -49,12 +53,14 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, token: str):
         self._token = token.encode()
 
-        async def deny(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        async def deny(request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                 "missing or wrong rayredis cluster token")
 
-        self._deny_unary: grpc.RpcMethodHandler[Any, Any] = grpc.unary_unary_rpc_method_handler(deny)
-        self._deny_stream: grpc.RpcMethodHandler[Any, Any] = grpc.stream_stream_rpc_method_handler(deny)
+        # A streaming handler for every method, unary ones too: it aborts before reading any
+        # request message, so an unauthenticated body is neither buffered whole nor decoded (a
+        # unary handler would first receive the whole message, up to the 512 MiB cap).
+        self._deny: grpc.RpcMethodHandler[Any, Any] = grpc.stream_stream_rpc_method_handler(deny)
 
     async def intercept_service(
         self,
@@ -66,6 +72,4 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
                 v = value.encode() if isinstance(value, str) else value
                 if hmac.compare_digest(v, self._token):
                     return await continuation(handler_call_details)
-        if handler_call_details.method.endswith("/Connect"):
-            return self._deny_stream
-        return self._deny_unary
+        return self._deny

@@ -22,6 +22,7 @@ import hmac
 import os
 import re
 import stat
+from collections.abc import Iterable
 
 from rayredis import exceptions, serialization
 from rayredis.protocol._generated import rayredis_pb2 as pb
@@ -100,6 +101,16 @@ def _write_segment(path: str, data: bytes) -> None:
             view = view[os.write(fd, view):]
     finally:
         os.close(fd)
+
+
+def disown_foreign_segments(objects: ObjectStore, puts: Iterable[pb.PutObject]) -> None:
+    """Turn each put naming a segment that is not this store's for its object (another session's,
+    a path) into an error blob: the store would map, and one day unlink, whatever it names."""
+    for p in puts:
+        if p.shm_name and ("/" in p.shm_name or not p.shm_name.startswith(objects.shm_prefix + p.object_id.hex())):
+            p.CopyFrom(_error_put(p.object_id, exceptions.RaySystemError(
+                f"The put of object {p.object_id.hex()} named the segment {p.shm_name[:80]!r}, which is not one "
+                f"the raylet reserved for it (send a CreateRequest and use the name of its reply).")))
 
 
 def _error_put(oid: bytes, exc: BaseException) -> pb.PutObject:

@@ -14,7 +14,7 @@ from rayredis.raylet import invariants
 from rayredis.raylet.actors import LocalActors
 from rayredis.raylet.cluster_view import ClusterView
 from rayredis.raylet.connection import Connection
-from rayredis.raylet.connection_objects import received_put
+from rayredis.raylet.connection_objects import disown_foreign_segments, received_put
 from rayredis.raylet.lineage import Lineage
 from rayredis.raylet.object_store import PENDING as OBJ_PENDING
 from rayredis.raylet.object_store import READY, REMOTE, ObjectStore
@@ -101,6 +101,9 @@ class NodeManager:
     # ---- inbound batches -----------------------------------------------------------------------
 
     def handle(self, conn: Connection, b: pb.ClientBatch) -> None:
+        disown_foreign_segments(self.objects, b.puts)
+        for r in b.results:
+            disown_foreign_segments(self.objects, r.returns)
         for loc in b.resolves:  # (before add_refs: they count on an entry)
             self.resolve_remote(loc.object_id, loc.node_id)
         for c in b.creates:

@@ -40,7 +40,7 @@ async def follow(client: Any, channels: Sequence[str], rescan: Callable[[], Awai
             async for msg in ps.listen():
                 kind = msg.get("type")
                 if kind == "message":
-                    await on_message(msg["channel"].decode(), msg["data"].decode())
+                    await _deliver(on_message, msg)
                 elif kind == "subscribe":
                     waiting.discard(msg["channel"])
                     if not waiting:
@@ -52,8 +52,27 @@ async def follow(client: Any, channels: Sequence[str], rescan: Callable[[], Awai
             else:
                 logger.warning("pub/sub on %s lost (%s); resubscribing", ",".join(channels), e)
             await asyncio.sleep(retry_delay_s)
+        except Exception:  # a rescan that failed on what it read: log, subscribe and rescan again
+            logger.exception("pub/sub on %s: the rescan failed; resubscribing", ",".join(channels))
+            await asyncio.sleep(retry_delay_s)
         finally:
             try:
                 await ps.aclose()
             except Exception:  # noqa: BLE001 - the connection may already be gone
                 pass
+
+
+async def _deliver(on_message: Callable[[str, str], Awaitable[None]], msg: Any) -> None:
+    """Hand one message to ``on_message``; one it cannot decode or handle (anyone who can publish
+    can send anything) is logged and dropped, never the end of the subscription."""
+    try:
+        channel, data = msg["channel"].decode(), msg["data"].decode()
+    except (UnicodeDecodeError, AttributeError):
+        logger.error("pub/sub: dropped a message that is not UTF-8 text: %r", msg.get("data", b"")[:100])
+        return
+    try:
+        await on_message(channel, data)
+    except LOST:
+        raise
+    except Exception:
+        logger.exception("pub/sub: handling %r on %s failed; dropped it", data[:100], channel)

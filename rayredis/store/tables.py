@@ -18,7 +18,10 @@ from typing import Any
 from rayredis.actor_state import ActorState
 from rayredis.common.node_view import NodeView
 from rayredis.common.resources import ResourceSet
-from rayredis.store import keys
+from rayredis.store import corrupt, keys
+from rayredis.store.corrupt import CorruptEntryError
+
+__all__ = ["CorruptEntryError"]  # (raised by every parser below: corrupt.py)
 
 Raw = Mapping[bytes, bytes]
 
@@ -31,6 +34,11 @@ def _s(v: bytes | str | None, default: str = "") -> str:
 
 def _i(v: bytes | str | None, default: int = 0) -> int:
     return int(_s(v) or default)
+
+
+def _is(v: bytes | str | None, value: str) -> bool:
+    """Whether a raw field holds ``value`` (without decoding it: a corrupt field is just not equal)."""
+    return v == value or v == value.encode()
 
 
 class NodeState(str, Enum):
@@ -99,14 +107,20 @@ class NodeInfo:
     link_address: str = ""
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> NodeInfo:
-        d = json.loads(raw)
-        return cls(node_id=d["node_id"], address=d["address"], node_ip=d.get("node_ip", ""),
-                   resources={k: float(v) for k, v in d.get("resources", {}).items()},
-                   object_store_memory=int(d.get("object_store_memory", 0)),
-                   session_dir=d.get("session_dir", ""), pid=int(d.get("pid", 0)),
-                   start_time=float(d.get("start_time", 0.0)), is_head=bool(d.get("is_head", False)),
-                   socket=d.get("socket", ""), link_address=d.get("link_address", ""))
+    def from_json(cls, raw: bytes | str, entry: str = "an rr:nodes field") -> NodeInfo:
+        """Parse; :class:`CorruptEntryError` (naming ``entry``) if it is not a node registration."""
+        with corrupt.parsing(entry):
+            d = corrupt.as_dict(json.loads(raw))
+            if "node_id" not in d or "address" not in d:
+                raise KeyError("node_id and address are required")
+            return cls(node_id=corrupt.text(d, "node_id"), address=corrupt.text(d, "address"),
+                       node_ip=corrupt.text(d, "node_ip"),
+                       resources=corrupt.floats(d.get("resources", {}), "resources"),
+                       object_store_memory=corrupt.integer(d.get("object_store_memory", 0), "object_store_memory"),
+                       session_dir=corrupt.text(d, "session_dir"), pid=corrupt.integer(d.get("pid", 0), "pid"),
+                       start_time=corrupt.number(d.get("start_time", 0.0), "start_time"),
+                       is_head=bool(d.get("is_head", False)), socket=corrupt.text(d, "socket"),
+                       link_address=corrupt.text(d, "link_address"))
 
     def to_json(self) -> str:
         return json.dumps({
@@ -136,14 +150,19 @@ class NodeLoad:
     time: float = 0.0
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> NodeLoad:
-        d = json.loads(raw)
-        return cls(available=dict(d.get("available", {})), total=dict(d.get("total", {})),
-                   queued=int(d.get("queued", 0)), running=int(d.get("running", 0)),
-                   object_store_used=int(d.get("object_store_used", 0)),
-                   object_store_capacity=int(d.get("object_store_capacity", 0)),
-                   num_objects=int(d.get("num_objects", 0)), workers=int(d.get("workers", 0)),
-                   time=float(d.get("time", 0.0)))
+    def from_json(cls, raw: bytes | str, entry: str = "an rr:node_load field") -> NodeLoad:
+        """Parse; :class:`CorruptEntryError` (naming ``entry``) if it is not a load report."""
+        with corrupt.parsing(entry):
+            d = corrupt.as_dict(json.loads(raw))
+
+            def count(k: str) -> int:
+                return corrupt.integer(d.get(k, 0), k)
+
+            return cls(available=corrupt.floats(d.get("available", {}), "available"),
+                       total=corrupt.floats(d.get("total", {}), "total"), queued=count("queued"),
+                       running=count("running"), object_store_used=count("object_store_used"),
+                       object_store_capacity=count("object_store_capacity"), num_objects=count("num_objects"),
+                       workers=count("workers"), time=corrupt.number(d.get("time", 0.0), "time"))
 
     def to_json(self) -> str:
         return json.dumps({
@@ -190,12 +209,34 @@ def parse_nodes(results: Sequence[Any]) -> list[NodeRecord]:
     infos, states, loads, beats = results[:4]
     out = []
     for nid in sorted(set(infos) | set(states)):
-        out.append(NodeRecord(
-            node_id=_s(nid), state=_s(states.get(nid), "UNKNOWN"),
-            info=NodeInfo.from_json(infos[nid]) if nid in infos else None,
-            load=NodeLoad.from_json(loads[nid]) if nid in loads else None,
-            heartbeats=_i(beats.get(nid))))
+        # A corrupt entry is logged and left out (a node ID that is not hex, a registration that does
+        # not parse), or read as absent (a load report, a heartbeat count).
+        record = corrupt.skip(_node_record, nid, infos, states, loads, beats)
+        if record is not None:
+            out.append(record)
     return out
+
+
+def _node_record(nid: bytes, infos: Raw, states: Raw, loads: Raw, beats: Raw) -> NodeRecord:
+    with corrupt.parsing(f"{keys.nodes_key()}[{nid!r}]"):
+        node_id = _s(nid)
+        bytes.fromhex(node_id)  # (every consumer turns it into bytes)
+    state = corrupt.skip(lambda: _field(keys.node_state_key(), nid, states.get(nid), "UNKNOWN")) or "UNKNOWN"
+    info = NodeInfo.from_json(infos[nid], f"{keys.nodes_key()}[{node_id}]") if nid in infos else None
+    load = corrupt.skip(lambda: NodeLoad.from_json(loads[nid], f"{keys.node_load_key()}[{node_id}]")) \
+        if nid in loads else None
+    heartbeats = corrupt.skip(lambda: int(_field(keys.node_heartbeat_key(), nid, beats.get(nid), "0"))) or 0
+    return NodeRecord(node_id=node_id, state=state, info=info, load=load, heartbeats=heartbeats)
+
+
+def _field(key: str, field_name: bytes, v: bytes | str | None, default: str) -> str:
+    """A hash field's value as text; :class:`CorruptEntryError` if it is not UTF-8 or, for a
+    number's field (``default`` "0"), not an integer."""
+    with corrupt.parsing(f"{key}[{field_name!r}]"):
+        out = _s(v, default)
+        if default == "0":
+            int(out)
+        return out
 
 
 def read_nodes(primary: Any) -> list[NodeRecord]:
@@ -218,18 +259,19 @@ def alive(nodes: Sequence[NodeRecord]) -> list[NodeRecord]:
 
 
 async def anode_info(primary: Any, node_id: str) -> NodeInfo | None:
+    """``node_id``'s registration, None if there is none; :class:`CorruptEntryError` if it does not parse."""
     raw = await primary.hget(keys.nodes_key(), node_id)
-    return NodeInfo.from_json(raw) if raw else None
+    return NodeInfo.from_json(raw, f"{keys.nodes_key()}[{node_id}]") if raw else None
 
 
 async def anode_dead(primary: Any, node_id: str) -> bool:
     """Whether ``node_id`` was declared DEAD (a raylet started under it must fence)."""
-    return _s(await primary.hget(keys.node_state_key(), node_id)) == NodeState.DEAD.value
+    return _is(await primary.hget(keys.node_state_key(), node_id), NodeState.DEAD.value)
 
 
 def node_alive(primary: Any, node_id: str) -> bool:
     """Whether ``node_id`` is ALIVE, from a blocking client of the primary."""
-    return _s(primary.hget(keys.node_state_key(), node_id)) == NodeState.ALIVE.value
+    return _is(primary.hget(keys.node_state_key(), node_id), NodeState.ALIVE.value)
 
 
 def node_state_cas_args(node_id: str, old: str, new: NodeState) -> tuple[list[str], list[str]]:
@@ -252,11 +294,15 @@ class JobInfo:
     start_time: float = 0.0
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> JobInfo:
-        d = json.loads(raw)
-        return cls(job_id=int(d["job_id"]), driver_pid=int(d.get("driver_pid", 0)), node_id=d.get("node_id", ""),
-                   namespace=d.get("namespace", ""), entrypoint=d.get("entrypoint", ""),
-                   start_time=float(d.get("start_time", 0.0)))
+    def from_json(cls, raw: bytes | str, entry: str = "an rr:jobs field") -> JobInfo:
+        """Parse; :class:`CorruptEntryError` (naming ``entry``) if it is not a job registration."""
+        with corrupt.parsing(entry):
+            d = corrupt.as_dict(json.loads(raw))
+            return cls(job_id=corrupt.integer(d["job_id"], "job_id"),
+                       driver_pid=corrupt.integer(d.get("driver_pid", 0), "driver_pid"),
+                       node_id=corrupt.text(d, "node_id"), namespace=corrupt.text(d, "namespace"),
+                       entrypoint=corrupt.text(d, "entrypoint"),
+                       start_time=corrupt.number(d.get("start_time", 0.0), "start_time"))
 
     def to_json(self) -> str:
         return json.dumps({"job_id": self.job_id, "driver_pid": self.driver_pid, "node_id": self.node_id,
@@ -270,12 +316,26 @@ def job_state_cas_args(job_id: int | str, old: str, new: JobState) -> tuple[list
 
 
 async def ajob_finished(primary: Any, job_id: int | str) -> bool:
-    return _s(await primary.hget(keys.job_state_key(), str(job_id))) == JobState.FINISHED.value
+    return _is(await primary.hget(keys.job_state_key(), str(job_id)), JobState.FINISHED.value)
 
 
 async def afinished_jobs(primary: Any) -> set[int]:
     states = await primary.hgetall(keys.job_state_key())
-    return {int(j) for j, s in states.items() if _s(s) == JobState.FINISHED.value}
+    return _finished(states.items())
+
+
+def _job_id(j: bytes) -> int:
+    return int(_field(keys.job_state_key(), j, j, "0"))
+
+
+def _finished(states: Any) -> set[int]:
+    """The job IDs among ``(job, state)`` pairs whose state is FINISHED (corrupt pairs logged, skipped)."""
+    out = set()
+    for j, s in states:
+        job = corrupt.skip(_job_id, j)
+        if job is not None and _is(s, JobState.FINISHED.value):
+            out.add(job)
+    return out
 
 
 async def aread_nodes_and_finished_jobs(primary: Any, jobs: Sequence[int] | None = None
@@ -291,9 +351,9 @@ async def aread_nodes_and_finished_jobs(primary: Any, jobs: Sequence[int] | None
     results = await pipe.execute()
     finished: set[int] = set()
     if wanted is None:
-        finished = {int(j) for j, s in results[4].items() if _s(s) == JobState.FINISHED.value}
+        finished = _finished(results[4].items())
     elif wanted:
-        finished = {j for j, s in zip(wanted, results[4]) if _s(s) == JobState.FINISHED.value}
+        finished = {j for j, s in zip(wanted, results[4]) if _is(s, JobState.FINISHED.value)}
     return parse_nodes(results), finished
 
 
@@ -327,19 +387,28 @@ class ActorEntry:
 
     @classmethod
     def from_redis(cls, actor_id: str, raw: Raw) -> ActorEntry | None:
-        """The entry, or None when the hash is empty (no such actor)."""
+        """The entry, or None when the hash is empty (no such actor); :class:`CorruptEntryError` if it
+        does not parse."""
         if not raw:
             return None
+        with corrupt.parsing(keys.actor_key(actor_id)):
+            return cls._parse(actor_id, raw)
+
+    @classmethod
+    def _parse(cls, actor_id: str, raw: Raw) -> ActorEntry:
         methods = raw.get(b"methods")
+        spec = raw.get(b"spec", b"")
+        if not isinstance(spec, bytes):
+            raise TypeError("spec: expected bytes")
         return cls(
             actor_id=actor_id, state=ActorState(_s(raw.get(b"state"), ActorState.PENDING_CREATION.value)),
-            spec=raw.get(b"spec", b""), node=_s(raw.get(b"node")), worker=_s(raw.get(b"worker")),
+            spec=spec, node=_s(raw.get(b"node")), worker=_s(raw.get(b"worker")),
             pid=_i(raw.get(b"pid")), attempt=_i(raw.get(b"attempt"), -1),
             num_restarts=_i(raw.get(b"num_restarts")), max_restarts=_i(raw.get(b"max_restarts")),
             max_task_retries=_i(raw.get(b"max_task_retries")), name=_s(raw.get(b"name")),
             namespace=_s(raw.get(b"namespace")), name_key=_s(raw.get(b"name_key")), job=_i(raw.get(b"job")),
             detached=_s(raw.get(b"detached")) == "1", class_name=_s(raw.get(b"class_name")),
-            methods=json.loads(methods) if methods else {}, is_async=_s(raw.get(b"is_async")) == "1",
+            methods=corrupt.as_dict(json.loads(methods)) if methods else {}, is_async=_s(raw.get(b"is_async")) == "1",
             owner_node=_s(raw.get(b"owner_node")), death_cause=_s(raw.get(b"death_cause")))
 
 
@@ -358,7 +427,7 @@ async def aread_actors(primary: Any, actor_ids: Sequence[str]) -> list[ActorEntr
         pipe.hgetall(keys.actor_key(aid))
     out = []
     for aid, raw in zip(actor_ids, await pipe.execute()):
-        e = ActorEntry.from_redis(aid, raw)
+        e = corrupt.skip(ActorEntry.from_redis, aid, raw)  # (a corrupt one is logged, left out)
         if e is not None:
             out.append(e)
     return out
@@ -417,8 +486,13 @@ class BundleTxn:
 
     @classmethod
     def from_json(cls, s: str) -> BundleTxn:
-        d = json.loads(s)
-        return cls(int(d["seq"]), tuple((int(i), str(n)) for i, n in d["moves"]))
+        d = corrupt.as_dict(json.loads(s))
+        moves = d["moves"]
+        if not isinstance(moves, list) or not all(isinstance(m, list) and len(m) == 2 and isinstance(m[1], str)
+                                                  for m in moves):
+            raise TypeError("txn moves: expected a list of [bundle index, node] pairs")
+        return cls(corrupt.integer(d["seq"], "txn seq"), tuple((corrupt.integer(i, "txn bundle index"), n)
+                                                              for i, n in moves))
 
     def nodes(self) -> tuple[str, ...]:
         """The nodes it places bundles on, in order of first use."""
@@ -448,12 +522,21 @@ class PlacementGroupEntry:
 
     @classmethod
     def from_redis(cls, pg_id: str, raw: Raw) -> PlacementGroupEntry | None:
+        """The entry, or None when the hash is empty; :class:`CorruptEntryError` if it does not parse."""
         if not raw:
             return None
+        with corrupt.parsing(keys.placement_group_key(pg_id)):
+            return cls._parse(pg_id, raw)
+
+    @classmethod
+    def _parse(cls, pg_id: str, raw: Raw) -> PlacementGroupEntry:
         txn, phase = _s(raw.get(b"txn")), _s(raw.get(b"txn_phase"))
+        bundles = json.loads(raw.get(b"bundles", b"[]"))
+        if not isinstance(bundles, list):
+            raise TypeError("bundles: expected a list")
         return cls(pg_id=pg_id, state=PlacementGroupState(_s(raw.get(b"state"), "PENDING")),
-                   bundles=json.loads(raw.get(b"bundles", b"[]")), strategy=_s(raw.get(b"strategy"), "PACK"),
-                   nodes=json.loads(raw.get(b"nodes", b"[]")), name=_s(raw.get(b"name")),
+                   bundles=[corrupt.floats(b, "bundle") for b in bundles], strategy=_s(raw.get(b"strategy"), "PACK"),
+                   nodes=corrupt.strings(json.loads(raw.get(b"nodes", b"[]")), "nodes"), name=_s(raw.get(b"name")),
                    namespace=_s(raw.get(b"namespace")), job=_i(raw.get(b"job")),
                    detached=_s(raw.get(b"detached")) == "1", created=float(_s(raw.get(b"created")) or 0.0),
                    returned=_s(raw.get(b"returned")) == "1",
@@ -475,7 +558,8 @@ def read_placement_groups(primary: Any) -> list[PlacementGroupEntry]:
     pipe = primary.pipeline(transaction=False)
     for pg in ids:
         pipe.hgetall(keys.placement_group_key(pg))
-    return [e for pg, raw in zip(ids, pipe.execute()) if (e := PlacementGroupEntry.from_redis(pg, raw))]
+    return [e for pg, raw in zip(ids, pipe.execute())
+            if (e := corrupt.skip(PlacementGroupEntry.from_redis, pg, raw))]
 
 
 async def aplacement_group_ids(primary: Any) -> list[str]:
@@ -487,7 +571,8 @@ async def aread_placement_groups(primary: Any, pg_ids: Sequence[str]) -> list[Pl
     pipe = primary.pipeline(transaction=False)
     for pg in pg_ids:
         pipe.hgetall(keys.placement_group_key(pg))
-    return [e for pg, raw in zip(pg_ids, await pipe.execute()) if (e := PlacementGroupEntry.from_redis(pg, raw))]
+    return [e for pg, raw in zip(pg_ids, await pipe.execute())
+            if (e := corrupt.skip(PlacementGroupEntry.from_redis, pg, raw))]
 
 
 def pg_state_cas_args(pg_id: str, old: PlacementGroupState,
@@ -543,10 +628,14 @@ class TaskEntry:
     def from_redis(cls, task_id: str, raw: Raw) -> TaskEntry | None:
         if not raw:
             return None
-        return cls(task_id=task_id, state=TaskState(_s(raw.get(b"state"), "PENDING")), spec=raw.get(b"spec", b""),
-                   node=_s(raw.get(b"node")), attempt=_i(raw.get(b"attempt")), job=_i(raw.get(b"job")),
-                   worker=_s(raw.get(b"worker")), creation_time=float(_s(raw.get(b"creation_time")) or 0.0),
-                   end_time=float(_s(raw.get(b"end_time")) or 0.0), error_type=_s(raw.get(b"error_type")))
+        with corrupt.parsing(keys.task_key(task_id)):
+            spec = raw.get(b"spec", b"")
+            if not isinstance(spec, bytes):
+                raise TypeError("spec: expected bytes")
+            return cls(task_id=task_id, state=TaskState(_s(raw.get(b"state"), "PENDING")), spec=spec,
+                       node=_s(raw.get(b"node")), attempt=_i(raw.get(b"attempt")), job=_i(raw.get(b"job")),
+                       worker=_s(raw.get(b"worker")), creation_time=float(_s(raw.get(b"creation_time")) or 0.0),
+                       end_time=float(_s(raw.get(b"end_time")) or 0.0), error_type=_s(raw.get(b"error_type")))
 
 
 @dataclass(frozen=True)
@@ -563,9 +652,10 @@ class ObjectEntry:
     def from_redis(cls, object_id: str, raw: Raw) -> ObjectEntry | None:
         if not raw:
             return None
-        locs = frozenset(_s(k)[4:] for k in raw if _s(k).startswith("loc:"))
-        return cls(object_id=object_id, size=_i(raw.get(b"size")), task=_s(raw.get(b"task")),
-                   error=_s(raw.get(b"error")) == "1", locations=locs)
+        with corrupt.parsing(keys.object_key(object_id)):
+            locs = frozenset(_s(k)[4:] for k in raw if _s(k).startswith("loc:"))
+            return cls(object_id=object_id, size=_i(raw.get(b"size")), task=_s(raw.get(b"task")),
+                       error=_s(raw.get(b"error")) == "1", locations=locs)
 
 
 def location_field(node_hex: str) -> str:
