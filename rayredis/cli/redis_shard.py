@@ -29,7 +29,8 @@ def add_parser(sub: Any) -> None:
                    help=f"interface to listen on (default {get_config().bind_host}; 0.0.0.0 in containers)")
     p.add_argument("--dir", default="/data", help="the data directory holding the AOF (default %(default)s)")
     p.add_argument("--check", action="store_true",
-                   help="exit 0 if the shard on --port answers PING with the credentials (a healthcheck)")
+                   help="exit 0 if the shard on --bind-host (127.0.0.1 for 0.0.0.0) and --port answers PING with "
+                        "the credentials (a healthcheck)")
     p.set_defaults(func=run)
 
 
@@ -58,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if not password:
         raise CliError("rayredis redis-shard takes its password from RAYREDIS_REDIS_PASSWORD, which is not set.")
     if args.check:
-        return check(args.port, password, cfg.redis_username)
+        host = args.bind_host if args.bind_host not in (None, "0.0.0.0", "::") else "127.0.0.1"
+        return check(host, args.port, password, cfg.redis_username)
     os.makedirs(args.dir, exist_ok=True)
     conf = os.path.join(temp_root(), f"redis-shard-{args.port}.conf")
     text = conf_text(args.port, args.bind_host or cfg.bind_host, os.path.abspath(args.dir), password,
@@ -71,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     os.execv(server, [server, conf])  # the container's process is redis-server itself: signals reach it
 
 
-def check(port: int, password: str, username: str) -> int:
-    client = redis.Redis(host="127.0.0.1", port=port, password=password, username=username or None,
+def check(host: str, port: int, password: str, username: str) -> int:
+    client = redis.Redis(host=host, port=port, password=password, username=username or None,
                          socket_connect_timeout=2.0, socket_timeout=5.0, retry=Retry(NoBackoff(), 0))
     try:
         client.ping()
