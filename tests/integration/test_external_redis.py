@@ -81,7 +81,7 @@ class Cluster:
         env = dict(self.env(f"redis{i}"), RAYREDIS_REDIS_USERNAME=USER)
         self.spawn(f"redis{i}", "redis-shard", "--port", str(self.ports[i]), "--bind-host", "127.0.0.1",
                    "--dir", str(self.tmp / f"redis{i}" / "data"), env=env)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # (generous: a loaded CI machine)
         while subprocess.run([sys.executable, "-m", "rayredis.cli.main", "redis-shard", "--check", "--port",
                               str(self.ports[i])], env=env, capture_output=True).returncode != 0:
             assert self.procs[f"redis{i}"].poll() is None, self.procs[f"redis{i}"].communicate()
