@@ -347,7 +347,13 @@ def run(args: argparse.Namespace, project: ComposeProject | None = None,
             left = p.down()
             extra["leftovers"] = {"processes": [f"{k}: {v}" for k, v in left.items() if v], "shm": []}
     fired = thread.fired if thread is not None else []
-    return _report(args, p, items, fired, plan, extra)
+    report = _report(args, p, items, fired, plan, extra)
+    if project is None:
+        if report["passed"]:
+            shutil.rmtree(p.out, ignore_errors=True)  # (the derived file, the driver's log and results)
+        else:
+            _log(f"kept {p.out} (the derived compose file, driver.log) for a look", args.quiet)
+    return report
 
 
 def _report(args: argparse.Namespace, p: ComposeProject, items: list[Any], fired: list[dict[str, Any]],
