@@ -967,6 +967,11 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--compose" in argv:  # the compose cluster and docker faults (chaos/compose.py)
+        from chaos import compose
+
+        return compose.main([a for a in argv if a != "--compose"])
     try:
         args = parse_args(argv)
         _faults_of(args)

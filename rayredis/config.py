@@ -101,6 +101,10 @@ class Config:
     #: Sentinels even while the primary's first address is down. Set it for a driver or ``rayredis
     #: start --address`` on another machine only if that address may be down when it connects.
     redis_sentinels: str = ""
+    #: The Redis ACL user every client authenticates as (with the cluster's password), for shards
+    #: that are not rayredis's own (``rayredis start --head --external-redis``); empty: the
+    #: ``default`` user, i.e. plain ``requirepass``.
+    redis_username: str = ""
     #: A master the Sentinels cannot reach for this long is "subjectively down"; once a quorum
     #: agrees, one of them promotes a replica (``down-after-milliseconds``): most of a failover's time.
     sentinel_down_after_ms: int = 1000
@@ -176,3 +180,9 @@ def get_config() -> Config:
 def secret_from_env(name: str) -> str | None:
     """A secret handed to child processes through the environment (``RAYREDIS_<NAME>``), never argv."""
     return os.environ.get("RAYREDIS_" + name) or None
+
+
+def set_config(cfg: Config) -> None:
+    """Make ``cfg`` the process-wide configuration (a command that learns a setting from its flags)."""
+    global _config
+    _config = cfg

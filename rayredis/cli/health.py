@@ -9,6 +9,7 @@ registry); those the cluster has never heard of belong to another cluster and ar
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -33,13 +34,22 @@ def problems(primary: Any, local: list[sessions.CliSession]) -> list[str]:
     out = []
     if not primary.hget(keys.cluster_key(), "gcs_address"):
         out.append("the GCS has not registered")
-    states = {n.node_id: n.state for n in read_nodes(primary)}
+    nodes = read_nodes(primary)
+    states = {n.node_id: n.state for n in nodes}
+    # A raylet declared dead (a long pause) fences and execs itself under a new node ID, from the same
+    # session: the node the CLI recorded is DEAD, its successor ALIVE with that raylet's PID (whose
+    # command line, with the new ID, no longer matches the PID record), and the node is healthy.
+    successor = {n.info.session_dir: n.info.pid for n in nodes if n.info is not None
+                 and n.state == NodeState.ALIVE.value}
     for entry in local:
         if not entry.node_id:
             out.append(f"the node of {entry.session_dir} is still starting")
             continue
         if entry.node_id not in states:
             continue  # a node of another cluster
+        pid = successor.get(entry.session_dir)
+        if states[entry.node_id] != NodeState.ALIVE.value and pid and os.path.exists(f"/proc/{pid}"):
+            continue
         if states[entry.node_id] != NodeState.ALIVE.value:
             out.append(f"node {entry.node_id} is {states[entry.node_id] or 'not registered'}")
         elif not any(r.role == "raylet" and process.is_alive(r) for r in process.recorded(entry.session_dir)):

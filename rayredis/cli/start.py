@@ -12,7 +12,7 @@ from typing import Any
 from rayredis._private import node
 from rayredis._private.session import ClusterFile, new_session_dir, write_current_cluster
 from rayredis._private.supervisor import NodeSupervisor
-from rayredis.cli import sessions
+from rayredis.cli import external_head, sessions
 from rayredis.cli.common import (
     CliError,
     connect,
@@ -62,6 +62,7 @@ def add_parser(sub: Any) -> None:
                    help="stay in the foreground, restart the started processes when they die (giving up "
                         "after supervisor_max_restarts within supervisor_restart_window_s), stop them on "
                         "SIGTERM/SIGINT")
+    external_head.add_arguments(p)
     ray_compat = p.add_argument_group("Ray's flags: the dashboard (head only), usage stats (no effect: none are sent)")
     ray_compat.add_argument("--dashboard-host", default=None,
                             help=f"interface the dashboard listens on (default {get_config().bind_host})")
@@ -94,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.head and not args.address:
         raise CliError("rayredis start needs either --head (start a new cluster) or --address=<host:port> "
                        "(join an existing cluster).")
+    external = external_head.requested(args)
     for flag, value in (("--port", args.port), ("--num-redis-shards", args.num_redis_shards),
                         ("--redis-replicas", args.redis_replicas)):
         if not args.head and value is not None:
@@ -111,7 +113,10 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     bind_host = args.bind_host or default_bind_host(args.node_ip_address, get_config().bind_host)
     ip = local_ip(bind_host, args.node_ip_address)
-    if args.head:
+    if external:
+        entry, handle = external_head.start(args, external, resources, bind_host, ip)
+        _handles.append(handle)
+    elif args.head:
         entry = _start_head(args, resources, bind_host, ip)
     else:
         entry = _join(args, resources, bind_host, ip)

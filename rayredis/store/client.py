@@ -36,7 +36,7 @@ def probe(address: str, password: str | None, password_hint: str = "_redis_passw
     """
     host, port = parse_address(address)
     client = redis.Redis(host=host, port=port, password=password, socket_connect_timeout=5.0,
-                         socket_timeout=10.0, retry=Retry(NoBackoff(), 0))
+                         socket_timeout=10.0, retry=Retry(NoBackoff(), 0), **credentials())
     fix = (f"Pass the cluster's password with {password_hint} (or set RAYREDIS_REDIS_PASSWORD): "
            "`rayredis start --head` printed it, and local drivers find it in the current-cluster file "
            "under the temp dir.")
@@ -59,6 +59,12 @@ def probe(address: str, password: str | None, password_hint: str = "_redis_passw
         ) from None
     finally:
         client.close()
+
+
+def credentials() -> dict[str, Any]:
+    """The ACL user to authenticate as (``Config.redis_username``), if one is set."""
+    user = get_config().redis_username
+    return {"username": user} if user else {}
 
 
 def _keepalive() -> dict[str, Any]:
@@ -305,7 +311,7 @@ class ShardedRedis:
         #: Every client reconnects and resends for ``connect_timeout_s`` (``retry.redis_connection``).
         self._options: dict[str, Any] = dict(
             password=password, socket_timeout=socket_timeout, socket_connect_timeout=5.0,
-            retry=retry.redis_connection(get_config().connect_timeout_s), **_keepalive())
+            retry=retry.redis_connection(get_config().connect_timeout_s), **_keepalive(), **credentials())
         # Typed Any: redis-py's stubs say bytes | str for every reply; ours are always bytes.
         self.primary: Any = _Redis(host=host, port=port, **self._options)
         self.shard_addresses: list[str] = []
@@ -377,7 +383,7 @@ class AsyncShardedRedis:
         host, port = parse_address(primary_address)
         self._options: dict[str, Any] = dict(
             password=password, socket_connect_timeout=5.0,
-            retry=retry.async_redis_connection(get_config().connect_timeout_s), **_keepalive())
+            retry=retry.async_redis_connection(get_config().connect_timeout_s), **_keepalive(), **credentials())
         self.primary: Any = _AsyncRedis(host=host, port=port, **self._options)
         self.shards: list[Any] = []
         self.shard_addresses: list[str] = []

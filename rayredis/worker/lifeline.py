@@ -19,7 +19,7 @@ from rayredis._private.logs import Throttle
 from rayredis.config import get_config
 from rayredis.exceptions import ControlStoreUnavailable
 from rayredis.store import replication
-from rayredis.store.client import ShardedRedis, parse_address
+from rayredis.store.client import ShardedRedis, credentials, parse_address
 
 _Sentinel: Any = redis.sentinel.Sentinel  # untyped in redis-py
 
@@ -72,7 +72,8 @@ class Lifeline:
         host, port = parse_address(address)
         probe_timeout = max(0.1, min(2.0, self.interval_s))
         options: dict[str, Any] = dict(password=password, socket_timeout=probe_timeout,
-                                       socket_connect_timeout=probe_timeout, retry=Retry(NoBackoff(), 0))
+                                       socket_connect_timeout=probe_timeout, retry=Retry(NoBackoff(), 0),
+                                       **credentials())
         sentinels = replication.parse_sentinels(get_config().redis_sentinels)
         self._sentinel: Any = None
         if sentinels:

@@ -2,9 +2,11 @@
 
 Every emulated container gets its own ``RAYREDIS_TEMP_DIR`` (its private /tmp), the service's
 ``environment`` and an address of its own on loopback (all of 127.0.0.0/8 is loopback on Linux).
-Compose variables are substituted from a test environment, service hostnames resolve to the head's
-address, and ``rayredis start`` is told the container's address with ``--node-ip-address``: what
-its hostname resolves to inside a real container. Healthchecks run as compose runs them.
+Compose variables are substituted from a test environment, service hostnames become their
+containers' addresses, ``--bind-host 0.0.0.0`` the container's own address (the Redis services
+share a port, as in their own containers), ``--dir /data`` a directory of the container, and
+``rayredis start`` is told the container's address with ``--node-ip-address``: what its hostname
+resolves to inside a real container. Healthchecks run as compose runs them.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ import yaml
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 #: The emulated containers' addresses: none is 127.0.0.1, so a node advertising that is caught.
-ADDRESSES = {"head": "127.0.0.2", "worker": "127.0.0.3"}
+ADDRESSES = {"head": "127.0.0.2", "worker": "127.0.0.3", "redis-primary": "127.0.0.4", "redis-shard1": "127.0.0.5",
+             "gcs": "127.0.0.6"}
+#: The long-running services in the order ``depends_on`` starts them.
+ORDER = ("redis-primary", "redis-shard1", "gcs", "head", "worker")
 HEAD_IP = ADDRESSES["head"]
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -66,16 +71,27 @@ def load_compose(variables: dict[str, str]) -> dict[str, Any]:
 
 
 def _hosts_pattern(hosts: set[str]) -> re.Pattern[str]:
-    return re.compile(r"^(" + "|".join(map(re.escape, sorted(hosts))) + r")(?=$|:)")
+    return re.compile(r"(^|//|,)(" + "|".join(map(re.escape, sorted(hosts, key=len, reverse=True))) + r")(?=$|:)")
 
 
-def local_argv(command: str | list[str], hosts: set[str], node_ip: str | None = None) -> list[str]:
-    """A service command as local argv: ``rayredis`` from this tree, service hostnames -> HEAD_IP,
-    and for ``rayredis start`` the container's address (``node_ip``)."""
+def resolve(text: str, hosts: set[str]) -> str:
+    """Service hostnames in ``text`` (an address, a list of URLs) replaced by their containers' addresses."""
+    return _hosts_pattern(hosts).sub(lambda m: m.group(1) + ADDRESSES[m.group(2)], text)
+
+
+def local_argv(command: str | list[str], hosts: set[str], node_ip: str | None = None,
+               data_dir: str = "") -> list[str]:
+    """A service command as local argv: ``rayredis`` from this tree, service hostnames -> their
+    addresses, a wildcard bind -> the container's address (``node_ip``, the healthcheck's too), for
+    ``rayredis start`` that address as ``--node-ip-address``, and ``--dir`` -> ``data_dir``."""
     argv = shlex.split(command) if isinstance(command, str) else list(command)
-    pattern = _hosts_pattern(hosts)
-    argv = [pattern.sub(HEAD_IP, a) for a in argv]
+    argv = [resolve(a, hosts) for a in argv]
     assert argv[0] == "rayredis", f"service commands must be `rayredis ...` invocations: {argv}"
+    for i, a in enumerate(argv[:-1]):
+        if a == "--bind-host" and argv[i + 1] == "0.0.0.0" and node_ip:
+            argv[i + 1] = node_ip
+        if a == "--dir" and data_dir:
+            argv[i + 1] = data_dir
     if argv[1] == "start" and node_ip:
         assert "--node-ip-address" not in argv, f"a node finds its own address in a container: {argv}"
         argv += ["--node-ip-address", node_ip]
@@ -99,7 +115,7 @@ class Container:
 
     def wait_healthy(self, test: list[str], hosts: set[str], timeout: float = 45) -> None:
         assert test[0] in ("CMD", "CMD-SHELL"), test
-        argv = local_argv(test[1:] if test[0] == "CMD" else test[1], hosts)
+        argv = local_argv(test[1:] if test[0] == "CMD" else test[1], hosts, ADDRESSES[self.name])
         deadline = time.monotonic() + timeout
         while True:
             res = self.run(argv)
@@ -137,27 +153,27 @@ def container_env(tmp: Path, name: str, environment: dict[str, Any] | list[str],
     if isinstance(environment, list):
         environment = dict(item.split("=", 1) for item in environment)
     env.update({k: str(v) for k, v in environment.items()})
-    pattern = _hosts_pattern(hosts)
-    env = {k: pattern.sub(HEAD_IP, v) for k, v in env.items()}
+    env = {k: resolve(v, hosts) for k, v in env.items()}
     env["RAYREDIS_TEMP_DIR"] = str(tmp / name)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
 def start(tmp: Path, variables: dict[str, str]) -> ComposeCluster:
-    """Start head, then worker (the order ``depends_on`` gives), each once its predecessor is healthy.
+    """Start the services in ``ORDER`` (what ``depends_on`` gives), each once its predecessor is healthy.
 
     On failure the caller stops what :attr:`ComposeCluster.containers` holds.
     """
     spec = load_compose(variables)
     services = spec["services"]
     hosts = set(services) | {s["hostname"] for s in services.values() if "hostname" in s}
-    cl = ComposeCluster(spec, address=f"{HEAD_IP}:{variables['RAYREDIS_PORT']}",
+    cl = ComposeCluster(spec, address=f"{ADDRESSES['redis-primary']}:{variables['RAYREDIS_PORT']}",
                         password=variables["RAYREDIS_REDIS_PASSWORD"])
-    for name in ("head", "worker"):
+    for name in ORDER:
         svc = services[name]
         c = cl.containers[name] = Container(name, container_env(tmp, name, svc.get("environment", {}), hosts))
-        c.proc = subprocess.Popen(local_argv(svc["command"], hosts, ADDRESSES[name]), env=c.env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        os.makedirs(c.env["RAYREDIS_TEMP_DIR"], mode=0o700, exist_ok=True)
+        c.proc = subprocess.Popen(local_argv(svc["command"], hosts, ADDRESSES[name], str(tmp / name / "data")),
+                                  env=c.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         c.wait_healthy(svc["healthcheck"]["test"], hosts)
     return cl

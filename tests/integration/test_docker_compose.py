@@ -36,17 +36,32 @@ from tests.integration.compose_docker import ROOT, Project, docker_unavailable, 
 def test_compose_file_shape() -> None:
     spec = emu.load_compose({"RAYREDIS_REDIS_PASSWORD": "pw"})
     services = spec["services"]
-    head, worker, driver = services["head"], services["worker"], services["driver"]
+    head, worker, driver, gcs = services["head"], services["worker"], services["driver"], services["gcs"]
+    shards = [services["redis-primary"], services["redis-shard1"]]
+    # One service per component, started in dependency order once the previous ones are healthy.
+    assert all(gcs["depends_on"][r]["condition"] == "service_healthy" for r in ("redis-primary", "redis-shard1"))
+    assert head["depends_on"]["gcs"]["condition"] == "service_healthy"
     assert worker["depends_on"]["head"]["condition"] == "service_healthy"
     assert driver["depends_on"]["head"]["condition"] == "service_healthy"
-    assert "--block" in head["command"] and "--block" in worker["command"]
-    for svc in (head, worker, driver):
+    urls = "--external-redis redis://redis-primary:6379,redis://redis-shard1:6379"
+    assert urls in gcs["command"] and "--no-raylet" in gcs["command"]
+    assert urls in head["command"] and "--no-gcs" in head["command"]
+    for r, volume in zip(shards, ("redis-primary", "redis-shard1")):
+        assert r["command"].startswith("rayredis redis-shard ") and "--dir /data" in r["command"]
+        assert r["volumes"] == [f"{volume}:/data"] and volume in spec["volumes"]  # the AOF outlives the container
+        assert r["healthcheck"]["test"][:4] == ["CMD", "rayredis", "redis-shard", "--check"]
+    for svc in (*shards, gcs, head, worker):
+        assert "--block" in svc["command"] or "redis-shard" in svc["command"]
+        assert svc["restart"] == "unless-stopped"
+        assert svc["tmpfs"] == ["/tmp/rayredis:mode=0700"]  # a restarted container starts afresh
+    for svc in (*shards, gcs, head, worker, driver):
         assert svc["environment"]["RAYREDIS_REDIS_PASSWORD"] == "pw"  # from the environment, never literal
         assert "pw" not in json.dumps(svc["command"])  # and never in argv, where `ps` shows it
         assert svc["init"] is True and svc["image"] == "rayredis:local"
         assert svc["build"]["args"]["BASE_IMAGE"] == "python:3.11-slim"
     for svc in (head, worker):
         assert svc["shm_size"] == "2gb" and svc["healthcheck"]["test"] == ["CMD", "rayredis", "health-check"]
+    for svc in (gcs, head, worker):
         assert "--node-ip-address" not in svc["command"]  # each finds its container's own IP
     # Scalable: nothing in the worker is fixed per container.
     assert not {"hostname", "container_name", "ports"} & set(worker)
@@ -68,7 +83,7 @@ def test_compose_config_validates() -> None:
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
     resolved = yaml.safe_load(res.stdout)["services"]
-    assert set(resolved) == {"head", "worker", "driver"}
+    assert set(resolved) == {"redis-primary", "redis-shard1", "gcs", "head", "worker", "driver"}
     assert resolved["driver"]["network_mode"] == "service:head"
 
 
@@ -138,7 +153,8 @@ def test_emulated_head_worker_and_driver(cluster: emu.ComposeCluster, tmp_path: 
 
 
 def test_emulated_nodes_advertise_their_container_address(cluster: emu.ComposeCluster) -> None:
-    """Other containers reach each node at the address it advertises, never 0.0.0.0 or 127.0.0.1."""
+    """Other containers reach each part at the address it advertises, never 0.0.0.0 or 127.0.0.1: the
+    data shard by its service name (here: its container's address), the GCS and raylets by their IPs."""
     client = redis.Redis.from_url(f"redis://:{cluster.password}@{cluster.address}", decode_responses=True)
     try:
         shards = json.loads(str(client.hget(keys.cluster_key(), "shards")))
@@ -147,24 +163,24 @@ def test_emulated_nodes_advertise_their_container_address(cluster: emu.ComposeCl
     finally:
         client.close()
     raylets = {"head" if n.get("is_head") else "worker": n["address"] for n in nodes}
-    advertised = {"shards": shards, "gcs": [gcs], "head": [raylets["head"]], "worker": [raylets["worker"]]}
-    expected = {"shards": emu.HEAD_IP, "gcs": emu.HEAD_IP, "head": emu.HEAD_IP, "worker": emu.ADDRESSES["worker"]}
-    assert all(a.startswith(expected[k] + ":") for k, v in advertised.items() for a in v), advertised
+    advertised = {"redis-shard1": shards, "gcs": [gcs], "head": [raylets["head"]], "worker": [raylets["worker"]]}
+    assert all(a.startswith(emu.ADDRESSES[k] + ":") for k, v in advertised.items() for a in v), advertised
 
 
 def test_emulated_sigterm_stops_every_container(cluster: emu.ComposeCluster) -> None:
     """`docker compose down`: SIGTERM to each `--block` command stops its node, exit status 0."""
     recorded = {name: [r for s in c.sessions() for r in process.recorded(s)]
-                for name, c in cluster.containers.items()}
+                for name, c in cluster.containers.items() if name in ("gcs", "head", "worker")}
     assert all(recorded.values()), recorded
-    for name in ("worker", "head"):
+    for name in reversed(emu.ORDER):
         c = cluster.containers[name]
         assert c.proc is not None
         c.proc.send_signal(signal.SIGTERM)
         out, err = c.proc.communicate(timeout=30)
         assert c.proc.returncode == 0, f"{name}: {out}{err}"
-        assert "Received SIGTERM" in out
-        assert not [r for r in recorded[name] if process.is_alive(r)], name
+        if name in recorded:  # (redis-server, which the Redis services exec, logs its shutdown instead)
+            assert "Received SIGTERM" in out
+            assert not [r for r in recorded[name] if process.is_alive(r)], name
 
 
 # ---- on a Docker engine: three containers, three nodes ----------------------------------------------
@@ -182,7 +198,7 @@ def project() -> Iterator[Project]:
     try:
         p.build_image()
         p.run("up", "-d", "--scale", "worker=2", timeout=300)
-        p.wait_healthy({"head": 1, "worker": 2})
+        p.wait_healthy({"redis-primary": 1, "redis-shard1": 1, "gcs": 1, "head": 1, "worker": 2})
         yield p
     finally:
         p.run("down", "-v", "--remove-orphans", "--timeout", "30", check=False, all_profiles=True)
@@ -255,14 +271,15 @@ def test_three_nodes_with_the_containers_ips(project: Project) -> None:
 
 
 @engine
-def test_head_advertises_its_container_ip(project: Project) -> None:
-    """Redis shards, the GCS and every raylet are written to Redis at addresses other containers reach."""
+def test_parts_advertise_addresses_other_containers_reach(project: Project) -> None:
+    """The data shard by its service name (it may come back with another IP), the GCS and every raylet
+    at their containers' IPs."""
     res = project.run("exec", "-T", "head", "rayredis", "state", "dump", "--json", timeout=120)
     dump = json.loads(res.stdout)
     ips = container_ips(project)
-    head_ip = ips[project.containers("head")[0]]
-    advertised = [*dump["cluster"]["shards"], dump["cluster"]["gcs_address"]]
-    assert all(a.startswith(head_ip + ":") for a in advertised), (advertised, ips)
+    assert dump["cluster"]["shards"] == ["redis-shard1:6379"], dump["cluster"]
+    gcs_ip = project.ip(project.containers("gcs")[0])
+    assert dump["cluster"]["gcs_address"].startswith(gcs_ip + ":"), (dump["cluster"], gcs_ip)
     assert sorted(n["address"].rpartition(":")[0] for n in dump["nodes"]) == sorted(ips.values()), dump["nodes"]
 
 
