@@ -135,7 +135,8 @@ def note_serialized_ref(ref: Any) -> None:
 
 
 def blob_kind(blob: memoryview | bytes) -> int:
-    return int(blob[0])
+    """The blob's kind byte (``KIND_*``); -1 for an empty blob, which no kind names."""
+    return int(blob[0]) if len(blob) else -1
 
 
 def deserialize(blob: memoryview | bytes) -> Any:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from rayredis import exceptions, ids, serialization
 from rayredis.common.resources import ResourceSet
 from rayredis.protocol._generated import rayredis_pb2 as pb
-from rayredis.raylet import invariants
+from rayredis.raylet import client_checks, invariants
 from rayredis.raylet.actors import LocalActors
 from rayredis.raylet.cluster_view import ClusterView
 from rayredis.raylet.connection import Connection
@@ -114,6 +114,10 @@ class NodeManager:
             conn.refs[oid] += 1
             self.objects.add_ref(oid)
         for spec in b.submit:
+            problem = client_checks.spec_problem(spec)
+            if problem is not None:  # (never made by the API: a broken or hostile client)
+                logger.warning("dropping a task spec from client %s: %s", conn.worker_id.hex()[:8], problem)
+                continue
             self.submit(conn.worker_id, spec)
         for r in b.results:
             self._result(conn, r)
@@ -362,6 +366,12 @@ class NodeManager:
 
     def _result(self, conn: Connection, r: pb.TaskResult) -> None:
         rec = self.tasks.get(r.task_id)
+        if rec is not None and rec.spec.kind == NORMAL and rec.worker != conn.worker_id:
+            # A result for a task this worker was not given (a broken or hostile client).
+            logger.warning("dropping a result from worker %s for task %s, which it was not running",
+                           conn.worker_id.hex()[:8], r.task_id.hex()[:8])
+            self._discard_returns(r)
+            return
         if rec is None or rec.attempt != r.attempt:
             self._discard_returns(r)
             self._worker_free(conn)
