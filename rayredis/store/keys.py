@@ -143,7 +143,8 @@ def task_key(task_id_hex: str) -> str:
     """HASH on the data shard of the task ID: ``spec`` (serialized TaskSpec, the lineage needed to
     re-run it), ``state`` (PENDING/FINISHED/FAILED/CANCELLED; RUNNING is not written, to keep one
     write per transition off the hot path), ``node``, ``attempt``, ``job``, ``creation_time`` (when
-    the first raylet received it) and, once ended, ``end_time``, ``worker`` and (failures)
+    the first raylet received it) and, once ended, ``end_time``, ``worker``, ``start_time`` (when the
+    raylet that ran it handed it to that worker; absent if it never reached one) and (failures)
     ``error_type``; ``spilled_from``
     when the submitter's raylet forwarded it (its spill written, ``node`` = the target, before the
     forward is sent), and ``rebuilt_by`` when a node re-runs it because its owner died (claimed by the
