@@ -25,6 +25,7 @@ from rayredis.cli.common import (
 from rayredis.cli.stop import stop_session
 from rayredis.config import get_config
 from rayredis.exceptions import RaySystemError
+from rayredis.metrics.launch import start_exporter
 from rayredis.version import __version__
 
 _BANNER = "rayredis runtime started."
@@ -62,6 +63,8 @@ def add_parser(sub: Any) -> None:
                    help="stay in the foreground, restart the started processes when they die (giving up "
                         "after supervisor_max_restarts within supervisor_restart_window_s), stop them on "
                         "SIGTERM/SIGINT")
+    p.add_argument("--metrics-export-port", type=int, default=None,
+                   help="head only: serve the cluster's Prometheus metrics on this port (on --bind-host)")
     ray_compat = p.add_argument_group("Ray's flags accepted for compatibility (no effect yet: no dashboard, no "
                                       "usage stats)")
     ray_compat.add_argument("--dashboard-host", default=None, help="no effect yet")
@@ -130,6 +133,8 @@ def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host
     except (RaySystemError, OSError, ValueError) as e:
         raise CliError(f"Failed to start the head node: {e}") from None
     _handles.append(handle)
+    if args.metrics_export_port:
+        start_exporter(handle, args.metrics_export_port, bind_host)
     address = f"{ip}:{handle.address.rpartition(':')[2]}"
     entry = sessions.CliSession(handle.session_dir, sessions.HEAD, address, handle.node_id, bind_host=bind_host)
     sessions.register(entry)
@@ -164,6 +169,8 @@ def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host
     rayredis status
 
   Session directory (logs): {handle.session_dir}{replicated}""", flush=True)
+    if args.metrics_export_port:
+        print(f"  Prometheus metrics: http://{bind_host}:{args.metrics_export_port}/metrics", flush=True)
     return entry
 
 

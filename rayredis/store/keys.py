@@ -191,6 +191,13 @@ def object_channel() -> str:
     return PREFIX + "ch:obj"
 
 
+def metrics_probe_channel() -> str:
+    """Channel on each data shard (and the primary), owned by the metrics exporter
+    (``rayredis/metrics``): at each scrape it publishes a timestamp there and times its own
+    subscription's receipt of it (pub/sub lag). Nobody else subscribes."""
+    return PREFIX + "ch:metrics_probe"
+
+
 def failover_probe_key() -> str:
     """STRING on each data shard (and the primary), a counter owned by the chaos runner's
     ``redis-primary`` fault: INCRed (and WAITed for) before it kills a shard's master and after,
