@@ -135,7 +135,7 @@ class tqdm:  # noqa: N801 - Ray's (and tqdm's) name
 def format_bar(state: State, elapsed_s: float, width: int = 20) -> str:
     """One line for a bar's state: ``desc: 40%|████      | 4/10 [3.2s, 1.25it/s]``."""
     x, total, unit = state["x"], state["total"], state["unit"]
-    rate = f"{x / elapsed_s:.2f}{unit}/s" if elapsed_s > 0 else f"?{unit}/s"
+    rate = f"{x / elapsed_s:.2f}{unit}/s" if elapsed_s >= 0.5 else f"?{unit}/s"  # (no rate from an instant)
     desc = f"{state['desc']}: " if state["desc"] else ""
     if total:
         frac = min(max(x / total, 0.0), 1.0)

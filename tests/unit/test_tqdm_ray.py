@@ -48,3 +48,4 @@ def test_a_driver_side_bar_counts_an_iterable() -> None:
 
 def test_format_without_a_total() -> None:
     assert tqdm_ray.format_bar(_state(total=None, x=7, desc=""), 2.0) == "7it [2.0s, 3.50it/s]"
+    assert tqdm_ray.format_bar(_state(x=2), 0.1).endswith("2/4 [0.1s, ?it/s]")
