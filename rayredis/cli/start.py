@@ -176,6 +176,9 @@ def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host
 
 def _join(args: argparse.Namespace, resources: dict[str, float], bind_host: str,
           ip: str) -> sessions.CliSession:
+    if args.metrics_export_port:
+        raise CliError("--metrics-export-port is for the head (rayredis start --head): one exporter serves "
+                       "the whole cluster.")
     address, password = resolve_cluster(normalize_address(args.address), args.redis_password)
     store = connect(address, password)
     try:

@@ -24,6 +24,7 @@ def add_parser(sub: Any) -> None:
 
 
 def default_filename(now: datetime.datetime | None = None) -> str:
+    """Ray's default name, in this user's temp dir: ``rayredis-timeline-<date>_<time>.json``."""
     stamp = (now or datetime.datetime.now()).strftime("%Y-%m-%d_%H-%M-%S")
     return os.path.join(get_config().temp_dir, f"rayredis-timeline-{stamp}.json")
 

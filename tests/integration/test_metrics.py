@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -131,16 +136,46 @@ def test_init_starts_the_exporter_process() -> None:
     port = _free_port()
     ray.init(num_cpus=1, _metrics_export_port=port)
     try:
-        deadline = time.monotonic() + 30
-        while True:  # (the exporter process is starting)
-            try:
-                s = scrape(port)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the exporter init() started never served /metrics"
-                time.sleep(0.2)
+        s = _scrape_when_up(port)
         assert value(s, "rayredis_nodes", State="ALIVE") == 1
         assert ray.get(one.remote(7)) == 7
         wait_for(port, "the task", lambda s: value(s, "rayredis_tasks", State="FINISHED") >= 1)
     finally:
         ray.shutdown()  # stops the exporter with the cluster (the suite's leak check sees it otherwise)
+
+
+def _scrape_when_up(port: int, timeout_s: float = 30.0) -> Samples:
+    deadline = time.monotonic() + timeout_s
+    while True:  # (the exporter process is starting)
+        try:
+            return scrape(port)
+        except OSError:
+            assert time.monotonic() < deadline, "the exporter never served /metrics"
+            time.sleep(0.2)
+
+
+def test_start_head_with_metrics_export_port(tmp_path: Path) -> None:
+    env = dict(os.environ, RAYREDIS_TEMP_DIR=str(tmp_path / "rr"))
+    for name in ("RAYREDIS_ADDRESS", "RAY_ADDRESS", "RAYREDIS_REDIS_PASSWORD"):
+        env.pop(name, None)
+    cli = [sys.executable, "-m", "rayredis.cli.main"]
+    port = _free_port()
+    res = subprocess.run([*cli, "start", "--head", "--port", str(_free_port()), "--num-cpus", "1",
+                          "--metrics-export-port", str(port)], env=env, capture_output=True, text=True, timeout=120)
+    try:
+        assert res.returncode == 0, res.stderr
+        assert f"http://127.0.0.1:{port}/metrics" in res.stdout
+        s = _scrape_when_up(port)
+        assert value(s, "rayredis_nodes", State="ALIVE") == 1 and value(s, "rayredis_gcs_lease_held") == 1
+        joined = subprocess.run([*cli, "start", "--address", "127.0.0.1:1", "--metrics-export-port", "1"],
+                                env=env, capture_output=True, text=True, timeout=60)
+        assert joined.returncode == 1 and "--metrics-export-port is for the head" in joined.stderr
+    finally:
+        cluster_file = tmp_path / "rr" / "current_cluster"
+        if cluster_file.exists():
+            address = json.loads(cluster_file.read_text())["address"]
+            stop = subprocess.run([*cli, "stop", "--address", address], env=env, capture_output=True, text=True,
+                                  timeout=60)
+            assert stop.returncode == 0, stop.stderr
+    with pytest.raises(OSError):
+        scrape(port)  # stopped with the cluster

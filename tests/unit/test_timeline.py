@@ -71,3 +71,12 @@ def test_overlapping_calls_of_a_concurrent_actor_get_rows_of_their_own() -> None
     assert x[0]["tid"] == x[2]["tid"] != x[1]["tid"]  # the third reuses the first's row once it is free
     rows = {e["args"]["name"] for e in ev if e["name"] == "thread_name" and e["tid"] != 0}
     assert rows == {f"worker:{W1[:12]}", f"worker:{W1[:12]} #2"}
+
+
+def test_the_cli_parses_timeline_and_metrics_flags() -> None:
+    from rayredis.cli.main import build_parser
+
+    args = build_parser().parse_args(["timeline", "--output", "t.json", "--address", "127.0.0.1:1"])
+    assert (args.output, args.address) == ("t.json", "127.0.0.1:1")
+    args = build_parser().parse_args(["start", "--head", "--metrics-export-port", "8080"])
+    assert args.metrics_export_port == 8080
