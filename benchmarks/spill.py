@@ -35,7 +35,8 @@ def _child(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     mib = 1024 * 1024
     size = args.object_mib * mib
     total = size * args.objects
-    ray.init(num_cpus=1, object_store_memory=args.store_mib * mib)
+    # (address="local": a new cluster, even where another one is recorded as current)
+    ray.init(address="local", num_cpus=1, object_store_memory=args.store_mib * mib)
     try:
         puts, gets = [], []
         for _ in range(args.repeats):

@@ -97,12 +97,20 @@ USAGE: dict[str, tuple[str, str, str]] = {
         "GCS `RedisGcsStore.actor` / `actors`; raylets `Raylet.lookup_actor`, `_subscribe`, `_rescan` "
         "(state, death_cause); `actor.get_actor`; `runtime_context`; CLI `state dump` (SCAN); "
         "state API (`_private/state_reader.py`) (after the index)",
-        "never deleted (DEAD entries stay)"),
+        "DEAD entries deleted by the GCS beyond `dead_actors_kept` (script `actor_prune`)"),
     "actors_index_key": (
-        "`actor_create` (SADD)",
-        "GCS `RedisGcsStore.actor_ids` (rescans, `on_node_dead`, `on_job_finished`); "
+        "`actor_create` (SADD), `actor_prune` (SREM)",
         "state API (`_private/state_reader.py`)",
-        "never shrinks"),
+        "members of pruned dead actors removed (`actor_prune`)"),
+    "live_actors_key": (
+        "`actor_create` (SADD), `actor_transition` (SREM when the actor becomes DEAD)",
+        "GCS `RedisGcsStore.live_actor_ids` (rescans, `on_node_dead`, `on_job_finished`); "
+        "raylet `recovery.recover` (its actors' deaths after a restart)",
+        "member lives while the actor is not DEAD"),
+    "dead_actors_key": (
+        "`actor_transition` (ZADD when the actor becomes DEAD)",
+        "GCS `RedisGcsStore.prune_dead_actors` (script `actor_prune`, every 2 s)",
+        "the oldest beyond `dead_actors_kept` (10,000) are deleted with their entries"),
     "named_actors_key": (
         "`actor_create` (claim), `actor_transition` (HDEL when the holder becomes DEAD)",
         "`actor.get_actor` (`tables.read_named_actor`)",
@@ -135,6 +143,10 @@ USAGE: dict[str, tuple[str, str, str]] = {
         "raylet `TaskTableClient.read` (`raylet/orphans.py`: live copies of an object whose owner node "
         "died); CLI `state dump`; state API (`_private/state_reader.py`) (SCAN); tests",
         "until the last copy is freed"),
+    "generator_items_key": (
+        "worker `generators.ItemReporter` (XADD of each item and the end, EXPIRE)",
+        "caller `generators.ObjectRefGenerator` (XREAD), which DELetes it once iteration stopped",
+        "deleted by the caller at the end; else expires `GENERATOR_ITEMS_TTL_S` (1 day) after the last entry"),
     "actor_channel": (
         "`actor_create`, `actor_transition`",
         "GCS (`ActorManager.handle`); raylets (`Raylet._subscribe`: actors known to `LocalActors`)",
@@ -154,9 +166,23 @@ USAGE: dict[str, tuple[str, str, str]] = {
         "GCS (`PlacementGroupManager.handle`)",
         ""),
     "object_channel": ("raylet `RedisWriter` on seal (`tables.queue_object_sealed`)", "no subscriber yet", ""),
+    "cluster_events_key": (
+        "`_private/events.py` (XADD MAXLEN ~ 10000, fire-and-forget): GCS node death and actor restarts on node "
+        "death (`gcs/server.py`, `gcs/actor_manager.py`), lease acquired or lost, bundles re-placed "
+        "(`gcs/placement_groups.py`); raylet registration, clean exit, actor restart or death "
+        "(`raylet/server.py`, `raylet/actors.py`); supervisor restarts, Redis failovers, giving up "
+        "(`_private/supervisor.py`)",
+        "`util.state.list_cluster_events`, CLI `list cluster-events`, the dashboard's events page (XRANGE after "
+        "the last id it showed)",
+        "cluster; capped at about 10000 entries"),
+    "dashboard_key": (
+        "the dashboard (`dashboard/server.py`): HSET when it serves, DEL on a clean exit if it still names it",
+        "CLI `status` (prints the URL)",
+        "while a dashboard runs"),
 }
 
-_TYPE_RE = re.compile(r"^(HASH|STRING|SET|Channel)\s+on\s+(the primary|the data shard[^:,]*|each data shard)[:,]?\s*")
+_TYPE_RE = re.compile(r"^(HASH|STRING|SET|ZSET|STREAM|LIST|Channel)\s+on\s+"
+                      r"(the primary|the data shard[^:,]*|each data shard)[:,]?\s*")
 
 
 def _key_functions() -> list[tuple[str, object]]:

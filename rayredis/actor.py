@@ -259,7 +259,8 @@ class ActorHandle:
         generator = num_returns in generators.GENERATOR_RETURNS
         spec = pb.TaskSpec(task_id=ids.task_id(), kind=pb.ACTOR_TASK, actor_id=self._actor_id, method_name=method_name,
                            name=f"{self._class_name}.{method_name}", num_returns=1 if generator else int(num_returns),
-                           caller_id=cw.worker_id, seq_no=next(_seq), generator=generator)
+                           caller_id=cw.worker_id, seq_no=next(_seq), generator=generator,
+                           streaming=num_returns == "streaming")
         if self._max_pending_calls > 0:
             self._admit(cw, spec)
         keep: list[Any] = []

@@ -14,14 +14,14 @@ import grpc
 
 from rayredis import exceptions
 from rayredis._private import auth, process, retry, worker_context
-from rayredis._private.node import NodeHandle, start_head
+from rayredis._private.node import DASHBOARD_PORT, NodeHandle, start_dashboard, start_head
 from rayredis._private.session import read_current_cluster, remove_session_shm, sweep_dead_sessions_shm
 from rayredis._private.supervisor import NodeSupervisor
 from rayredis._private.worker_context import get_worker
 from rayredis.actor import ActorClass, ActorHandle
 from rayredis.actor import get_actor as _get_actor
 from rayredis.config import get_config
-from rayredis.generators import ObjectRefGenerator
+from rayredis.generators import ObjectRefGenerator, wait_mixed
 from rayredis.metrics.launch import start_exporter
 from rayredis.object_ref import ActorTaskRef, ObjectRef
 from rayredis.protocol._generated import rayredis_pb2 as pb
@@ -38,6 +38,7 @@ _started: NodeHandle | None = None
 _supervisor: NodeSupervisor | None = None
 
 #: Ray's ``init`` keywords that have no effect here (accepted so Ray programs run unchanged).
+#: (``include_dashboard``, ``dashboard_host``, ``dashboard_port`` are used when init() starts the cluster.)
 _IGNORED_INIT_KWARGS = {"include_dashboard", "dashboard_host", "dashboard_port", "logging_level",
                         "log_to_driver", "configure_logging", "logging_format", "_system_config",
                         "_temp_dir", "_node_ip_address", "local_mode", "runtime_env", "job_config",
@@ -53,7 +54,8 @@ class RayContext(dict):  # type: ignore[type-arg]
 
     @property
     def dashboard_url(self) -> str:
-        return ""
+        """The cluster's dashboard (``http://host:port``), or "" when none runs."""
+        return str(self.get("webui_url", ""))
 
     def __enter__(self) -> RayContext:
         return self
@@ -173,6 +175,12 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
                 _started.collect()
                 _started = None
             raise
+        if _started is not None and kwargs.get("include_dashboard"):
+            port = kwargs.get("dashboard_port")
+            try:
+                start_dashboard(_started, kwargs.get("dashboard_host"), DASHBOARD_PORT if port is None else int(port))
+            except exceptions.RaySystemError as e:  # the cluster works without it, as in Ray
+                logger.warning("%s", e)
         if _started is not None:
             global _supervisor
             _supervisor = NodeSupervisor(_started)
@@ -259,8 +267,10 @@ def _is_local_address(ip: str) -> bool:
 def _context() -> RayContext:
     cw = worker_context.global_worker
     assert cw is not None
+    url = cw.store.primary.hget(keys.dashboard_key(), "url")
     return RayContext(address=cw.store.primary_address, node_id=cw.node_id.hex(), session_dir=cw.session_dir,
-                      redis_address=cw.store.primary_address, node_ip_address=cw.node_ip)
+                      redis_address=cw.store.primary_address, node_ip_address=cw.node_ip,
+                      webui_url=url.decode() if url else "")
 
 
 def shutdown(_exiting_interpreter: bool = False) -> None:
@@ -323,7 +333,6 @@ def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: flo
     if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
         raise TypeError(f"wait() expected a list of ray.ObjectRef, got {type(object_refs)}")
     given = list(object_refs)
-    # A streaming generator is ready once its next item is (here: once the generator has finished).
     refs = [r._generator_ref if isinstance(r, ObjectRefGenerator) else r for r in given]
     for r in refs:
         if not isinstance(r, ObjectRef):
@@ -339,11 +348,9 @@ def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: flo
         raise ValueError(f"Invalid number of objects to return {num_returns}.")
     if num_returns > len(refs):
         raise ValueError("num_returns cannot be greater than the number of ray_waitables provided to ray.wait.")
-    ready, not_ready = get_worker().wait(refs, oids, num_returns, timeout, fetch_local=fetch_local)
-    if len(given) == len(refs) and all(a is b for a, b in zip(given, refs)):
-        return ready, not_ready
-    back = {id(r): g for r, g in zip(refs, given)}
-    return [back.get(id(r), r) for r in ready], [back.get(id(r), r) for r in not_ready]
+    if any(isinstance(g, ObjectRefGenerator) for g in given):  # ready once its next item is
+        return wait_mixed(given, num_returns, timeout, fetch_local)
+    return get_worker().wait(refs, oids, num_returns, timeout, fetch_local=fetch_local)
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:

@@ -35,11 +35,11 @@ class Config:
     #: Default object store capacity per node (bytes); 0 means 30% of /dev/shm.
     object_store_memory: int = 0
     #: When the object store is full, copy sealed objects that nothing uses (least recently used
-    #: first) to local disk and restore them on read, instead of failing the put (docs/architecture.md).
-    #: Off by default for now (Ray has it on): with it on, a driver keeps no mapping of its large
-    #: puts, so a raylet restarted under its node ID cannot get them back from it, and the copies
-    #: run on the raylet's event loop. RAYREDIS_OBJECT_SPILLING=1 turns it on.
-    object_spilling: bool = False
+    #: first) to local disk and restore them on read, instead of failing the put, as Ray does
+    #: (docs/architecture.md). The copies run on a thread; a raylet restarted under its node ID
+    #: gives its drivers' large puts back from what its previous process left.
+    #: RAYREDIS_OBJECT_SPILLING=0 turns it off.
+    object_spilling: bool = True
     #: Directory of spilled objects; empty means ``<session_dir>/spill`` (removed with the session).
     object_spilling_dir: str = ""
     #: Interval between raylet heartbeats written to Redis.
@@ -60,6 +60,10 @@ class Config:
     redis_flush_interval_ms: float = 2.0
     #: Finished task entries expire from the task table after this long (lineage window).
     task_table_ttl_s: int = 3600
+    #: DEAD actors whose entries stay in Redis (the most recent deaths; ``list_actors`` and
+    #: ``get_actor`` by ID show them): the GCS deletes older ones, as Ray caps its destroyed-actor
+    #: cache (``maximum_gcs_destroyed_actor_cached_count``), so dead actors do not pile up forever.
+    dead_actors_kept: int = 10_000
     #: Worker processes started when the raylet starts (0 means num_cpus, capped at 4).
     prestart_workers: int = 0
     #: Pooled task workers per (whole) CPU at most: fractional or zero-CPU tasks run in parallel up

@@ -69,6 +69,7 @@ class RemoteFunction:
         generator = num_returns in generators.GENERATOR_RETURNS
         spec = pb.TaskSpec(kind=pb.NORMAL_TASK, function_id=fid, name=opts.get("name") or self._name,
                            num_returns=1 if generator else num_returns, generator=generator,
+                           streaming=num_returns == "streaming",
                            max_retries=opts.get("max_retries", cw.cfg.default_max_retries),
                            max_calls=opts.get("max_calls", 0), job_id=job)
         retry = opts.get("retry_exceptions", False)

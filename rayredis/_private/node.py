@@ -270,6 +270,46 @@ def start_worker_node(address: str, password: str, *, num_cpus: float | None, nu
     return handle
 
 
+#: Ray's dashboard port, the default of ``start_dashboard``.
+DASHBOARD_PORT = 8265
+
+
+def start_dashboard(handle: NodeHandle, host: str | None = None, port: int = DASHBOARD_PORT, node_ip: str = "",
+                    timeout_s: float = 20.0) -> str:
+    """Start the dashboard (``python -m rayredis.dashboard``) of ``handle``'s cluster; returns its URL
+    once it serves (port 0: a free one). It gets the Redis password from its environment, never argv.
+
+    Its PID is recorded in the session, so ``shutdown()`` and ``rayredis stop`` stop it; it is not
+    supervised (a dashboard that dies is not worth giving up the node for). Raises ``RaySystemError``
+    when it exits first (the port is taken, aiohttp is missing) or does not serve within ``timeout_s``.
+    """
+    args = process.python_module_args("rayredis.dashboard", "--redis-address", handle.address, "--host",
+                                      host or get_config().bind_host, "--port", str(port), "--session-dir",
+                                      handle.session_dir, *(["--node-ip", node_ip] if node_ip else []))
+    proc = process.spawn(args, handle.session_dir, "dashboard", "dashboard", env=handle.env(),
+                         die_with_parent=handle.bind_to_parent())
+    handle.procs.setdefault("dashboard", []).append(proc.pid)
+    handle.popens.append(proc)
+    store = handle.store()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            entry = _ask(lambda: store.primary.hgetall(keys.dashboard_key())) or {}
+            if entry.get(b"pid") == str(proc.pid).encode():
+                return str(entry.get(b"url", b"").decode())
+            if proc.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    finally:
+        store.close()
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    handle.forget(proc)
+    log = os.path.join(handle.session_dir, "logs", "dashboard")
+    raise RaySystemError(f"The dashboard did not start (exit code {proc.returncode}); see {log}.log and {log}.err")
+
+
 def wait_for_gcs(handle: NodeHandle, timeout_s: float = 60.0) -> None:
     store = handle.store()
     client = store.primary

@@ -109,7 +109,7 @@ def data_dir(session_dir: str, index: int, member: int = 0) -> str:
 
 def start_redis(
     session_dir: str, port: int, password: str, bind_host: str, index: int, die_with_parent: bool = False,
-    member: int = 0, replicaof: str | None = None, announce_ip: str = "",
+    member: int = 0, replicaof: str | None = None, announce_ip: str = "", replica_priority: int | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start one redis-server and wait until it answers PING with our password.
 
@@ -118,6 +118,7 @@ def start_redis(
     data. ``replicaof`` (``host:port``) starts it as a replica of that master (replicated shards):
     it authenticates with the same password (``masterauth``) and, once in sync, serves that data.
     ``announce_ip``: the address its master reports for it (so Sentinel names a reachable one).
+    ``replica_priority``: its ``replica-priority`` (0: the Sentinels never promote it), else Redis's default.
     """
     check_password(password)
     fsync = get_config().redis_appendfsync
@@ -144,6 +145,8 @@ def start_redis(
             f.write(f"replicaof {host} {master_port}\n")
         if announce_ip:
             f.write(f"replica-announce-ip {announce_ip}\n")
+        if replica_priority is not None:
+            f.write(f"replica-priority {int(replica_priority)}\n")
     args = [
         find_redis_server(), conf, "--port", str(port), "--bind", bind_host,
         "--protected-mode", "no", "--dir", directory,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -119,13 +120,39 @@ def _member_starter(handle: NodeHandle, rs: ReplicatedShards, host: str, index: 
             replicaof = plan.replicaof
             logger.warning("restarting Redis shard %d member %d as %s (%s)", index, member, plan.role.value,
                            plan.reason)
+        # A member coming back as a replica holds only its own AOF until it has resynced: not
+        # promotable until then (replica-priority 0), so a failover in between cannot lose the
+        # writes made since it died (bug P). Its first start is in sync before the Sentinels start.
+        rejoining = started[0] and replicaof is not None
         proc = start_redis(handle.session_dir, port, handle.password, host, index, member=member,
                            replicaof=replicaof, die_with_parent=handle.bind_to_parent(),
-                           announce_ip=rs.advertised if rs.advertised != rs.local else "")
+                           announce_ip=rs.advertised if rs.advertised != rs.local else "",
+                           replica_priority=0 if rejoining else None)
+        if rejoining:
+            threading.Thread(target=_promotable_once_synced, args=(rs.local, port, handle.password, proc),
+                             name=f"redis-{index}-{member}-sync", daemon=True).start()
         started[0] = True
         waiting_since[0] = None
         return proc
     return start
+
+
+def _promotable_once_synced(host: str, port: int, password: str, proc: subprocess.Popen[bytes]) -> None:
+    """Give the rejoining replica at ``port`` its promotable priority back once it has resynced
+    (:func:`sentinel.synced`); gives up when its process exits first."""
+    client = _client(host, port, password)
+    try:
+        while proc.poll() is None:
+            try:
+                if sentinel.synced(client.info("replication")):
+                    client.config_set("replica-priority", sentinel.PROMOTABLE_PRIORITY)
+                    logger.info("Redis member on port %d has resynced: promotable again", port)
+                    return
+            except (redis.exceptions.RedisError, OSError):
+                pass
+            time.sleep(0.05)
+    finally:
+        client.close()
 
 
 def _sentinel_starter(handle: NodeHandle, host: str, index: int, port: int) -> Callable[[], subprocess.Popen[bytes]]:
@@ -150,45 +177,43 @@ def _answers(host: str, port: int, password: str) -> bool:
         client.close()
 
 
-def _wait_in_sync(host: str, port: int, password: str, timeout_s: float = 60.0) -> None:
-    """Until the replica at ``port`` has its master's data (a write WAITed for it then succeeds)."""
+def _poll(host: str, port: int, password: str, ready: Callable[[redis.Redis], bool], deadline: float,
+          failure: str) -> None:
+    """Ask the member or Sentinel at ``port`` until ``ready(client)``; raise ``failure`` past ``deadline``."""
     client = _client(host, port, password)
-    deadline = time.monotonic() + timeout_s
     try:
         while True:
             try:
-                if client.info("replication").get("master_link_status") == "up":
+                if ready(client):
                     return
             except (redis.exceptions.RedisError, OSError):
                 pass
             if time.monotonic() > deadline:
-                raise RaySystemError(f"The Redis replica on port {port} did not sync with its master within "
-                                     f"{timeout_s:g} s")
+                raise RaySystemError(failure)
             time.sleep(0.02)
     finally:
         client.close()
 
 
+def _wait_in_sync(host: str, port: int, password: str, timeout_s: float = 60.0) -> None:
+    """Until the replica at ``port`` has its master's data (a write WAITed for it then succeeds)."""
+    _poll(host, port, password, lambda c: bool(c.info("replication").get("master_link_status") == "up"),
+          time.monotonic() + timeout_s,
+          f"The Redis replica on port {port} did not sync with its master within {timeout_s:g} s")
+
+
 def _wait_sentinels_ready(rs: ReplicatedShards, password: str, timeout_s: float = 60.0) -> None:
     """Until every Sentinel knows every shard's replicas and its peers: a failover can happen from then on."""
     want_peers = len(rs.sentinel_ports) - 1
+
+    def ready(client: redis.Redis) -> bool:
+        masters: Any = client.sentinel_masters()
+        return len(masters) == len(rs.members) and all(
+            int(str(m.get("num-slaves", 0))) >= rs.layout.replicas
+            and int(str(m.get("num-other-sentinels", 0))) >= want_peers for m in masters.values())
+
     deadline = time.monotonic() + timeout_s
     for address in rs.local_sentinels:
         host, port = host_port(address)
-        client = _client(host, port, password)
-        try:
-            while True:
-                try:
-                    masters: Any = client.sentinel_masters()
-                    if len(masters) == len(rs.members) and all(
-                            int(str(m.get("num-slaves", 0))) >= rs.layout.replicas
-                            and int(str(m.get("num-other-sentinels", 0))) >= want_peers for m in masters.values()):
-                        break
-                except (redis.exceptions.RedisError, OSError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise RaySystemError(f"The Redis Sentinel at {address} did not see every shard's replicas and "
-                                         f"its {want_peers} peers within {timeout_s:g} s")
-                time.sleep(0.05)
-        finally:
-            client.close()
+        _poll(host, port, password, ready, deadline, f"The Redis Sentinel at {address} did not see every shard's "
+              f"replicas and its {want_peers} peers within {timeout_s:g} s")

@@ -245,6 +245,19 @@ def restart_plan(own: str, view: SentinelView, waited_s: float, grace_s: float) 
     return RestartPlan(Role.MASTER, None, f"no failover within {grace_s:g} s")
 
 
+#: The ``replica-priority`` a restarted replica gets back once it holds its master's data (Redis's default).
+PROMOTABLE_PRIORITY = 100
+
+
+def synced(replication_info: dict[str, Any]) -> bool:
+    """Whether a replica's ``INFO replication`` shows it holds its master's data: linked, and no
+    full sync in progress. Until then a restarted member must not be promotable: it holds only what
+    its own AOF had when it died, and a failover to it would drop every write made since (bug P)."""
+    return (str(replication_info.get("role")) == "slave"
+            and str(replication_info.get("master_link_status")) == "up"
+            and str(replication_info.get("master_sync_in_progress", "0")) == "0")
+
+
 class RestartDeferredError(Exception):
     """Raised by a supervised process's restart that must not happen yet (a member of a replicated
     shard whose failover is pending): the supervisor tries again shortly, without counting a death."""

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from rayredis._private import process
+from rayredis._private import events, process
 from rayredis._private.node import Component, NodeHandle
 from rayredis._private.sentinel import RestartDeferredError
 from rayredis.config import Config, get_config
@@ -194,6 +194,8 @@ class NodeSupervisor(threading.Thread):
             if not dead.deferred:
                 self.report(f"{comp.description} [pid={dead.pid}, exit_code={dead.exit_code}] exited; its restart "
                             f"waits: {e}.")
+                self._event(events.Kind.REDIS_FAILOVER, f"{comp.description} exited; its restart waits: {e}",
+                            role=comp.role, pid=dead.pid)
             dead.deferred = True
             dead.due = time.monotonic() + max(self.interval_s, 0.1)
             dead.waited = dead.due - dead.died
@@ -209,12 +211,21 @@ class NodeSupervisor(threading.Thread):
         self.restarts += 1
         self.report(f"{comp.description} [pid={dead.pid}, exit_code={dead.exit_code}] exited; started a "
                     f"replacement [pid={proc.pid}] after {dead.waited:.1f} s{_resumes(comp.role)}.")
+        self._event(events.Kind.PROCESS_RESTARTED, f"{comp.description} [pid={dead.pid}, exit_code={dead.exit_code}] "
+                    f"exited; restarted [pid={proc.pid}] after {dead.waited:.1f} s", role=comp.role, pid=proc.pid,
+                    downtime_s=round(time.monotonic() - dead.died, 3))
         if self.should_stop():  # `rayredis stop` began while it was starting: it may have missed it
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
 
+    def _event(self, kind: events.Kind, message: str, **custom: object) -> None:
+        """Record a cluster event of this node, from a thread (Redis may be coming back just now)."""
+        events.record_in_thread(self.handle.store, kind, message, "SUPERVISOR", "WARNING",
+                                node_id=self.handle.node_id or None, **custom)
+
     def _give_up(self, reason: str) -> None:
         self.give_up_reason = reason
+        self._event(events.Kind.SUPERVISOR_GAVE_UP, reason)
         self.on_give_up(reason)
         self.gave_up.set()
 

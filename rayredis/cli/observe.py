@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rayredis._private import events
 from rayredis._private import state_reader as reader
 from rayredis._private import state_records as sr
 from rayredis.cli.common import CliError, connect, resolve_cluster
@@ -30,10 +31,12 @@ RESOURCES: dict[str, tuple[Callable[[ShardedRedis], list[Any]], str, tuple[str, 
     "placement-groups": (reader.placement_groups, "placement_group_id",
                          ("placement_group_id", "name", "creator_job_id", "state", "strategy")),
     "workers": (reader.workers, "worker_id", ("worker_id", "is_alive", "worker_type", "node_id", "pid")),
+    "cluster-events": (events.newest_first, "event_id", ("time", "severity", "source_type", "label", "message")),
 }
 _ALIASES = {"node": "nodes", "job": "jobs", "actor": "actors", "task": "tasks", "object": "objects",
             "placement-group": "placement-groups", "placement_groups": "placement-groups",
-            "placement_group": "placement-groups", "worker": "workers"}
+            "placement_group": "placement-groups", "worker": "workers",
+            "cluster_events": "cluster-events", "cluster-event": "cluster-events"}
 
 
 def _connection_flags(p: argparse.ArgumentParser) -> None:

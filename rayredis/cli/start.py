@@ -65,11 +65,13 @@ def add_parser(sub: Any) -> None:
                         "SIGTERM/SIGINT")
     p.add_argument("--metrics-export-port", type=int, default=None,
                    help="head only: serve the cluster's Prometheus metrics on this port (on --bind-host)")
-    ray_compat = p.add_argument_group("Ray's flags accepted for compatibility (no effect yet: no dashboard, no "
-                                      "usage stats)")
-    ray_compat.add_argument("--dashboard-host", default=None, help="no effect yet")
-    ray_compat.add_argument("--dashboard-port", type=int, default=None, help="no effect yet")
-    ray_compat.add_argument("--include-dashboard", type=_bool_flag, default=None, help="no effect yet")
+    ray_compat = p.add_argument_group("Ray's flags: the dashboard (head only), usage stats (no effect: none are sent)")
+    ray_compat.add_argument("--dashboard-host", default=None,
+                            help=f"interface the dashboard listens on (default {get_config().bind_host})")
+    ray_compat.add_argument("--dashboard-port", type=int, default=None,
+                            help=f"the dashboard's port (default {node.DASHBOARD_PORT}; 0 picks a free one)")
+    ray_compat.add_argument("--include-dashboard", type=_bool_flag, default=None,
+                            help="start the dashboard with the head: true (default) or false")
     ray_compat.add_argument("--disable-usage-stats", action="store_true", help="no effect yet")
     p.set_defaults(func=run)
 
@@ -138,6 +140,11 @@ def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host
     address = f"{ip}:{handle.address.rpartition(':')[2]}"
     entry = sessions.CliSession(handle.session_dir, sessions.HEAD, address, handle.node_id, bind_host=bind_host)
     sessions.register(entry)
+    try:  # before the cluster is findable (`rayredis status`), which says that everything is up
+        dashboard = _start_dashboard(args, handle, ip)
+    except BaseException:  # interrupted (SIGTERM, Ctrl-C) while it starts: stop the whole head
+        stop_session(entry, grace_s=1.0, force=True)
+        raise
     write_current_cluster(ClusterFile(address, handle.password, handle.session_dir, tuple(handle.sentinels)))
     _print_banner(ip)
     from_env = not args.redis_password and bool(os.environ.get("RAYREDIS_REDIS_PASSWORD"))
@@ -166,12 +173,25 @@ def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host
     rayredis stop
 
   To view the status of the cluster, use
-    rayredis status
+    rayredis status{dashboard}
 
   Session directory (logs): {handle.session_dir}{replicated}""", flush=True)
     if args.metrics_export_port:
         print(f"  Prometheus metrics: http://{bind_host}:{args.metrics_export_port}/metrics", flush=True)
     return entry
+
+
+def _start_dashboard(args: argparse.Namespace, handle: node.NodeHandle, ip: str) -> str:
+    """Start the head's dashboard unless ``--include-dashboard false``; the lines that tell where it is."""
+    if args.include_dashboard is False:
+        return ""
+    try:
+        url = node.start_dashboard(handle, args.dashboard_host or get_config().bind_host,
+                                   node.DASHBOARD_PORT if args.dashboard_port is None else args.dashboard_port, ip)
+    except RaySystemError as e:  # the cluster runs without it (Ray does the same)
+        print(f"Warning: {e}", file=sys.stderr, flush=True)
+        return ""
+    return f"\n  or the dashboard at\n    {url}\n  (log in with the cluster's Redis password)"
 
 
 def _join(args: argparse.Namespace, resources: dict[str, float], bind_host: str,

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from rayredis.cli.common import connect, format_memory, resolve_cluster
+from rayredis.store import keys
 from rayredis.store.client import ShardedRedis
 from rayredis.store.tables import NodeLoad, NodeRecord, NodeState, read_nodes
 
@@ -84,6 +85,9 @@ def render(store: ShardedRedis, verbose: bool = False) -> str:
         out.append(f" {queued} pending tasks/actors queued on {busy} node(s)")
     else:
         out.append(" (no resource demands)")
+    url = store.primary.hget(keys.dashboard_key(), "url")
+    if url:
+        out += ["", f"Dashboard: {url.decode()} (log in with the cluster's Redis password)"]
     if verbose:
         out += ["", "Node details", _RULE]
         for n in nodes:

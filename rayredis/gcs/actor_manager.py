@@ -7,6 +7,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 
+from rayredis._private import events
 from rayredis.actor_state import ActorState
 from rayredis.gcs import decisions
 from rayredis.gcs.decisions import ActorAction, ClusterView, Deliver, Forget, NoFeasibleNode, Transition
@@ -40,7 +41,7 @@ class ActorManager:
 
     async def _live_entries(self) -> list[ActorEntry]:
         """Every actor not known DEAD, in one round trip after the index read."""
-        return await self.store.actors([a for a in await self.store.actor_ids() if a not in self.dead])
+        return await self.store.actors([a for a in await self.store.live_actor_ids() if a not in self.dead])
 
     def _with_delivered(self, view: ClusterView) -> ClusterView:
         return dataclasses.replace(view, delivered=frozenset(self.delivered))
@@ -97,10 +98,21 @@ class ActorManager:
         return await self.store.actor_transition(aid, t.from_state, t.from_attempt,
                                                  {"state": t.to.value, **dict(t.fields)})
 
+    async def prune(self, keep: int, most: int = 1000) -> int:
+        """Forget the oldest DEAD actors beyond ``keep`` (their entries are deleted from Redis)."""
+        n = await self.store.prune_dead_actors(keep, most)
+        if n:
+            logger.info("deleted the entries of %d dead actors (keeping the %d most recent)", n, keep)
+        return n
+
     async def on_node_dead(self, node: str) -> None:
         """Restart (or let die) every actor placed on ``node``, which was just marked dead."""
         for aid, t in decisions.on_node_dead(await self._live_entries(), node):
-            await self.transition(aid, t)
+            if await self.transition(aid, t):
+                died = t.to == ActorState.DEAD
+                events.record(events.Kind.ACTOR_DIED if died else events.Kind.ACTOR_RESTARTED,
+                              f"actor {aid} {'died' if died else 'restarts'}: its node {node} died",
+                              "ERROR" if died else "WARNING", actor_id=aid, node_id=node)
 
     async def on_job_finished(self, job: str) -> None:
         for e in await self._live_entries():

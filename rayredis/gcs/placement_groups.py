@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 from typing import Literal
 
+from rayredis._private import events
 from rayredis.gcs import decisions
 from rayredis.gcs.decisions import (
     Abort,
@@ -113,6 +114,10 @@ class PlacementGroupManager:
                 moved = sorted({n[:8] for _, n in action.txn.moves})
                 logger.info("placement group %s: %s on %s", pg,
                             "created" if action.state == PlacementGroupState.PENDING else "bundles re-placed", moved)
+                if action.state != PlacementGroupState.PENDING:
+                    events.record(events.Kind.PLACEMENT_GROUP_RESCHEDULED,
+                                  f"placement group {pg}: bundles re-placed on {', '.join(moved)}", "WARNING",
+                                  placement_group_id=pg, nodes=moved)
             elif isinstance(action, Abort):
                 if not await self.cancel(pg, action.txn, action.requests):
                     return "stopped"

@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from rayredis._private import auth
+from rayredis._private import auth, events
 from rayredis._private.logs import setup_process_logging
 from rayredis.config import get_config, secret_from_env
 from rayredis.exceptions import ControlStoreUnavailable
@@ -153,7 +153,10 @@ class Term:
                 for node in self.monitor.observe_records(records, time.monotonic(), started):
                     logger.warning("node %s missed heartbeats for %.1f s (its counter did not move while the GCS "
                                    "watched): marking it dead", node, cfg.node_death_timeout_s)
-                    await self.store.node_dead_cas(node)
+                    if await self.store.node_dead_cas(node):
+                        events.record(events.Kind.NODE_DEAD, f"node {node} missed heartbeats for "
+                                      f"{cfg.node_death_timeout_s:.1f} s: marked dead", "ERROR", node_id=node,
+                                      cause="missed heartbeats")
                     await self.actors.on_node_dead(node)
             except _UNREACHABLE as e:
                 self.gcs.redis_failed("node monitor", e)
@@ -192,6 +195,7 @@ class Term:
             try:
                 await self.actors.rescan()
                 await self.pgs.rescan()
+                await self.actors.prune(self.gcs.cfg.dead_actors_kept)
             except _UNREACHABLE as e:
                 self.gcs.redis_failed("periodic rescan", e)
 
@@ -244,6 +248,7 @@ class Gcs:
                 await self._release()
                 await server.stop(0.5)
         finally:
+            await events.drain()
             await self.redis.close()
         logger.info("GCS (pid %d) exits with status %d", os.getpid(), self.exit_code)
         return self.exit_code
@@ -289,6 +294,7 @@ class Gcs:
             try:
                 await self.redis.connect()
                 self.token = await self.base_store.cluster_token()
+                events.configure(self.redis.primary, "GCS")
                 self._redis_answered()
                 return True
             except ControlStoreUnavailable as e:
@@ -326,6 +332,11 @@ class Gcs:
                            "it stops acting and becomes a standby", os.getpid(), self.lease.term,
                            self.lease.trust_s)
         if event is not None:
+            acquired = event is Event.ACQUIRED
+            events.record(events.Kind.GCS_ACTIVE if acquired else events.Kind.GCS_LEASE_LOST,
+                          f"GCS (pid {os.getpid()}) {'holds the lease: active' if acquired else 'lost the lease'} "
+                          f"(term {self.lease.term})", "INFO" if acquired else "WARNING", pid=os.getpid(),
+                          address=self.address)
             self.changed.set()
 
     async def _keep_lease(self) -> None:

@@ -23,7 +23,9 @@ class ClusterReader(Protocol):
 class ActorStore(ClusterReader, Protocol):
     """What the actor manager reads and writes."""
 
-    async def actor_ids(self) -> list[str]: ...
+    async def live_actor_ids(self) -> list[str]:
+        """The actors not DEAD (a restarted GCS's rescan walks these, not every actor ever made)."""
+        ...
 
     async def actor(self, actor_id: str) -> ActorEntry | None: ...
 
@@ -32,6 +34,10 @@ class ActorStore(ClusterReader, Protocol):
     async def actor_transition(self, actor_id: str, from_state: ActorState, from_attempt: int,
                                fields: Mapping[str, FieldValue]) -> bool:
         """CAS the actor from (``from_state``, ``from_attempt``) to ``fields``; False if it moved."""
+        ...
+
+    async def prune_dead_actors(self, keep: int, most: int) -> int:
+        """Delete the oldest DEAD actors beyond ``keep`` (at most ``most``); returns how many."""
         ...
 
 
@@ -143,8 +149,8 @@ class RedisGcsStore:
 
     # ---- actors ----------------------------------------------------------------------------------
 
-    async def actor_ids(self) -> list[str]:
-        return await tables.aactor_ids(self.primary)
+    async def live_actor_ids(self) -> list[str]:
+        return await tables.alive_actor_ids(self.primary)
 
     async def actor(self, actor_id: str) -> ActorEntry | None:
         return await tables.aread_actor(self.primary, actor_id)
@@ -160,6 +166,10 @@ class RedisGcsStore:
         self.fence.check()
         return _applied(await self.fenced.actor_transition(keys=[*k, keys.gcs_lease_key()],
                                                            args=[*a, self.fence.holder]))
+
+    async def prune_dead_actors(self, keep: int, most: int) -> int:
+        k, a = tables.actor_prune_call(keep, most)
+        return int(await self.scripts.actor_prune(keys=k, args=a))
 
     # ---- placement groups ------------------------------------------------------------------------
 

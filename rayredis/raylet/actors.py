@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from rayredis import exceptions, serialization
+from rayredis._private import events
 from rayredis.actor_state import ActorState, call_can_retry, on_actor_process_died
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.raylet.connection import Connection
@@ -291,6 +292,10 @@ class LocalActors:
         self.writer.actor_transition(a.actor_id, _PLACED, str(a.attempt), {
             "state": d.state.value, "num_restarts": d.num_restarts, "death_cause": d.cause,
         })
+        restarting = d.state == ActorState.RESTARTING
+        events.record(events.Kind.ACTOR_RESTARTED if restarting else events.Kind.ACTOR_DIED,
+                      f"actor {a.actor_id.hex()} {'restarts' if restarting else 'died'}: {reason}",
+                      "WARNING" if restarting else "ERROR", actor_id=a.actor_id.hex(), num_restarts=d.num_restarts)
 
     def kill(self, aid: bytes, no_restart: bool, reason: str = "The actor was killed by rayredis.kill().") -> None:
         a = self._get(aid)

@@ -25,6 +25,7 @@ from rayredis.raylet.placement import Placement
 from rayredis.raylet.ports import ActorDirectory, TableWriter, Timers, WorkerProcesses
 from rayredis.raylet.records import TaskRecord
 from rayredis.raylet.scheduler import LocalScheduler
+from rayredis.raylet.spill_pump import SpillPump
 from rayredis.store.tables import NodeLoad, TaskState
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class NodeManager:
         self.conns: dict[bytes, Connection] = {}
         self.tasks: dict[bytes, TaskRecord] = {}
         self.waiters = ObjectWaits(objects, timers, self._need_local)
+        #: Where spill and restore copies run off the event loop (None: inline, see use_spill_pump).
+        self.spill_pump: SpillPump | None = None
         #: The other nodes (refreshed by the shell from their heartbeats) and the links to them.
         self.view = view if view is not None else ClusterView(node_id)
         self.peers = PeerCore(self, links if links is not None else NoLinks(), self.view)
@@ -98,6 +101,8 @@ class NodeManager:
     # ---- inbound batches -----------------------------------------------------------------------
 
     def handle(self, conn: Connection, b: pb.ClientBatch) -> None:
+        for loc in b.resolves:  # (before add_refs: they count on an entry)
+            self.resolve_remote(loc.object_id, loc.node_id)
         for c in b.creates:
             self._create(conn, c)
         for p in b.puts:
@@ -139,7 +144,21 @@ class NodeManager:
 
     # ---- objects -------------------------------------------------------------------------------
 
+    def use_spill_pump(self, pump: SpillPump) -> None:
+        """Run the spill and restore copies of creates and gets through ``pump`` (on a thread)."""
+        self.spill_pump = pump
+        self.waiters.restore = pump.restore
+
     def _create(self, conn: Connection, c: pb.CreateRequest) -> None:
+        pump = self.spill_pump
+        if pump is not None and c.size <= self.objects.capacity and not self.objects.fits(c.size):
+            pump.need_room(c.size, c.object_id, lambda _ok: self._create_now(conn, c))
+            return
+        self._create_now(conn, c)
+
+    def _create_now(self, conn: Connection, c: pb.CreateRequest) -> None:
+        if conn.closed:
+            return
         try:
             name = self.objects.reserve(c.object_id, c.size)
             conn.out().create_replies.add(req_id=c.req_id, shm_name=name)
@@ -151,6 +170,12 @@ class NodeManager:
         """A ``put`` from a client: it holds one reference to the new object."""
         self.objects.expect(p.object_id, refs=1)
         conn.refs[p.object_id] += 1
+        if p.reclaim:  # a reconnecting driver's put it has no bytes of: what the last process left
+            size = self.objects.reclaim(p.object_id, list(p.contained))
+            if size >= 0:
+                self.writer.object_sealed(p.object_id, size, False)
+                self._object_ready(p.object_id)
+                return
         if conn.objects_over_connection and p.shm_name:  # the bytes came along: write them into the segment
             p = received_put(self.objects, p)
         # Large puts reserved their room with a create request (which fails when full); small ones
@@ -258,6 +283,13 @@ class NodeManager:
     def submit_forwarded(self, sender: bytes, spec: pb.TaskSpec, attempt: int) -> None:
         spec.attempt = attempt
         self.submit(b"", spec, owner_node=sender)
+
+    def resolve_remote(self, oid: bytes, node: bytes) -> None:
+        """A client learnt of ``oid``, made on ``node``, out of band (a streamed generator item):
+        ask that node about it unless this node knows it already."""
+        if node and node != self.node_id and self.objects.get(oid) is None:
+            self.objects.expect(oid, refs=0)
+            self.peers.resolve(oid, node)
 
     def _resolve_unknown(self, spec: pb.TaskSpec) -> None:
         """Ask the submitter's node about ref arguments this node has never heard of."""
@@ -422,6 +454,10 @@ class NodeManager:
                 blob = serialization.serialize_error(exceptions.ObjectLostError(
                     oid.hex(), f"Task {rec.spec.name!r} ended on node {sender.hex()[:8]} without returning it."))
                 self.seal(oid, blob.to_bytes(), "", 0)
+        if d.failed:  # (its returns' error blobs came inline with the infos)
+            self._tell_driver_failed(rec, [pb.PutObject(object_id=oid, inline_data=e.inline)
+                                           for oid in rec.return_ids
+                                           if (e := self.objects.get(oid)) is not None and e.inline])
         if rec.owner_node:
             # An actor call another node sent here, relayed to where the actor lives now.
             self.peers.task_done(rec, d.failed)
@@ -546,7 +582,10 @@ class NodeManager:
             if self.actors.cancel_queued(rec):
                 self.fail_task(rec, exceptions.TaskCancelledError(tid.hex()), CANCELLED)
                 return
-            running = self.conns.get(rec.worker) if rec.state is RUNNING and not rec.forwarded_to else None
+            if rec.forwarded_to:  # the actor lives on another node: that node cancels the call
+                self.peers.cancel(rec, oid, False)
+                return
+            running = self.conns.get(rec.worker) if rec.state is RUNNING else None
             if running is not None:  # the actor's worker cancels an async call, flags a sync one (Ray's)
                 running.out().cancel_tasks.append(tid)
                 running.flush()

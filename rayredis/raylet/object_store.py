@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from rayredis.exceptions import ObjectStoreFullError
-from rayredis.raylet.spill import Spiller, SpillError, choose_victims
+from rayredis.raylet.spill import Spiller, SpillError, choose_victims, copy_fd, object_id_of, spillable
 
 SHM_DIR = "/dev/shm"
 
@@ -39,6 +39,8 @@ class Entry:
     spilled: str = ""
     #: When the entry was last sealed or read (the store's use counter), for LRU spilling.
     last_use: int = 0
+    #: A spill or restore copy of it runs on a thread (``spill_pump``): not chosen again meanwhile.
+    busy: bool = False
 
     def unused(self) -> bool:
         return self.refcount <= 0 and self.pins <= 0 and not self.holders
@@ -64,8 +66,14 @@ class ObjectStore:
         self.capacity = capacity
         self.shm_prefix = shm_prefix
         self.spiller = spiller
-        if spiller is not None:
-            spiller.remove_leftovers(shm_prefix)
+        #: What a previous raylet of this node left (it crashed), for its drivers to reclaim
+        #: (:meth:`reclaim`) until :meth:`drop_adopted`: spill files, and open segments by fd
+        #: (their names are unlinked by the restart's recovery; the fd keeps the pages).
+        self.adopted_files: dict[bytes, str] = {}
+        self.adopted_segments: dict[bytes, tuple[int, int]] = {}
+        if spiller is not None:  # (without spilling, drivers keep their puts mapped and put them again)
+            self.adopted_files = spiller.adopt_leftovers(shm_prefix)
+            self.adopted_segments = _open_leftovers(shm_prefix)
         self.uses = 0
         self.used = 0
         self.entries: dict[bytes, Entry] = {}
@@ -196,6 +204,8 @@ class ObjectStore:
             return (f"Object {oid.hex()} ({e.size} bytes) was spilled to disk and cannot be restored: "
                     f"{self.used} of {self.capacity} bytes of the object store are in use.")
         name = self.shm_prefix + oid.hex()
+        if e.busy:  # (a restore copy on a thread writes that name: it finds this one done and drops its own)
+            name += f"-r{os.urandom(3).hex()}"
         try:
             self.spiller.restore(e.spilled, name, e.size)
         except SpillError as exc:
@@ -203,6 +213,120 @@ class ObjectStore:
         self.used += e.size
         e.shm_name, e.spilled = name, ""
         return ""
+
+    # ---- copies on a thread (spill_pump) ----------------------------------------------------------
+
+    def fits(self, size: int) -> bool:
+        """Whether ``size`` more bytes fit, once secondary copies are evicted."""
+        if self.used + size > self.capacity:
+            self.evict_secondary(self.used + size - self.capacity)
+        return self.used + size <= self.capacity
+
+    def victims(self, size: int, keep: bytes) -> list[bytes]:
+        """What to spill so that ``size`` more bytes fit (``[]``: spilling cannot make room)."""
+        return choose_victims(self.entries.items(), self.used + size - self.capacity, READY, keep)
+
+    def finish_spill(self, oid: bytes, shm_name: str, path: str | None) -> bool:
+        """A spill copy of segment ``shm_name`` to ``path`` ended (``None``: it failed, returns
+        False): the entry is spilled now, unless it was freed or came into use meanwhile."""
+        e = self.entries.get(oid)
+        if e is not None and e.shm_name == shm_name:
+            e.busy = False
+        if path is None:
+            return False
+        assert self.spiller is not None
+        if e is None or e.shm_name != shm_name or not spillable(e, READY):
+            self.spiller.delete(path)
+            return True
+        _unlink(shm_name)
+        self.used -= e.size
+        e.shm_name, e.spilled = "", path
+        return True
+
+    def start_restore(self, oid: bytes) -> tuple[str, str, int]:
+        """Reserve room for restoring spilled ``oid`` (the caller made it); returns the segment name
+        to copy it into, its spill file and its size."""
+        e = self.entries[oid]
+        self.used += e.size
+        self.uses += 1
+        e.last_use = self.uses
+        return self.shm_prefix + oid.hex(), e.spilled, e.size
+
+    def finish_restore(self, oid: bytes, shm_name: str, size: int, ok: bool) -> None:
+        """The restore copy into ``shm_name`` ended: the entry reads from it now, unless the copy
+        failed, or the entry was freed or restored by a synchronous reader meanwhile."""
+        e = self.entries.get(oid)
+        if e is not None:
+            e.busy = False
+        if not ok or e is None or not e.spilled:
+            self.used -= size
+            if ok:
+                _unlink(shm_name)
+            return
+        e.shm_name, e.spilled = shm_name, ""
+
+    # ---- after a restart -------------------------------------------------------------------------
+
+    def reclaim(self, oid: bytes, contained: list[bytes]) -> int:
+        """A reconnecting driver's put of ``oid``: seal the copy the previous raylet left (in a new
+        segment, else spilled); returns its size, or -1 if there is none."""
+        path = self.adopted_files.pop(oid, None)
+        fd_size = self.adopted_segments.pop(oid, None)
+        if path is None and fd_size is None:
+            return -1
+        e = self.entries.get(oid)
+        if e is None or e.state == READY:
+            self._close_adopted(path, fd_size)
+            return -1
+        assert self.spiller is not None
+        try:
+            if fd_size is not None:
+                fd, size = fd_size
+                try:
+                    name = self.reserve(oid, size)
+                except ObjectStoreFullError:
+                    self.spill_adopted(oid, e, self.spiller.spill_fd(fd, self.shm_prefix + oid.hex(), size), size,
+                                       contained)
+                    return size
+                _unlink(name)  # (the leftover's name, if recovery has not unlinked it yet: the fd keeps it)
+                try:
+                    with open(shm_path(name), "wb") as dst:
+                        copy_fd(fd, dst.fileno(), size)
+                except OSError:
+                    self.abort(oid, name)
+                    raise
+                self.seal(oid, None, name, size, contained)
+                return size
+            assert path is not None
+            size = self.spiller.take(path)
+            spilled: str = path
+            path = None  # (it is the entry's now: not deleted below)
+            self.spill_adopted(oid, e, spilled, size, contained)
+            return size
+        except (OSError, SpillError):
+            return -1
+        finally:
+            self._close_adopted(path, fd_size)
+
+    def spill_adopted(self, oid: bytes, e: Entry, path: str, size: int, contained: list[bytes]) -> None:
+        """Seal ``e`` as spilled to ``path``."""
+        self.seal(oid, b"", "", 0, contained)
+        e.inline, e.size, e.spilled = None, size, path
+
+    def _close_adopted(self, path: str | None, fd_size: tuple[int, int] | None) -> None:
+        if fd_size is not None:
+            os.close(fd_size[0])
+        if path is not None and self.spiller is not None:
+            self.spiller.delete(path)
+
+    def drop_adopted(self) -> None:
+        """The time for drivers to reclaim their puts is over: release what is left."""
+        for path in list(self.adopted_files.values()):
+            self._close_adopted(path, None)
+        for fd_size in self.adopted_segments.values():
+            self._close_adopted(None, fd_size)
+        self.adopted_files.clear()
+        self.adopted_segments.clear()
 
     def mark_remote(self, oid: bytes, locations: list[bytes], size: int) -> bool:
         """A pending entry's object was sealed on other nodes: it is REMOTE now. False if not pending."""
@@ -334,6 +458,25 @@ class ObjectStore:
             self.released.append((oid, e.held_at))
         for c in e.contained:
             self.unpin(c)
+
+
+def _open_leftovers(shm_prefix: str) -> dict[bytes, tuple[int, int]]:
+    """Open (fd, size) the segments ``shm_prefix<object id hex>`` a previous raylet left."""
+    out: dict[bytes, tuple[int, int]] = {}
+    try:
+        names = os.listdir(SHM_DIR)
+    except OSError:
+        return out
+    for name in names:
+        oid = object_id_of(name, shm_prefix)
+        if oid is None:
+            continue
+        try:
+            fd = os.open(shm_path(name), os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        out[oid] = (fd, os.fstat(fd).st_size)
+    return out
 
 
 def _unlink(name: str) -> None:

@@ -31,6 +31,11 @@ def object_data(objects: ObjectStore, oid: bytes) -> pb.ObjectData:
     return pb.ObjectData(object_id=oid, shm_name=e.shm_name, size=e.size)
 
 
+def _spilled(objects: ObjectStore, oid: bytes) -> bool:
+    e = objects.get(oid)
+    return e is not None and bool(e.spilled)
+
+
 class ObjectWaits:
     """Gets (``gets``, indexed by missing object in ``get_index``) and waits (``waits``, indexed by
     not-ready object in ``wait_index``). Indexes may keep keys of requests already answered or
@@ -45,6 +50,9 @@ class ObjectWaits:
         self.get_index: dict[bytes, set[WaitKey]] = {}
         self.waits: dict[WaitKey, WaitRequest] = {}
         self.wait_index: dict[bytes, set[WaitKey]] = {}
+        #: ``restore(oid, then)``: copy a spilled object back off the event loop, then call ``then``
+        #: (``SpillPump.restore``); None restores synchronously when the reply is built.
+        self.restore: Callable[[bytes, Callable[[], None]], None] | None = None
 
     def drop(self, worker_id: bytes) -> None:
         """The client left: forget its requests (and stop their timers)."""
@@ -71,13 +79,22 @@ class ObjectWaits:
         objects = self.objects
         oids = list(g.object_ids)
         missing = {o for o in oids if objects.get(o) is not None and not objects.is_ready(o)}
+        spilled = {o for o in oids if o not in missing and _spilled(objects, o)} if self.restore else set()
+        missing |= spilled
         key = (conn.worker_id, g.req_id)
         self.gets[key] = GetWait(conn, missing, oids)
         for o in missing:
             self.get_index.setdefault(o, set()).add(key)
+        for o in spilled:
+            assert self.restore is not None
+            self.restore(o, lambda o=o: self._restored(o))  # type: ignore[misc]
         failed = next((o for o in oids if o not in missing and self._is_error(o)), None) if missing else None
         self._check_get(key, failed)
         self._pull(missing)
+
+    def _restored(self, oid: bytes) -> None:
+        for key in self.get_index.pop(oid, ()):
+            self._check_get(key, oid)
 
     def _pull(self, oids: set[bytes] | list[bytes]) -> None:
         if self.need is not None:

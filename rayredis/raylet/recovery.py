@@ -76,7 +76,7 @@ async def recover(primary: Any, scripts: Scripts, node_hex: str, shm_prefix: str
     removed = unlink_leftovers(shm_prefix)
     reason = (f"The raylet of node {node_hex[:12]} was restarted, and the actor's worker process died with "
               "the previous one.")
-    entries = await tables.aread_actors(primary, await tables.aactor_ids(primary))
+    entries = await tables.aread_actors(primary, await tables.alive_actor_ids(primary))
     deaths = actor_deaths(entries, node_hex, reason)
     for d in deaths:
         ks, args = tables.actor_transition_call(d.actor_id, _PLACED, str(d.attempt), d.fields)

@@ -93,10 +93,15 @@ class RedisWriter:
     # ---- producers ----------------------------------------------------------------------------
 
     def task_submitted(self, task_id: bytes, spec_bytes: bytes, job_id: int, attempt: int) -> None:
-        self._add(self.store.index_for_id(task_id), TaskWrite(
-            task_id.hex(), "*", attempt, 0,
-            ["spec", spec_bytes, "state", TaskState.PENDING.value, "node", self.node_hex,
-             "attempt", attempt, "job", job_id, "creation_time", self.clock()]))
+        """The spec (always), and PENDING on this node only while the entry has no state or one of an
+        earlier attempt (an actor's constructor submitted again): the node a task was forwarded to
+        may have reported it RUNNING or ended before this write lands (a loaded owner forwards
+        without waiting for its flush), and PENDING must not undo that."""
+        shard = self.store.index_for_id(task_id)
+        self._add(shard, TaskWrite(task_id.hex(), "*", attempt, 0,
+                                   ["spec", spec_bytes, "job", job_id, "creation_time", self.clock()]))
+        self._add(shard, TaskWrite(task_id.hex(), "NONE,OLDER", attempt, 0,
+                                   ["state", TaskState.PENDING.value, "node", self.node_hex, "attempt", attempt]))
 
     def task_state(self, task_id: bytes, state: TaskState, attempt: int, worker: bytes = b"",
                    error_type: str = "", start_time: float = 0.0) -> None:
@@ -104,7 +109,8 @@ class RedisWriter:
         ``start_time`` (when this node handed it to that worker) and Ray's ``error_type`` of a failure
         (each if known). The timestamps ride in the same script call as the state: no extra write."""
         terminal = state.terminal
-        allowed = "PENDING,RUNNING" if terminal or state is TaskState.RUNNING else "*"
+        # (NONE: the owner's PENDING write of a task forwarded here may not have landed yet.)
+        allowed = "PENDING,RUNNING,NONE" if terminal or state is TaskState.RUNNING else "*"
         fields: list[Any] = ["state", state.value, "attempt", attempt, "node", self.node_hex]
         if terminal:
             fields += ["end_time", self.clock()]

@@ -18,13 +18,14 @@ import grpc
 import redis.exceptions
 
 from rayredis import ids
-from rayredis._private import auth, session
+from rayredis._private import auth, events, process, session
 from rayredis._private.logs import setup_process_logging
 from rayredis.common.resources import ResourceSet
 from rayredis.config import Config, get_config, secret_from_env
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
 from rayredis.raylet import recovery, restarts
+from rayredis.raylet.actor_lookups import ActorLookups
 from rayredis.raylet.bundles import Bundles
 from rayredis.raylet.capacity import default_memory, default_store_capacity
 from rayredis.raylet.cluster_view import ClusterView
@@ -37,6 +38,7 @@ from rayredis.raylet.ports import ActorDirectory, Timers
 from rayredis.raylet.redis_writer import RedisWriter
 from rayredis.raylet.scheduler import LocalScheduler
 from rayredis.raylet.spill import spiller_for
+from rayredis.raylet.spill_pump import Runner, SpillPump, ThreadRunner, inline_runner
 from rayredis.raylet.task_table import TaskTableClient
 from rayredis.raylet.worker_pool import WorkerPool
 from rayredis.store import keys, pubsub, tables
@@ -138,6 +140,10 @@ def build_node(*, node_id: bytes, node_ip: str, totals: dict[str, float], capaci
     nm = NodeManager(node_id, node_ip, scheduler, objects, writer, pool, timers, directory,
                      links=peers, view=ClusterView(node_id), task_table=task_table)
     task_table.core = nm.orphans
+    if objects.spiller is not None:
+        # (on the event loop's executor; a test's fake timers copy inline)
+        runner: Runner = ThreadRunner(timers) if hasattr(timers, "run_in_executor") else inline_runner
+        nm.use_spill_pump(SpillPump(objects, runner))
     if peers is not None:
         peers.nm = nm
     return Node(scheduler, objects, writer, pool, nm, Bundles(scheduler), task_table)
@@ -158,7 +164,9 @@ class Raylet:
         self.socket_name = f"rayredis-raylet-{self.node_id.hex()}"
         self.node: Node
         self.nm: NodeManager
-        self._bg: set[asyncio.Task[Any]] = set()
+        self._lookups = ActorLookups(lambda: self.redis.primary,
+                                     lambda aid, entry: self.nm.actors.apply_remote_state(aid, entry),
+                                     self.cfg.connect_timeout_s)
         self._infos: dict[bytes, tables.NodeInfo] = {}
         #: Set when this node found itself declared DEAD: it stops and comes back as a new node.
         self.fenced = False
@@ -170,6 +178,7 @@ class Raylet:
         cfg = self.cfg
         self.redis = await AsyncShardedRedis(self.args.redis_address, self.password).connect()
         self.scripts = Scripts(self.redis.primary)
+        events.configure(self.redis.primary, "RAYLET")
         token = (await self.redis.primary.hget(keys.cluster_key(), "token") or b"").decode()
         server = grpc.aio.server(interceptors=[auth.TokenInterceptor(token)], options=auth.SERVER_OPTIONS)
         servicer = RayletServicer(self)
@@ -216,6 +225,8 @@ class Raylet:
                 self.redis.primary, lambda pg, idx, bundles, txn: node.bundles.commit(pg, idx, bundles, txn,
                                                                                      time.monotonic()),
                 self.node_id.hex())
+        # What the previous process left for its drivers to reclaim goes once they had time to.
+        loop.call_later(0 if self.fenced else cfg.raylet_reconnect_timeout_s + 10, node.objects.drop_adopted)
         # Clients (a driver reconnecting after a restart among them) come once that is done.
         unix_server = await start_unix_server(self, self.socket_name, token)
         if self.fenced or not await self._register(totals, capacity):
@@ -235,16 +246,22 @@ class Raylet:
         logger.info("raylet stopping")
         for t in bg:
             t.cancel()
+        await self._lookups.close()
         await self.peers.close()
         await node.task_table.close()
         node.pool.stop_all()
         ks, argv = tables.node_state_cas_args(self.node_id.hex(), NodeState.ALIVE.value, NodeState.DEAD)
-        await self.scripts.hfield_cas(keys=ks, args=argv)
+        if await self.scripts.hfield_cas(keys=ks, args=argv):
+            events.record(events.Kind.NODE_DEAD, f"node {self.node_id.hex()} stopped (its raylet exited cleanly)",
+                          node_id=self.node_id.hex(), cause="stopped")
         await node.writer.close()
+        if node.nm.spill_pump is not None:
+            node.nm.spill_pump.close()
         node.objects.close()
         unix_server.close()
         link_server.close()
         await server.stop(0.5)
+        await events.drain()
         await self.redis.close()
         rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for t in rest:
@@ -270,6 +287,8 @@ class Raylet:
         for old in ("", NodeState.ALIVE.value):  # (each move is announced on the node channel)
             ks, argv = tables.node_state_cas_args(hexid, old, NodeState.ALIVE)
             if await self.scripts.hfield_cas(keys=ks, args=argv):
+                events.record(events.Kind.NODE_REGISTERED, f"node {hexid} registered at {self.address}"
+                              f"{' (head)' if self.args.head else ''}{' again' if old else ''}", node_id=hexid)
                 return True
         return False
 
@@ -415,13 +434,7 @@ class Raylet:
 
     def lookup_actor(self, actor_id: bytes) -> None:
         """A call arrived for an actor this node does not host yet: find out whether it is dead."""
-        t = asyncio.get_running_loop().create_task(self._lookup(actor_id))
-        self._bg.add(t)
-        t.add_done_callback(self._bg.discard)
-
-    async def _lookup(self, actor_id: bytes) -> None:
-        entry = await tables.aread_actor(self.redis.primary, actor_id.hex())
-        self.nm.actors.apply_remote_state(actor_id, entry)
+        self._lookups.ask(actor_id)
 
     async def _subscribe(self) -> None:
         """Follow actor and job changes (subscribe, then rescan, so nothing is missed)."""
@@ -485,4 +498,8 @@ def main(argv: list[str] | None = None) -> None:
         # The same process (its PID stays recorded) starts over under a new node ID.
         fresh = [a for i, a in enumerate(argv) if a != "--node-id" and (i == 0 or argv[i - 1] != "--node-id")
                  and not a.startswith("--node-id=")]
-        os.execv(sys.executable, [sys.executable, "-m", "rayredis.raylet", *fresh, "--node-id", ids.new_id(16).hex()])
+        again = [sys.executable, "-m", "rayredis.raylet", *fresh, "--node-id", ids.new_id(16).hex()]
+        # Its PID record names the command line it runs: what `stop`, the supervisor and `is_alive`
+        # check before they act on the PID, so it must name the new one (same PID and start time).
+        process.record_pid(args.session_dir, os.getpid(), "raylet", again)
+        os.execv(sys.executable, again)

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from rayredis.config import Config
+from rayredis.ids import OBJECT_ID_LEN
 
 
 class Spillable(Protocol):
@@ -33,6 +34,7 @@ class Spillable(Protocol):
     pins: int
     held_at: bytes
     last_use: int
+    busy: bool
 
     @property
     def holders(self) -> object: ...
@@ -41,7 +43,7 @@ class Spillable(Protocol):
 def spillable(e: Spillable, ready_state: int) -> bool:
     """Whether ``e`` may be spilled: a sealed primary copy in shared memory that nothing uses."""
     return (e.state == ready_state and e.inline is None and bool(e.shm_name) and e.size > 0
-            and e.pins <= 0 and not e.held_at and not e.holders)
+            and e.pins <= 0 and not e.held_at and not e.holders and not e.busy)
 
 
 def choose_victims(entries: Iterable[tuple[bytes, Spillable]], need: int, ready_state: int,
@@ -116,16 +118,44 @@ class Spiller:
         self.restored_bytes += size
         self.delete(path)
 
-    def remove_leftovers(self, prefix: str) -> int:
-        """Delete the spill files named ``prefix...`` that a previous raylet of this node left (it
-        crashed); returns how many."""
+    def adopt_leftovers(self, prefix: str) -> dict[bytes, str]:
+        """Take over the spill files named ``prefix<object id hex>`` that a previous raylet of this
+        node left (it crashed): returns them by object ID, for its drivers to reclaim; other files
+        of that prefix are deleted."""
         try:
             names = [n for n in os.listdir(self.directory) if n.startswith(prefix)]
         except FileNotFoundError:
-            return 0
+            return {}
+        out: dict[bytes, str] = {}
         for n in names:
-            _remove(os.path.join(self.directory, n))
-        return len(names)
+            oid = object_id_of(n, prefix)
+            path = os.path.join(self.directory, n)
+            if oid is None:
+                _remove(path)
+            else:
+                out[oid] = path
+                self.files.add(path)
+        return out
+
+    def take(self, path: str) -> int:
+        """Count an adopted file as spilled (its object was reclaimed); returns its size."""
+        size = os.path.getsize(path)
+        self.spilled_bytes += size
+        return size
+
+    def spill_fd(self, fd: int, shm_name: str, size: int) -> str:
+        """Copy ``size`` bytes of the open segment ``fd`` to a spill file named ``shm_name``."""
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        path = os.path.join(self.directory, shm_name)
+        try:
+            with open(path, "wb") as dst:
+                copy_fd(fd, dst.fileno(), size)
+        except OSError as exc:
+            _remove(path)
+            raise SpillError(f"could not spill {shm_name} to {self.directory}: {exc}") from exc
+        self.files.add(path)
+        self.spilled_bytes += size
+        return path
 
     def delete(self, path: str) -> None:
         self.files.discard(path)
@@ -146,6 +176,27 @@ def spiller_for(cfg: Config, session_dir: str, shm_dir: str = "/dev/shm") -> Spi
     if cfg.object_spilling_dir:
         return Spiller(cfg.object_spilling_dir, shm_dir)
     return Spiller(os.path.join(session_dir, "spill"), shm_dir, owned=True)
+
+
+def object_id_of(name: str, prefix: str) -> bytes | None:
+    """The object ID in a segment or spill file name ``prefix<hex>`` (None for other names)."""
+    hexid = name[len(prefix):] if name.startswith(prefix) else ""
+    if len(hexid) != 2 * OBJECT_ID_LEN:
+        return None
+    try:
+        return bytes.fromhex(hexid)
+    except ValueError:
+        return None
+
+
+def copy_fd(src: int, dst: int, size: int) -> None:
+    """Copy the first ``size`` bytes of file ``src`` to file ``dst`` (in the kernel)."""
+    copied = 0
+    while copied < size:
+        n = os.sendfile(dst, src, copied, size - copied)
+        if n == 0:
+            raise OSError(errno.EIO, f"source is shorter than {size} bytes")
+        copied += n
 
 
 def _remove(path: str) -> None:

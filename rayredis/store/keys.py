@@ -111,6 +111,20 @@ def actors_index_key() -> str:
     return PREFIX + "actors"
 
 
+def live_actors_key() -> str:
+    """SET on the primary of the actor-id hex of every actor not DEAD: added by ``actor_create``,
+    removed by ``actor_transition`` when the actor becomes DEAD. What the GCS's rescans walk, so
+    their cost follows the live actors, not every actor ever created (``actors_index_key``)."""
+    return PREFIX + "actors:live"
+
+
+def dead_actors_key() -> str:
+    """ZSET on the primary, actor-id hex -> when it became DEAD (ms, the primary's clock): added by
+    ``actor_transition``; the GCS prunes the oldest (script ``actor_prune``, deleting their entries)
+    beyond ``Config.dead_actors_kept``, so dead actors do not accumulate in Redis forever."""
+    return PREFIX + "actors:dead"
+
+
 def named_actors_key() -> str:
     """HASH on the primary, field ``namespace/name`` -> actor-id hex (claimed in the
     ``actor_create`` script unless a live actor holds it; released by ``actor_transition`` when the
@@ -134,6 +148,23 @@ def placement_group_key(pg_id_hex: str) -> str:
 def placement_groups_index_key() -> str:
     """SET on the primary of every placement-group id hex, for rescans."""
     return PREFIX + "pgs"
+
+
+def cluster_events_key() -> str:
+    """STREAM on the primary: the cluster's events (node registered or dead and why, actor restarted
+    or died, GCS lease acquired, a process restarted or a Redis failover seen by a node supervisor,
+    placement-group bundles re-placed), each entry ``kind``, ``severity``, ``source``, ``message``
+    and ``custom`` (JSON of ids and durations). Appended (XADD MAXLEN ~ ``events.MAXLEN``, so
+    capped) fire-and-forget by the GCS, the raylets and the supervisors (``_private/events.py``);
+    read by ``list_cluster_events`` and the dashboard, which follows it with XREAD."""
+    return PREFIX + "events"
+
+
+def dashboard_key() -> str:
+    """HASH on the primary, owned by the dashboard (``rayredis/dashboard``): ``url``, ``pid`` and
+    ``started`` of the last dashboard that started serving (HSET at start, DEL at a clean exit, only
+    if it still names this one); read by ``rayredis status`` and ``rayredis start`` to print the URL."""
+    return PREFIX + "dashboard"
 
 
 # --- data shards: tasks and objects ------------------------------------------------------------
@@ -162,6 +193,20 @@ def object_key(object_id_hex: str) -> str:
     ``object_location_remove``), and the entry is deleted when no location is left."""
     return PREFIX + "obj:" + object_id_hex
 
+
+
+def generator_items_key(task_id_hex: str) -> str:
+    """STREAM on the data shard of the task ID: the items of a ``"streaming"`` generator task or
+    method, reported as they are yielded: one entry per item (``i`` its index, ``o`` its object ID,
+    ``n`` the node ID of the worker that put it), then ``end`` (the item count). Written by the
+    worker running the generator (XADD, each renewing an expiry of ``GENERATOR_ITEMS_TTL_S``), read
+    by the caller's ``ObjectRefGenerator`` (XREAD) and deleted by it once it has stopped
+    (``rayredis/generators.py``). A retried task appends its attempt's entries again."""
+    return PREFIX + "gen:" + task_id_hex
+
+
+#: Expiry of a :func:`generator_items_key` stream after its last entry, in seconds.
+GENERATOR_ITEMS_TTL_S = 24 * 3600
 
 # --- pub/sub channels --------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ _DIR = pathlib.Path(__file__).parent / "scripts"
 
 #: Script names, one ``.lua`` file each.
 NAMES = ("hfield_cas", "hash_cas", "actor_create", "actor_transition", "task_transition",
-         "object_location_remove", "gcs_lease", "task_claim")
+         "object_location_remove", "gcs_lease", "task_claim", "actor_prune")
 
 #: Put in front of a script to fence it on the GCS lease: the caller appends the lease key to KEYS
 #: and its holder id to ARGV; both are removed before the script proper runs, which then sees the
@@ -57,6 +57,7 @@ class Scripts:
     object_location_remove: Any
     gcs_lease: Any
     task_claim: Any
+    actor_prune: Any
 
 
 class FencedScripts:

@@ -364,8 +364,9 @@ async def aread_actors(primary: Any, actor_ids: Sequence[str]) -> list[ActorEntr
     return out
 
 
-async def aactor_ids(primary: Any) -> list[str]:
-    return sorted(_s(r) for r in await primary.smembers(keys.actors_index_key()))
+async def alive_actor_ids(primary: Any) -> list[str]:
+    """The actors not DEAD (``keys.live_actors_key``): what a rescan has to look at."""
+    return sorted(_s(r) for r in await primary.smembers(keys.live_actors_key()))
 
 
 def read_named_actor(primary: Any, namespace: str, name: str) -> ActorEntry | None:
@@ -381,7 +382,13 @@ def actor_transition_call(actor_id: str, allowed: str, attempt: str,
     args: list[Any] = [allowed, attempt, keys.actor_channel(), actor_id]
     for k, v in fields.items():
         args += [k, v.value if isinstance(v, Enum) else v]
-    return [keys.actor_key(actor_id), keys.named_actors_key()], args
+    return [keys.actor_key(actor_id), keys.named_actors_key(), keys.live_actors_key(), keys.dead_actors_key()], args
+
+
+def actor_prune_call(keep: int, most: int) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of the ``actor_prune`` script: delete the oldest DEAD actors beyond ``keep``,
+    at most ``most`` in one call."""
+    return [keys.dead_actors_key(), keys.actors_index_key()], [keep, most]
 
 
 def actor_create_call(actor_id: str, fields: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
@@ -390,7 +397,7 @@ def actor_create_call(actor_id: str, fields: Mapping[str, Any]) -> tuple[list[st
     args: list[Any] = [actor_id, fields.get("name_key", ""), keys.actor_channel()]
     for k, v in fields.items():
         args += [k, v.value if isinstance(v, Enum) else v]
-    return [keys.actor_key(actor_id), keys.named_actors_key(), keys.actors_index_key(), keys.actor_key(actor_id)], args
+    return [keys.actor_key(actor_id), keys.named_actors_key(), keys.actors_index_key(), keys.live_actors_key()], args
 
 
 # ---- placement groups --------------------------------------------------------------------------

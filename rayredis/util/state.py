@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from rayredis._private import events, worker_context
 from rayredis._private import state_reader as reader
-from rayredis._private import worker_context
+from rayredis._private.events import ClusterEventState
 from rayredis._private.state_records import (
     DEFAULT_LIMIT,
     ActorState,
@@ -35,10 +36,11 @@ from rayredis._private.state_records import (
 from rayredis.cli.common import CliError, connect, resolve_cluster
 from rayredis.store.client import ShardedRedis
 
-__all__ = ["ActorState", "JobState", "NodeState", "ObjectState", "PlacementGroupState", "StateApiError",
-           "TaskState", "WorkerState", "get_actor", "get_log", "get_node", "get_placement_group", "get_task",
-           "list_actors", "list_jobs", "list_logs", "list_nodes", "list_objects", "list_placement_groups",
-           "list_tasks", "list_workers", "summarize_actors", "summarize_objects", "summarize_tasks"]
+__all__ = ["ActorState", "ClusterEventState", "JobState", "NodeState", "ObjectState", "PlacementGroupState",
+           "StateApiError", "TaskState", "WorkerState", "get_actor", "get_log", "get_node", "get_placement_group",
+           "get_task", "list_actors", "list_cluster_events", "list_jobs", "list_logs", "list_nodes", "list_objects",
+           "list_placement_groups", "list_tasks", "list_workers", "summarize_actors", "summarize_objects",
+           "summarize_tasks"]
 
 R = TypeVar("R")
 
@@ -105,6 +107,14 @@ def list_workers(address: str | None = None, filters: Sequence[Filter] | None = 
                  timeout: float = 30, detail: bool = False, **_: Any) -> list[WorkerState]:
     """The worker processes of the nodes on this host (other hosts' workers are not in Redis)."""
     return _list(reader.workers, address, filters, limit)
+
+
+def list_cluster_events(address: str | None = None, filters: Sequence[Filter] | None = None,
+                        limit: int = DEFAULT_LIMIT, timeout: float = 30, detail: bool = False,
+                        **_: Any) -> list[ClusterEventState]:
+    """The cluster's events (node deaths, actor restarts, GCS takeovers, restarts by supervisors...), newest
+    first; the stream keeps the last ``events.MAXLEN``."""
+    return _list(events.newest_first, address, filters, limit)
 
 
 def _get(read: Callable[[ShardedRedis], list[R]], field: str, id: str, address: str | None) -> R | None:

@@ -233,6 +233,14 @@ class CoreWorker:
         self._send_put(oid, serialization.serialize_error(error), cache=True)
         return ref
 
+    def barrier(self) -> None:
+        """Return once the raylet has handled everything this process sent before (a round trip)."""
+        req = self.raylet.next_id()
+        reply = self.raylet.request("waits", pb.WaitRequest(req_id=req, num_returns=0, timeout_s=0.0), req)
+        reply.wait()
+        if reply.error is not None:
+            raise reply.error
+
     def put_result(self, oid: bytes, value: Any, kind: int = serialization.KIND_VALUE) -> pb.PutObject:
         ser = serialization.serialize(value, kind) if kind == serialization.KIND_VALUE else \
             serialization.serialize_error(value)

@@ -58,6 +58,10 @@ class Executor:
         self.running: dict[bytes, int] = {}  # task id -> thread id
         self.async_calls: dict[bytes, asyncio.Task[Any]] = {}  # task id -> asyncio task, async actors
         self.cancelled: set[bytes] = set()
+        #: Actor calls received and not started yet, by task id (a cancel fails them at once).
+        self.queued: dict[bytes, pb.TaskSpec] = {}
+        #: Queued calls already failed as cancelled: skipped when their turn comes.
+        self.skip: set[bytes] = set()
         self._lock = threading.RLock()
         self.exit_requested = threading.Event()
         self.cancel_target: bytes | None = None
@@ -69,10 +73,26 @@ class Executor:
     # ---- callbacks from the raylet reader thread --------------------------------------------------
 
     def on_assign(self, a: pb.Assignment) -> None:
+        if a.spec.kind == ACTOR_TASK:
+            with self._lock:
+                self.queued[a.spec.task_id] = a.spec
         self.inbox.put(a)
+
+    def _start(self, spec: pb.TaskSpec) -> bool:
+        """Take a call off the queue (under the lock); False if a cancel already failed it."""
+        self.queued.pop(spec.task_id, None)
+        if spec.task_id in self.skip:
+            self.skip.discard(spec.task_id)
+            return False
+        return True
 
     def on_cancel(self, tid: bytes) -> None:
         with self._lock:
+            spec = self.queued.pop(tid, None)
+            if spec is not None:  # an actor call waiting its turn here fails at once, as in Ray
+                self.skip.add(tid)
+                self._report(spec, exc=exceptions.TaskCancelledError(tid.hex()))
+                return
             self.cancelled.add(tid)
             task = self.async_calls.get(tid)
             if task is not None and self.loop is not None:  # a running async actor call: asyncio cancels it
@@ -178,6 +198,8 @@ class Executor:
         assert self.cw is not None
         spec = a.spec
         with self._lock:
+            if not self._start(spec):
+                return
             if spec.task_id in self.cancelled:
                 self.cancelled.discard(spec.task_id)
                 self._report(spec, exc=exceptions.TaskCancelledError(spec.task_id.hex()))
@@ -202,9 +224,10 @@ class Executor:
                     if inspect.iscoroutine(result):
                         result = asyncio.run(result)
                     if spec.generator and inspect.isasyncgen(result):
-                        result = asyncio.run(generators.collect_async(result, self.cw.put, self._error_put(spec)))
+                        result = asyncio.run(generators.collect_async(result, self.cw.put, self._error_put(spec),
+                                                                      self._reporter(spec)))
                     elif spec.generator:
-                        result = generators.collect(result, self.cw.put, self._error_put(spec))
+                        result = generators.collect(result, self.cw.put, self._error_put(spec), self._reporter(spec))
                     if spec.kind == ACTOR_TASK and spec.task_id in self.cancelled:
                         raise exceptions.TaskCancelledError(spec.task_id.hex())  # cancelled while it ran
             finally:
@@ -237,6 +260,8 @@ class Executor:
         exited = ""
         task = asyncio.current_task()
         with self._lock:
+            if not self._start(spec):
+                return
             if spec.task_id in self.cancelled or task is None:
                 self.cancelled.discard(spec.task_id)
                 self._report(spec, exc=exceptions.TaskCancelledError(spec.task_id.hex()))
@@ -253,7 +278,8 @@ class Executor:
                 if inspect.isawaitable(result):
                     result = await result
                 if spec.generator:
-                    result = await generators.collect_async(result, self.cw.put, self._error_put(spec))
+                    result = await generators.collect_async(result, self.cw.put, self._error_put(spec),
+                                                            self._reporter(spec))
         except ActorExit as e:
             exited = e.how
         except asyncio.CancelledError:
@@ -334,6 +360,11 @@ class Executor:
             self.exit_how = self.exit_how or exited
             self.exit_requested.set()
             self.inbox.put(None)
+
+    def _reporter(self, spec: pb.TaskSpec) -> generators.ItemReporter | None:
+        """What reports a ``"streaming"`` call's items to its caller as they are yielded."""
+        assert self.cw is not None
+        return generators.ItemReporter(self.cw, spec.task_id) if spec.streaming else None
 
     def _error_put(self, spec: pb.TaskSpec) -> Any:
         """How a generator's exception becomes its last item: the task's error, put as an object."""

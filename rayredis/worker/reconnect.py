@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rayredis import serialization
+from rayredis import ids, serialization
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.store import tables
 from rayredis.store.tables import NodeState
@@ -73,7 +73,9 @@ class NodeReconnector:
                                      contained=contained.get(oid, [])))
         for oid, err in plan.failed:
             blob = serialization.serialize_error(err).to_bytes()
-            put("puts", pb.PutObject(object_id=oid, inline_data=blob, size=len(blob)))
+            # A put this process keeps no bytes of (spilling on): the raylet may have its predecessor's copy.
+            put("puts", pb.PutObject(object_id=oid, inline_data=blob, size=len(blob), reclaim=ids.is_put_object(oid),
+                                     contained=contained.get(oid, [])))
         for spec in plan.resubmit:
             put("submit", spec)
             cw.refs.ready.difference_update(returns_of(spec))

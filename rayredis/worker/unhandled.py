@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from rayredis import serialization
 
-#: Either variable set to 1 silences the reports (Ray's name, and rayredis's).
+#: Either variable, set to anything, silences the reports (Ray's name, and rayredis's), as Ray checks.
 SUPPRESS_VARS = ("RAY_IGNORE_UNHANDLED_ERRORS", "RAYREDIS_IGNORE_UNHANDLED_ERRORS")
 
 
@@ -51,7 +51,7 @@ class UnhandledErrors:
             self._report(blob)
 
     def _report(self, blob: bytes) -> None:
-        if any(os.environ.get(v) == "1" for v in SUPPRESS_VARS):
+        if any(v in os.environ for v in SUPPRESS_VARS):
             return
         try:
             err: Any = serialization.deserialize(blob)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import rayredis as ray
-from rayredis._private import worker_context
+from rayredis._private import process, worker_context
 from rayredis.cluster_utils import Cluster
 from rayredis.store import tables
 from tests.integration.test_multinode import _wait_view
@@ -74,6 +74,11 @@ def test_a_node_declared_dead_fences_itself_and_rejoins(monkeypatch: pytest.Monk
                 pytest.fail(f"the fenced raylet did not re-register; its logs: {tails} DUMP {dump}")
             time.sleep(0.1)
         assert ray.get(k.where.remote(), timeout=60) == (node2, new_pid)
+        # Its PID record names the command line it runs now, so stop/shutdown/the supervisor still
+        # take the process for theirs (a stale record made it a process nothing would stop).
+        [rec] = [r for r in process.recorded(paused.handle.session_dir) if r.role == "raylet"]
+        assert rec.pid == info.pid and process.is_alive(rec)
     finally:
         ray.shutdown()
         c.shutdown()
+    assert not _alive(info.pid)  # the fenced raylet was stopped with its cluster

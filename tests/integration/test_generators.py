@@ -127,3 +127,117 @@ def test_wait_and_cancel_take_generators(ray_shared: Any) -> None:
     ray.cancel(endless)
     with pytest.raises(ray.exceptions.TaskCancelledError):
         ray.get(next(endless), timeout=60)
+
+
+@ray.remote
+def gated(gate: str) -> Any:
+    """Yields 0, then waits (up to 30 s) for the file ``gate`` before yielding 1."""
+    import os
+    import time
+
+    yield 0
+    deadline = time.monotonic() + 30
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield "gate opened" if os.path.exists(gate) else "gate timed out"
+
+
+def test_items_reach_the_caller_while_the_generator_runs(ray_shared: Any, tmp_path: Any) -> None:
+    gate = str(tmp_path / "gate")
+    gen = gated.remote(gate)
+    ready, _ = ray.wait([gen], timeout=60)  # ready with its first item, while it waits for the gate
+    assert ready == [gen] and not gen.is_finished()
+    assert ray.get(next(gen), timeout=60) == 0
+    ready, not_ready = ray.wait([gen], timeout=0.2)  # the next item needs the gate: not ready
+    assert ready == [] and not_ready == [gen] and not gen.next_ready()
+    open(gate, "w").close()
+    assert [ray.get(r, timeout=60) for r in gen] == ["gate opened"]  # not before: waited for the gate
+    assert gen.is_finished()
+
+
+def test_is_finished_only_after_stop_iteration(ray_shared: Any) -> None:
+    gen = fails_after.remote(1)
+    refs = [next(gen), next(gen)]
+    assert ray.get(refs[0], timeout=60) == 0
+    with pytest.raises(ValueError, match="midway"):
+        ray.get(refs[1], timeout=60)
+    assert not gen.is_finished()  # as Ray: the error item taken, StopIteration not raised yet
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert gen.is_finished()
+
+
+@ray.remote
+def endless() -> Any:
+    import time
+
+    i = 0
+    while True:
+        yield i
+        i += 1
+        time.sleep(0.01)
+
+
+def test_an_endless_generator_streams_until_cancelled(ray_shared: Any) -> None:
+    gen = endless.remote()
+    assert [ray.get(next(gen), timeout=60) for _ in range(5)] == [0, 1, 2, 3, 4]
+    ray.cancel(gen)
+    items = list(gen)  # the items yielded before the cancel took effect, then its error; then the end
+    assert items
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(items[-1], timeout=60)
+    assert ray.get(items[:-1], timeout=60) == list(range(5, 5 + len(items) - 1))
+    assert gen.is_finished()
+
+
+@ray.remote
+class Ticker:
+    async def ticks(self) -> Any:
+        i = 0
+        while True:
+            yield i
+            i += 1
+            await asyncio.sleep(0.01)
+
+    async def ping(self) -> str:
+        return "pong"
+
+
+def test_async_for_over_an_endless_async_actor_generator(ray_shared: Any) -> None:
+    t = Ticker.remote()
+    gen = t.ticks.remote()
+
+    async def take(n: int) -> list[int]:
+        out = []
+        async for r in gen:
+            out.append(await r)
+            if len(out) == n:
+                break
+        return out
+
+    assert asyncio.run(take(4)) == [0, 1, 2, 3]
+    ray.cancel(gen)
+    assert ray.get(t.ping.remote(), timeout=60) == "pong"  # the actor lives on
+
+
+def test_a_generator_that_dies_ends_with_its_error(ray_shared: Any, tmp_path: Any) -> None:
+    gate = str(tmp_path / "gate")
+
+    @ray.remote(max_retries=0)
+    def dies() -> Any:
+        import os
+        import time
+
+        yield 1
+        deadline = time.monotonic() + 30
+        while not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.02)  # (until the caller has the item: what a worker sends just before it dies may be lost)
+        os._exit(1)
+
+    gen = dies.remote()
+    assert ray.get(next(gen), timeout=60) == 1
+    open(gate, "w").close()
+    with pytest.raises(ray.exceptions.WorkerCrashedError):
+        ray.get(next(gen), timeout=60)
+    with pytest.raises(StopIteration):
+        next(gen)

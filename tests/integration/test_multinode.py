@@ -229,6 +229,98 @@ def test_infeasible_task_waits_for_a_node_that_fits(cluster: Cluster) -> None:
         cluster.remove_node(node)
 
 
+@ray.remote
+def gated_big(gate: str) -> Any:
+    """Yields a 1 MiB array of 0s, then waits (up to 30 s) for the file ``gate``, then one of 1s."""
+    import os
+
+    yield np.zeros(MB, dtype=np.uint8)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield np.ones(MB, dtype=np.uint8) if os.path.exists(gate) else "gate timed out"
+
+
+@ray.remote
+class RemoteSource:
+    def items(self, n: int) -> Any:
+        for i in range(n):
+            yield np.full(MB, i, dtype=np.uint8)
+
+
+def test_generator_items_stream_from_other_nodes(cluster: Cluster, tmp_path: Any) -> None:
+    gate = str(tmp_path / "gate")
+    gen = gated_big.options(resources={"n2": 0.01}).remote(gate)
+    first = ray.get(next(gen), timeout=60)  # while the generator on n2 waits for the gate
+    assert first.shape == (MB,) and int(first.sum()) == 0
+    open(gate, "w").close()
+    rest = [ray.get(r, timeout=60) for r in gen]
+    assert len(rest) == 1 and not isinstance(rest[0], str) and int(rest[0].sum()) == MB
+    src = RemoteSource.options(resources={"n3": 0.01}).remote()
+    assert [int(ray.get(r, timeout=60)[0]) for r in src.items.remote(3)] == [0, 1, 2]
+
+
+@ray.remote(max_retries=0)
+def fails_remotely(tag: str) -> None:
+    raise ValueError(f"never read {tag}")
+
+
+def test_unread_errors_of_tasks_on_other_nodes_are_reported(cluster: Cluster, capfd: Any) -> None:
+    import gc
+
+    held = fails_remotely.options(resources={"n2": 0.01}).remote("remote-held")
+    ray.wait([held], timeout=60)
+    read = fails_remotely.options(resources={"n3": 0.01}).remote("remote-read")
+    with pytest.raises(ValueError):
+        ray.get(read, timeout=60)
+    del held, read
+    gc.collect()
+    seen = ""
+    deadline = time.monotonic() + 60
+    while "never read remote-held" not in seen and time.monotonic() < deadline:
+        time.sleep(0.1)
+        seen += capfd.readouterr().err
+    assert "Unhandled error (suppress with 'RAY_IGNORE_UNHANDLED_ERRORS=1'): ray::fails_remotely() (pid=" in seen
+    assert "never read remote-read" not in seen  # (nothing was reported from other nodes before)
+
+
+@ray.remote
+class Sleeper:
+    def nap(self, t: float) -> str:
+        time.sleep(t)
+        return "woke"
+
+
+@ray.remote
+class AsyncSleeper:
+    async def nap(self, t: float) -> str:
+        import asyncio
+
+        await asyncio.sleep(t)
+        return "woke"
+
+    async def ping(self) -> str:
+        return "pong"
+
+
+def test_cancel_reaches_tasks_and_actor_calls_on_other_nodes(cluster: Cluster) -> None:
+    running = slow_where.options(resources={"n3": 0.5}, max_retries=0).remote(60)
+    queued = slow_where.options(resources={"n3": 0.5}, max_retries=0).remote(60)  # n3 has 1 CPU
+    s = Sleeper.options(resources={"n2": 0.01}).remote()
+    busy = s.nap.remote(3)
+    waiting = s.nap.remote(60)  # queued behind busy, on n2
+    a = AsyncSleeper.options(resources={"n2": 0.01}).remote()
+    long_nap = a.nap.remote(60)
+    assert ray.get(a.ping.remote(), timeout=60) == "pong"
+    for ref in (queued, running, waiting, long_nap):
+        ray.cancel(ref)
+    for ref in (queued, running, waiting, long_nap):
+        with pytest.raises(ray.exceptions.TaskCancelledError):
+            ray.get(ref, timeout=45)  # each would take 60 s otherwise
+    assert ray.get(busy, timeout=60) == "woke"  # a running sync call is not interrupted, as in Ray
+    assert ray.get(a.ping.remote(), timeout=60) == "pong"
+
+
 def test_objects_are_freed_on_every_node(cluster: Cluster) -> None:
     refs = [make.options(resources={"n2": 0.01}).remote(MB) for _ in range(5)]
     assert sum(int(a.sum()) for a in ray.get(refs, timeout=60)) == 5 * (MB * (MB - 1) // 2)

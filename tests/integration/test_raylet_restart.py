@@ -23,15 +23,6 @@ from rayredis.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tests.integration.test_multinode import _wait_view
 
 
-@pytest.fixture(autouse=True)
-def _puts_kept_mapped(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without object spilling a driver keeps its large puts mapped, and puts them again after a
-    raylet restart; with it they are not kept (a get maps them) and a restart loses them
-    (docs/fault-tolerance.md)."""
-    monkeypatch.setenv("RAYREDIS_OBJECT_SPILLING", "0")
-    monkeypatch.setattr(config, "_config", config.get_config().replace(object_spilling=False))
-
-
 def _store() -> Any:
     cw = worker_context.global_worker
     assert cw is not None
@@ -204,7 +195,6 @@ def test_single_node_raylet_restart_loses_no_work() -> None:
 
 def test_driver_fails_clearly_when_the_raylet_does_not_come_back(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAYREDIS_RAYLET_RECONNECT_TIMEOUT_S", "3")
-    from rayredis import config
 
     monkeypatch.setattr(config, "_config", None)
     ray.init(num_cpus=1)
@@ -322,3 +312,24 @@ def test_driver_fails_clearly_when_its_node_comes_back_under_a_new_id(monkeypatc
             time.sleep(0.1)
     finally:
         ray.shutdown()
+
+
+def test_a_restarted_raylet_gives_back_large_puts_with_spilling_on() -> None:
+    """With spilling (the default) a driver keeps no mapping of its large puts: the restarted
+    raylet takes over the segments and spill files its predecessor left, and the driver reclaims them."""
+    ray.init(num_cpus=1, object_store_memory=100 * 1024 * 1024)
+    try:
+        handle = api._started
+        assert handle is not None
+        mib = 1024 * 1024
+        refs = [ray.put(np.full(30 * mib, i, dtype=np.uint8)) for i in range(5)]  # 150 MiB: some spilled
+        spill_dir = os.path.join(handle.session_dir, "spill")
+        assert os.listdir(spill_dir)
+        restart_raylet(handle, handle.node_id)
+        for i, ref in enumerate(refs):  # lost (ObjectLostError) before the change
+            value = ray.get(ref, timeout=60)
+            assert int(value[0]) == i and int(value[-1]) == i
+            del value
+        assert int(ray.get(plus_one.remote(refs[0]), timeout=60)[0]) == 1  # the raylet has them
+    finally:
+        _validated_shutdown()

@@ -161,6 +161,62 @@ def test_shard_master_sigkill_mid_workload_loses_nothing(shard: int) -> None:
     assert not _live(session, "redis") and not _live(session, "sentinel")
 
 
+def _replica_port(master_port: int, password: str) -> int:
+    client = _member(master_port, password)
+    try:
+        return int(client.info("replication")["slave0"]["port"])
+    finally:
+        client.close()
+
+
+def test_a_rejoining_member_is_not_promoted_before_it_has_resynced() -> None:
+    """Bug P: a shard's master is SIGKILLed and comes back as its promoted replica's replica, but its
+    resync has not finished (held back here by a long diskless-sync delay) when the new master is
+    SIGKILLed too. The rejoined member holds only its own AOF, so promoting it would drop the write
+    acknowledged in between; it is not promotable until it has resynced (``replica-priority 0``), so
+    no failover happens and the supervisor brings the new master back on its AOF, write included."""
+    ray.init(_redis_replicas=1, num_cpus=1, num_redis_shards=2)
+    h = api._started
+    assert h is not None
+    session, shard = h.session_dir, 1
+    try:
+        store = worker_context.global_worker.store  # type: ignore[union-attr]
+        first = _master_port(h, shard)
+        second = _replica_port(first, h.password)
+        promoted = _member(second, h.password)
+        try:  # once it is the master, its full syncs wait a minute before they start
+            promoted.config_set("repl-diskless-sync", "yes")
+            promoted.config_set("repl-diskless-sync-delay", 60)
+        finally:
+            promoted.close()
+        os.kill(_pid_on(first, h.password), signal.SIGKILL)
+        _wait_for(lambda: _master_port_or(h, shard, first) == second, 60, "the replica's promotion")
+        _wait_for(lambda: _role(first, h.password) == "slave", 60, "the killed member to rejoin as a replica")
+        rejoined = _member(first, h.password)
+        try:
+            assert not sentinel.synced(rejoined.info("replication"))  # its resync is held back
+            assert rejoined.config_get("replica-priority")["replica-priority"] == "0"
+        finally:
+            rejoined.close()
+        acked = int(store.shards[0].incr(keys.failover_probe_key()))  # no replica acknowledges: AOF only
+        os.kill(_pid_on(second, h.password), signal.SIGKILL)
+        raw: object = ...
+        deadline = time.monotonic() + 90.0
+        while raw is ...:
+            assert time.monotonic() < deadline, "the shard did not come back"
+            try:
+                raw = store.shards[0].get(keys.failover_probe_key())
+            except (redis.exceptions.RedisError, ray.exceptions.RaySystemError):  # down until restarted
+                time.sleep(0.2)
+        # the acknowledged write survived: no failover to the stale member
+        assert isinstance(raw, (bytes, str)) and int(raw) >= acked
+        assert _master_port(h, shard) == second and _role(second, h.password) == "master"
+        assert ray.get(square.remote(5), timeout=60) == 25
+    finally:
+        ray.shutdown()
+    assert not _live(session, "redis") and not _live(session, "sentinel")
+
+
 def test_pubsub_consumer_resubscribes_on_the_new_master_and_rescans() -> None:
     """``pubsub.follow`` through the Sentinels: after the primary's master is SIGKILLed it is
     subscribed on the promoted replica, rescans, and gets what is published there."""

@@ -5,31 +5,17 @@ from __future__ import annotations
 import gc
 import os
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
 import rayredis as ray
-from rayredis import config, exceptions
+from rayredis import exceptions
 from rayredis.cluster_utils import Cluster
 from rayredis.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tests.integration.test_multinode import _node_of, _wait_view
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture(autouse=True)
-def spilling_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Spilling is opt-in (config.object_spilling): on for the cluster's processes (they inherit
-    the environment) and for this driver."""
-    monkeypatch.setenv("RAYREDIS_OBJECT_SPILLING", "1")
-    saved = config._config
-    config._config = config.get_config().replace(object_spilling=True)
-    try:
-        yield
-    finally:
-        config._config = saved
 
 
 @pytest.fixture

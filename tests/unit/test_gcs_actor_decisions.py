@@ -208,8 +208,8 @@ class FakeActorStore:
     async def cluster_view(self, jobs: Sequence[int] | None = None) -> ClusterView:
         return self.view
 
-    async def actor_ids(self) -> list[str]:
-        return sorted(self.entries)
+    async def live_actor_ids(self) -> list[str]:
+        return sorted(a for a, e in self.entries.items() if e.state != ActorState.DEAD)
 
     async def actor(self, actor_id: str) -> ActorEntry | None:
         return self.entries.get(actor_id)

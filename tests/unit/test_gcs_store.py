@@ -50,11 +50,12 @@ def test_actor_transition_is_a_cas_on_state_and_attempt(run: Callable[[Scenario]
     async def scenario(c: Any, store: RedisGcsStore) -> None:
         await c.hset(keys.actor_key(A), mapping={"state": "PENDING_CREATION", "attempt": "-1", "job": "3"})
         await c.sadd(keys.actors_index_key(), A)
+        await c.sadd(keys.live_actors_key(), A)
         fields: dict[str, FieldValue] = {"state": "SCHEDULED", "node": NODE_A, "attempt": 0}
         assert await store.actor_transition(A, ActorState.PENDING_CREATION, -1, fields)
         assert not await store.actor_transition(A, ActorState.PENDING_CREATION, -1, fields)  # it moved
         assert not await store.actor_transition(A, ActorState.SCHEDULED, 5, {"state": "ALIVE"})  # other attempt
-        assert await store.actor_ids() == [A]
+        assert await store.live_actor_ids() == [A]
         [e] = await store.actors([A, "bb" * 16])  # a missing actor is left out
         assert (e.state, e.node, e.attempt, e.job) == (ActorState.SCHEDULED, NODE_A, 0, 3)
         assert await store.actor("bb" * 16) is None

@@ -95,7 +95,7 @@ def create(scripts: Scripts, aid: str, name_key: str = "", **fields: Any) -> Any
     for k, v in entry.items():
         args += [k, v]
     return scripts.actor_create(
-        keys=[keys.actor_key(aid), keys.named_actors_key(), keys.actors_index_key(), keys.actor_key(aid)],
+        keys=[keys.actor_key(aid), keys.named_actors_key(), keys.actors_index_key(), keys.live_actors_key()],
         args=args,
     )
 
@@ -104,7 +104,8 @@ def transition(scripts: Scripts, aid: str, allowed: str, required_attempt: str, 
     args: list[Any] = [allowed, required_attempt, CH, aid]
     for k, v in fields.items():
         args += [k, v]
-    return scripts.actor_transition(keys=[keys.actor_key(aid), keys.named_actors_key()], args=args)
+    return scripts.actor_transition(keys=[keys.actor_key(aid), keys.named_actors_key(), keys.live_actors_key(),
+                                          keys.dead_actors_key()], args=args)
 
 
 def test_actor_create_writes_entry_index_and_publishes(r: redis.Redis, scripts: Scripts, sub: Any) -> None:
@@ -114,6 +115,7 @@ def test_actor_create_writes_entry_index_and_publishes(r: redis.Redis, scripts: 
     assert entry[b"class_name"] == b"Counter"
     assert entry[b"attempt"] == b"-1"
     assert r.sismember(keys.actors_index_key(), AID)
+    assert r.sismember(keys.live_actors_key(), AID)
     assert r.hlen(keys.named_actors_key()) == 0  # no name, no claim
     assert sub.drain() == [(CH, AID)]
 
@@ -218,7 +220,8 @@ def test_actor_transition_to_dead_releases_name(r: redis.Redis, scripts: Scripts
     assert transition(scripts, AID, "PENDING_CREATION", "", state="DEAD", death_cause="killed") == 1
     assert r.hget(keys.named_actors_key(), "ns/x") is None
     assert r.hget(keys.actor_key(AID), "death_cause") == b"killed"
-    # The name can be used again right away.
+    assert not r.sismember(keys.live_actors_key(), AID)  # rescans no longer walk it
+    assert r.sismember(keys.actors_index_key(), AID)  # the state API still lists it
     assert create(scripts, BID, "ns/x") == 1
 
 
@@ -226,6 +229,7 @@ def test_actor_transition_non_dead_keeps_name(r: redis.Redis, scripts: Scripts) 
     create(scripts, AID, "ns/x")
     assert transition(scripts, AID, "PENDING_CREATION", "", state="RESTARTING") == 1
     assert r.hget(keys.named_actors_key(), "ns/x") == AID.encode()
+    assert r.sismember(keys.live_actors_key(), AID)
 
 
 def test_actor_transition_dead_does_not_release_a_reclaimed_name(r: redis.Redis, scripts: Scripts) -> None:
@@ -268,6 +272,21 @@ def test_task_submit_creates_entry_without_ttl(r: redis.Redis, scripts: Scripts)
 def test_task_transition_needs_entry_unless_star(r: redis.Redis, scripts: Scripts) -> None:
     assert task(scripts, "PENDING,RUNNING", 0, 0, state="RUNNING", attempt=0) == 0
     assert not r.exists(keys.task_key(TID))
+
+
+def test_an_early_report_from_the_running_node_is_not_undone_by_the_owners_pending(
+        r: redis.Redis, scripts: Scripts) -> None:
+    # The node a task was forwarded to reports before the owner's own writes land.
+    assert task(scripts, "PENDING,RUNNING,NONE", 0, 0, state="RUNNING", attempt=0, node="b") == 1
+    assert task(scripts, "PENDING,RUNNING,NONE", 0, 600, state="FINISHED", attempt=0, node="b") == 1
+    assert task(scripts, "*", 0, 0, spec=b"s", job=1) == 1  # the owner's spec lands
+    assert task(scripts, "NONE,OLDER", 0, 0, state="PENDING", node="a", attempt=0) == 0  # its PENDING does not
+    entry = r.hgetall(keys.task_key(TID))
+    assert (entry[b"state"], entry[b"node"], entry[b"spec"]) == (b"FINISHED", b"b", b"s")
+    # A later attempt (an actor's constructor submitted again) does start over from PENDING.
+    assert task(scripts, "NONE,OLDER", 1, 0, state="PENDING", node="a", attempt=1) == 1
+    assert r.hget(keys.task_key(TID), "state") == b"PENDING"
+    assert task(scripts, "NONE,OLDER", 1, 0, state="PENDING", node="a", attempt=1) == 0  # same attempt: no
 
 
 def test_task_transition_allowed_states(r: redis.Redis, scripts: Scripts) -> None:
@@ -408,3 +427,29 @@ def test_object_free_of_the_last_copy_deletes_the_entry(r: redis.Redis, scripts:
     assert not r.exists(k)
     assert scripts.object_location_remove(keys=[k], args=["loc:n1"]) == 0
     assert not r.exists(k)
+
+
+def test_actor_prune_deletes_the_oldest_dead_beyond_the_kept_number(r: redis.Redis, scripts: Scripts) -> None:
+    ids = [f"{i:032x}" for i in range(6)]
+    for aid in ids:
+        create(scripts, aid, f"ns/{aid}")
+    for aid in ids[:5]:  # five die, in order; the sixth lives
+        assert transition(scripts, aid, "PENDING_CREATION", "", state="DEAD") == 1
+        time.sleep(0.002)  # (distinct death times, in ms)
+    assert r.zcard(keys.dead_actors_key()) == 5
+    k, a = tables.actor_prune_call(keep=2, most=100)
+    assert scripts.actor_prune(keys=k, args=a) == 3
+    assert [r.exists(keys.actor_key(aid)) for aid in ids] == [0, 0, 0, 1, 1, 1]
+    assert r.smembers(keys.actors_index_key()) == {aid.encode() for aid in ids[3:]}
+    assert r.zrange(keys.dead_actors_key(), 0, -1) == [aid.encode() for aid in ids[3:5]]
+    assert r.sismember(keys.live_actors_key(), ids[5])
+    assert scripts.actor_prune(keys=k, args=a) == 0  # nothing beyond the two kept
+
+
+def test_actor_prune_deletes_at_most_the_batch(r: redis.Redis, scripts: Scripts) -> None:
+    for i in range(5):
+        aid = f"{i:032x}"
+        create(scripts, aid)
+        transition(scripts, aid, "PENDING_CREATION", "", state="DEAD")
+    k, a = tables.actor_prune_call(keep=0, most=2)
+    assert scripts.actor_prune(keys=k, args=a) == 2 and r.zcard(keys.dead_actors_key()) == 3

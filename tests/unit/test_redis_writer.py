@@ -96,7 +96,7 @@ def test_ops_are_grouped_per_shard_in_one_pipeline_each() -> None:
         ("task_transition", [keys.task_key(t1.hex())],
          ["*", 2, 0, "state", "PENDING", "attempt", 2, "node", NODE_HEX]),
         ("task_transition", [keys.task_key(t1.hex())],
-         ["PENDING,RUNNING", 2, 600, "state", "FAILED", "attempt", 2, "node", NODE_HEX, "end_time", 1234.5,
+         ["PENDING,RUNNING,NONE", 2, 600, "state", "FAILED", "attempt", 2, "node", NODE_HEX, "end_time", 1234.5,
           "worker", "01" * 16, "error_type", "WORKER_DIED"]),
         ("hset", keys.object_key(t1.hex()), {"size": 10, "task": t1.hex()[:32], "error": 1,
                                              tables.location_field(NODE_HEX): 1}),
@@ -104,11 +104,11 @@ def test_ops_are_grouped_per_shard_in_one_pipeline_each() -> None:
     ]
     (shard0,) = primary.executed  # nothing was queued for the primary's own queue
     assert shard0 == [
+        ("task_transition", [keys.task_key(t0.hex())], ["*", 0, 0, "spec", b"spec", "job", 3, "creation_time", 1234.5]),
         ("task_transition", [keys.task_key(t0.hex())],
-         ["*", 0, 0, "spec", b"spec", "state", "PENDING", "node", NODE_HEX, "attempt", 0, "job", 3,
-          "creation_time", 1234.5]),
+         ["NONE,OLDER", 0, 0, "state", "PENDING", "node", NODE_HEX, "attempt", 0]),
         ("task_transition", [keys.task_key(t0.hex())],
-         ["PENDING,RUNNING", 0, 600, "state", "FINISHED", "attempt", 0, "node", NODE_HEX, "end_time", 1234.5]),
+         ["PENDING,RUNNING,NONE", 0, 600, "state", "FINISHED", "attempt", 0, "node", NODE_HEX, "end_time", 1234.5]),
         ("object_location_remove", [keys.object_key(t0.hex())], [tables.location_field(NODE_HEX)]),
     ]
     assert w.pending == [[], [], []]
@@ -150,7 +150,7 @@ def test_a_failed_pipeline_is_retried_as_a_whole() -> None:
     w.object_sealed(tid, 3, False)
     asyncio.run(w.flush())
     (batch,) = shard.executed  # the two failed attempts applied nothing
-    assert [c[0] for c in batch] == ["task_transition", "hset", "publish"]
+    assert [c[0] for c in batch] == ["task_transition", "task_transition", "hset", "publish"]
 
 
 def test_background_loop_flushes_and_close_drains() -> None:

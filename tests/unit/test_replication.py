@@ -171,3 +171,14 @@ def test_wait_policy_clamps_its_timeouts() -> None:
     p = WaitPolicy(timeout_ms=5, degraded_ms=50)
     p.observe(0)
     assert p.request() == (1, 5)
+
+
+@pytest.mark.parametrize(("info", "expected"), [
+    ({"role": "slave", "master_link_status": "up", "master_sync_in_progress": 0}, True),
+    ({"role": "slave", "master_link_status": "down", "master_sync_in_progress": 1}, False),  # full sync
+    ({"role": "slave", "master_link_status": "down", "master_sync_in_progress": 0}, False),  # not linked
+    ({"role": "slave", "master_link_status": "up", "master_sync_in_progress": 1}, False),
+    ({"role": "master"}, False),  # not a replica (yet): nothing to resync from
+])
+def test_a_rejoining_replica_is_synced_only_once_linked_and_done(info: dict[str, object], expected: bool) -> None:
+    assert sentinel.synced(info) is expected

@@ -57,7 +57,7 @@ def test_not_enough_spillable_bytes_means_no_victims() -> None:
 
 def test_spiller_for_follows_the_config(tmp_path: Path) -> None:
     assert spiller_for(Config(object_spilling=False), str(tmp_path)) is None
-    assert spiller_for(Config(), str(tmp_path)) is None  # (opt-in for now: config.object_spilling)
+    assert spiller_for(Config(), str(tmp_path)) is not None  # on by default, as in Ray
     default = spiller_for(Config(object_spilling=True), str(tmp_path))
     assert default is not None and default.directory == str(tmp_path / "spill") and default.owned
     custom = spiller_for(Config(object_spilling=True, object_spilling_dir=str(tmp_path / "x")), str(tmp_path))
@@ -168,10 +168,39 @@ def test_without_a_spiller_a_full_store_fails(prefix: str) -> None:
         store.reserve(B, 600)
 
 
-def test_a_new_store_removes_the_spill_files_a_crashed_raylet_left(prefix: str, tmp_path: Path) -> None:
+def test_a_new_store_adopts_what_a_crashed_raylet_left_until_dropped(prefix: str, tmp_path: Path) -> None:
     d = tmp_path / "spill"
     d.mkdir()
-    (d / f"{prefix}{A.hex()}").write_bytes(b"x")
+    (d / f"{prefix}{A.hex()}").write_bytes(b"spilled")
+    (d / f"{prefix}junk").write_bytes(b"z")
     (d / "other_node_file").write_bytes(b"y")
-    ObjectStore(capacity=1000, shm_prefix=prefix, spiller=Spiller(str(d), "/dev/shm", owned=True))
-    assert os.listdir(d) == ["other_node_file"]
+    with open(shm_path(f"{prefix}{B.hex()}"), "wb") as f:
+        f.write(b"in memory")
+    store = ObjectStore(capacity=1000, shm_prefix=prefix, spiller=Spiller(str(d), "/dev/shm", owned=True))
+    os.unlink(shm_path(f"{prefix}{B.hex()}"))  # (what the restart's recovery does to the leftover names)
+    assert sorted(os.listdir(d)) == sorted([f"{prefix}{A.hex()}", "other_node_file"])
+    for oid in (A, B):
+        store.expect(oid)  # the driver's reclaiming put holds a ref
+    assert store.reclaim(A, []) == len(b"spilled") and store.reclaim(B, []) == len(b"in memory")
+    a, b = store.get(A), store.get(B)
+    assert a is not None and a.state == READY and a.spilled and store.ensure_local(A) == ""
+    assert b is not None and b.state == READY and b.shm_name
+    with open(shm_path(a.shm_name), "rb") as f:
+        assert f.read() == b"spilled"
+    with open(shm_path(b.shm_name), "rb") as f:
+        assert f.read() == b"in memory"
+    assert store.reclaim(C, []) == -1  # nothing left for it
+    store.close()
+
+
+def test_what_nobody_reclaims_is_dropped(prefix: str, tmp_path: Path) -> None:
+    d = tmp_path / "spill"
+    d.mkdir()
+    (d / f"{prefix}{A.hex()}").write_bytes(b"spilled")
+    store = ObjectStore(capacity=1000, shm_prefix=prefix, spiller=Spiller(str(d), "/dev/shm", owned=True))
+    store.drop_adopted()
+    assert os.listdir(d) == []
+    store.expect(A)
+    assert store.reclaim(A, []) == -1
+    store.close()
+

@@ -214,14 +214,14 @@ def test_actor_entry_later_fields_and_empty_hash() -> None:
 def test_actor_create_call_keys_and_argv() -> None:
     fields = {"state": ActorState.PENDING_CREATION, "name_key": "ns/a", "attempt": -1}
     assert tables.actor_create_call("01", fields) == (
-        [keys.actor_key("01"), keys.named_actors_key(), keys.actors_index_key(), keys.actor_key("01")],
+        [keys.actor_key("01"), keys.named_actors_key(), keys.actors_index_key(), keys.live_actors_key()],
         ["01", "ns/a", keys.actor_channel(), "state", "PENDING_CREATION", "name_key", "ns/a", "attempt", -1])
     assert tables.actor_create_call("02", {"attempt": -1})[1][:3] == ["02", "", keys.actor_channel()]
 
 
 def test_actor_transition_call_keys_and_argv() -> None:
     assert tables.actor_transition_call("01", "SCHEDULED,ALIVE", "2", {"state": ActorState.DEAD, "pid": 0}) == (
-        [keys.actor_key("01"), keys.named_actors_key()],
+        [keys.actor_key("01"), keys.named_actors_key(), keys.live_actors_key(), keys.dead_actors_key()],
         ["SCHEDULED,ALIVE", "2", keys.actor_channel(), "01", "state", "DEAD", "pid", 0])
 
 

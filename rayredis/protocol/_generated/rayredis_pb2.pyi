@@ -74,7 +74,7 @@ class ActorOptions(_message.Message):
     def __init__(self, max_restarts: _Optional[int] = ..., max_task_retries: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., is_async: _Optional[bool] = ..., detached: _Optional[bool] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., class_name: _Optional[str] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("task_id", "job_id", "kind", "function_id", "name", "args", "num_returns", "resources", "max_retries", "retry_exceptions", "retry_exception_allowlist", "actor_id", "method_name", "caller_id", "seq_no", "attempt", "actor_options", "nested_refs", "strategy", "parent_task_id", "namespace", "submitter_node", "max_calls", "notify_done", "generator")
+    __slots__ = ("task_id", "job_id", "kind", "function_id", "name", "args", "num_returns", "resources", "max_retries", "retry_exceptions", "retry_exception_allowlist", "actor_id", "method_name", "caller_id", "seq_no", "attempt", "actor_options", "nested_refs", "strategy", "parent_task_id", "namespace", "submitter_node", "max_calls", "notify_done", "generator", "streaming")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +107,7 @@ class TaskSpec(_message.Message):
     MAX_CALLS_FIELD_NUMBER: _ClassVar[int]
     NOTIFY_DONE_FIELD_NUMBER: _ClassVar[int]
     GENERATOR_FIELD_NUMBER: _ClassVar[int]
+    STREAMING_FIELD_NUMBER: _ClassVar[int]
     task_id: bytes
     job_id: int
     kind: TaskKind
@@ -132,7 +133,8 @@ class TaskSpec(_message.Message):
     max_calls: int
     notify_done: bool
     generator: bool
-    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[int] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., function_id: _Optional[bytes] = ..., name: _Optional[str] = ..., args: _Optional[_Iterable[_Union[Arg, _Mapping]]] = ..., num_returns: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_allowlist: _Optional[bytes] = ..., actor_id: _Optional[bytes] = ..., method_name: _Optional[str] = ..., caller_id: _Optional[bytes] = ..., seq_no: _Optional[int] = ..., attempt: _Optional[int] = ..., actor_options: _Optional[_Union[ActorOptions, _Mapping]] = ..., nested_refs: _Optional[_Iterable[bytes]] = ..., strategy: _Optional[_Union[SchedulingStrategy, _Mapping]] = ..., parent_task_id: _Optional[bytes] = ..., namespace: _Optional[str] = ..., submitter_node: _Optional[bytes] = ..., max_calls: _Optional[int] = ..., notify_done: _Optional[bool] = ..., generator: _Optional[bool] = ...) -> None: ...
+    streaming: bool
+    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[int] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., function_id: _Optional[bytes] = ..., name: _Optional[str] = ..., args: _Optional[_Iterable[_Union[Arg, _Mapping]]] = ..., num_returns: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_allowlist: _Optional[bytes] = ..., actor_id: _Optional[bytes] = ..., method_name: _Optional[str] = ..., caller_id: _Optional[bytes] = ..., seq_no: _Optional[int] = ..., attempt: _Optional[int] = ..., actor_options: _Optional[_Union[ActorOptions, _Mapping]] = ..., nested_refs: _Optional[_Iterable[bytes]] = ..., strategy: _Optional[_Union[SchedulingStrategy, _Mapping]] = ..., parent_task_id: _Optional[bytes] = ..., namespace: _Optional[str] = ..., submitter_node: _Optional[bytes] = ..., max_calls: _Optional[int] = ..., notify_done: _Optional[bool] = ..., generator: _Optional[bool] = ..., streaming: _Optional[bool] = ...) -> None: ...
 
 class ObjectData(_message.Message):
     __slots__ = ("object_id", "inline_data", "shm_name", "size", "missing", "data")
@@ -193,20 +195,22 @@ class WaitRequest(_message.Message):
     def __init__(self, req_id: _Optional[int] = ..., object_ids: _Optional[_Iterable[bytes]] = ..., num_returns: _Optional[int] = ..., timeout_s: _Optional[float] = ..., no_fetch: _Optional[bool] = ...) -> None: ...
 
 class PutObject(_message.Message):
-    __slots__ = ("object_id", "inline_data", "shm_name", "size", "contained", "data")
+    __slots__ = ("object_id", "inline_data", "shm_name", "size", "contained", "data", "reclaim")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     INLINE_DATA_FIELD_NUMBER: _ClassVar[int]
     SHM_NAME_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     CONTAINED_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    RECLAIM_FIELD_NUMBER: _ClassVar[int]
     object_id: bytes
     inline_data: bytes
     shm_name: str
     size: int
     contained: _containers.RepeatedScalarFieldContainer[bytes]
     data: bytes
-    def __init__(self, object_id: _Optional[bytes] = ..., inline_data: _Optional[bytes] = ..., shm_name: _Optional[str] = ..., size: _Optional[int] = ..., contained: _Optional[_Iterable[bytes]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    reclaim: bool
+    def __init__(self, object_id: _Optional[bytes] = ..., inline_data: _Optional[bytes] = ..., shm_name: _Optional[str] = ..., size: _Optional[int] = ..., contained: _Optional[_Iterable[bytes]] = ..., data: _Optional[bytes] = ..., reclaim: _Optional[bool] = ...) -> None: ...
 
 class CreateRequest(_message.Message):
     __slots__ = ("req_id", "object_id", "size")
@@ -269,7 +273,7 @@ class LogLines(_message.Message):
     def __init__(self, job_id: _Optional[int] = ..., prefix: _Optional[str] = ..., lines: _Optional[_Iterable[str]] = ..., is_err: _Optional[bool] = ...) -> None: ...
 
 class ClientBatch(_message.Message):
-    __slots__ = ("register", "creates", "puts", "add_refs", "submit", "results", "gets", "waits", "cancels", "kills", "cancel_gets", "remove_refs", "blocked", "unblocked", "logs")
+    __slots__ = ("register", "creates", "puts", "add_refs", "submit", "results", "gets", "waits", "cancels", "kills", "cancel_gets", "remove_refs", "blocked", "unblocked", "logs", "resolves")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     CREATES_FIELD_NUMBER: _ClassVar[int]
     PUTS_FIELD_NUMBER: _ClassVar[int]
@@ -285,6 +289,7 @@ class ClientBatch(_message.Message):
     BLOCKED_FIELD_NUMBER: _ClassVar[int]
     UNBLOCKED_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
+    RESOLVES_FIELD_NUMBER: _ClassVar[int]
     register: Register
     creates: _containers.RepeatedCompositeFieldContainer[CreateRequest]
     puts: _containers.RepeatedCompositeFieldContainer[PutObject]
@@ -300,7 +305,16 @@ class ClientBatch(_message.Message):
     blocked: _containers.RepeatedScalarFieldContainer[bytes]
     unblocked: _containers.RepeatedScalarFieldContainer[bytes]
     logs: _containers.RepeatedCompositeFieldContainer[LogLines]
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., creates: _Optional[_Iterable[_Union[CreateRequest, _Mapping]]] = ..., puts: _Optional[_Iterable[_Union[PutObject, _Mapping]]] = ..., add_refs: _Optional[_Iterable[bytes]] = ..., submit: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ..., gets: _Optional[_Iterable[_Union[GetRequest, _Mapping]]] = ..., waits: _Optional[_Iterable[_Union[WaitRequest, _Mapping]]] = ..., cancels: _Optional[_Iterable[_Union[CancelRequest, _Mapping]]] = ..., kills: _Optional[_Iterable[_Union[KillActorRequest, _Mapping]]] = ..., cancel_gets: _Optional[_Iterable[int]] = ..., remove_refs: _Optional[_Iterable[bytes]] = ..., blocked: _Optional[_Iterable[bytes]] = ..., unblocked: _Optional[_Iterable[bytes]] = ..., logs: _Optional[_Iterable[_Union[LogLines, _Mapping]]] = ...) -> None: ...
+    resolves: _containers.RepeatedCompositeFieldContainer[ObjectLocation]
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., creates: _Optional[_Iterable[_Union[CreateRequest, _Mapping]]] = ..., puts: _Optional[_Iterable[_Union[PutObject, _Mapping]]] = ..., add_refs: _Optional[_Iterable[bytes]] = ..., submit: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ..., gets: _Optional[_Iterable[_Union[GetRequest, _Mapping]]] = ..., waits: _Optional[_Iterable[_Union[WaitRequest, _Mapping]]] = ..., cancels: _Optional[_Iterable[_Union[CancelRequest, _Mapping]]] = ..., kills: _Optional[_Iterable[_Union[KillActorRequest, _Mapping]]] = ..., cancel_gets: _Optional[_Iterable[int]] = ..., remove_refs: _Optional[_Iterable[bytes]] = ..., blocked: _Optional[_Iterable[bytes]] = ..., unblocked: _Optional[_Iterable[bytes]] = ..., logs: _Optional[_Iterable[_Union[LogLines, _Mapping]]] = ..., resolves: _Optional[_Iterable[_Union[ObjectLocation, _Mapping]]] = ...) -> None: ...
+
+class ObjectLocation(_message.Message):
+    __slots__ = ("object_id", "node_id")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    node_id: bytes
+    def __init__(self, object_id: _Optional[bytes] = ..., node_id: _Optional[bytes] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("spec", "resolved", "gpu_ids", "assigned")

@@ -1,5 +1,5 @@
 -- Create an actor entry and claim its name atomically.
--- KEYS[1] = rr:actor:<id>, KEYS[2] = rr:actor_names, KEYS[3] = rr:actors, KEYS[4] = unused (pass KEYS[1])
+-- KEYS[1] = rr:actor:<id>, KEYS[2] = rr:actor_names, KEYS[3] = rr:actors, KEYS[4] = rr:actors:live
 -- The holder's entry is read as 'rr:actor:' .. holder, the format of keys.actor_key(); its ID is
 -- only known inside the script. Single-instance Redis (no cluster mode), so this is allowed.
 -- ARGV[1] = actor id hex, ARGV[2] = "namespace/name" or "", ARGV[3] = channel,
@@ -19,5 +19,6 @@ local fields = {}
 for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[1])
 redis.call('PUBLISH', ARGV[3], ARGV[1])
 return 1

@@ -1,5 +1,6 @@
 -- Compare-and-set an actor's state; releases its name when it becomes DEAD.
--- KEYS[1] = rr:actor:<id>, KEYS[2] = rr:actor_names
+-- KEYS[1] = rr:actor:<id>, KEYS[2] = rr:actor_names, KEYS[3] = rr:actors:live (left when it becomes DEAD),
+-- KEYS[4] = rr:actors:dead (joined when it becomes DEAD, scored by the server's time in ms)
 -- ARGV[1] = allowed current states, comma separated
 -- ARGV[2] = required current attempt ("" = any)
 -- ARGV[3] = channel, ARGV[4] = actor id hex
@@ -19,6 +20,9 @@ for i = 5, #ARGV, 2 do
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 if newstate == 'DEAD' then
+  redis.call('SREM', KEYS[3], ARGV[4])
+  local now = redis.call('TIME')
+  redis.call('ZADD', KEYS[4], tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), ARGV[4])
   local name = redis.call('HGET', KEYS[1], 'name_key')
   if name and name ~= '' and redis.call('HGET', KEYS[2], name) == ARGV[4] then
     redis.call('HDEL', KEYS[2], name)
