@@ -35,6 +35,7 @@ from chaos.watch import ProcessWatch
 from chaos.workload import KINDS, Item, Workload
 from rayredis._private import debug, worker_context
 from rayredis.config import get_config
+from rayredis.experimental import tqdm_ray
 from rayredis.store import tables
 from rayredis.store.client import ShardedRedis
 
@@ -44,7 +45,7 @@ NODE_LEVEL = ("node", "raylet", "redis", "partition")
 
 def _log(msg: str, quiet: bool = False) -> None:
     if not quiet:
-        print(f"[chaos] {msg}", file=sys.stderr, flush=True)
+        tqdm_ray.safe_print(f"[chaos] {msg}", file=sys.stderr, flush=True)  # (keeps a live bar intact)
 
 
 #: Fault kinds that share one lane: a Redis shard with one replica survives one failure at a time,
@@ -888,16 +889,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         watchdog.armed = True
         watchdog.start()
         last_progress = 0.0
+        # A live bar of the run on a terminal (the 10 s lines below are for logs).
+        bar = tqdm_ray.tqdm(total=int(args.duration), desc="chaos", unit="s") \
+            if not args.quiet and sys.stderr.isatty() else None
         while clock() < args.duration:
             watchdog.beat()
             workload.fill()
             workload.collect(0.05)
+            if bar is not None and int(clock()) > bar.n:
+                bar.n = int(clock())
+                bar.set_description(f"chaos: {sum(1 for i in workload.items if i.done)} done, "
+                                    f"{len(fault_thread.fired)} faults")
             if clock() - last_progress >= 10.0:
                 last_progress = clock()
                 done = sum(1 for i in workload.items if i.done)
                 bad = sum(1 for i in workload.items if i.status in ("lost", "wrong"))
                 _log(f"t={clock():.1f}s submitted {len(workload.items)} done {done} lost/wrong {bad}",
                      args.quiet)
+        if bar is not None:
+            bar.close()
         fault_thread.stop.set()
         fault_thread.join()
         watchdog.beat()

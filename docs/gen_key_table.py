@@ -42,6 +42,10 @@ USAGE: dict[str, tuple[str, str, str]] = {
         "through the Sentinels before and after killing a shard's master",
         "the same (the value after the failover must exceed the acknowledged one)",
         "test and chaos clusters only; never deleted"),
+    "metrics_probe_channel": (
+        "the metrics exporter (`metrics/collector.py` `_pubsub_lag`): one PUBLISH per shard and scrape",
+        "the same process's own SUBSCRIBE, opened for that scrape only (the lag it reports)",
+        ""),
     "gcs_lease_key": (
         "GCS `Gcs._keep_lease` through script `gcs_lease` (`RedisGcsStore.lease`): SET NX PX to acquire, PEXPIRE to "
         "renew every `gcs_lease_s`/3, DEL on a clean exit or after losing a term, each only if it holds the id",

@@ -13,6 +13,7 @@ from rayredis.version import __version__
 
 if TYPE_CHECKING:
     from rayredis import exceptions
+    from rayredis._private.timeline import timeline
     from rayredis.actor import ActorClass, ActorHandle, method
     from rayredis.api import (
         available_resources,
@@ -39,6 +40,7 @@ _LAZY = {
     "ActorClass": "rayredis.actor", "ActorHandle": "rayredis.actor", "method": "rayredis.actor",
     "ObjectRef": "rayredis.object_ref", "get_runtime_context": "rayredis.runtime_context",
     "ObjectRefGenerator": "rayredis.generators", "DynamicObjectRefGenerator": "rayredis.generators",
+    "timeline": "rayredis._private.timeline",
     **{name: "rayredis.api" for name in (
         "available_resources", "cancel", "cluster_resources", "get", "get_actor", "get_gpu_ids", "init",
         "is_initialized", "kill", "nodes", "put", "remote", "shutdown", "wait")},
@@ -48,13 +50,13 @@ __all__ = [
     "ActorClass", "ActorHandle", "DynamicObjectRefGenerator", "ObjectRef", "ObjectRefGenerator", "__version__",
     "available_resources", "cancel", "cluster_resources",
     "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill",
-    "method", "nodes", "put", "remote", "shutdown", "wait",
+    "method", "nodes", "put", "remote", "shutdown", "timeline", "wait",
 ]
 
 
 #: Submodules reachable as attributes of the package, as Ray's are (``ray.actor.exit_actor()``,
 #: ``ray.util.placement_group(...)``), imported on first use.
-_SUBMODULES = frozenset({"actor", "cluster_utils", "exceptions", "object_ref", "remote_function",
+_SUBMODULES = frozenset({"actor", "cluster_utils", "exceptions", "experimental", "object_ref", "remote_function",
                          "runtime_context", "util"})
 
 

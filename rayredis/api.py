@@ -22,6 +22,7 @@ from rayredis.actor import ActorClass, ActorHandle
 from rayredis.actor import get_actor as _get_actor
 from rayredis.config import get_config
 from rayredis.generators import ObjectRefGenerator, wait_mixed
+from rayredis.metrics.launch import start_exporter
 from rayredis.object_ref import ActorTaskRef, ObjectRef
 from rayredis.protocol._generated import rayredis_pb2 as pb
 from rayredis.protocol._generated import rayredis_pb2_grpc as pb_grpc
@@ -158,6 +159,8 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
             _started = start_head(num_redis_shards=num_redis_shards, num_cpus=num_cpus, num_gpus=num_gpus or 0,
                                   resources=resources, object_store_memory=object_store_memory or 0,
                                   die_with_parent=True, redis_replicas=_redis_replicas)
+            if kwargs.get("_metrics_export_port"):
+                start_exporter(_started, int(kwargs["_metrics_export_port"]), cfg.bind_host)
             target, password = _started.address, _started.password
         else:
             if num_cpus is not None or num_gpus is not None or resources or object_store_memory or _redis_replicas:

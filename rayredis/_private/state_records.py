@@ -115,6 +115,8 @@ class TaskState:
     #: When its first raylet received it, and when it ended (None: not recorded, or not ended).
     creation_time_ms: int | None = None
     end_time_ms: int | None = None
+    #: When the raylet that ran it handed it to its worker (None: not recorded, or it never reached one).
+    start_time_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,8 @@ def task_record(t: TaskEntry) -> TaskState:
         actor_id=spec.actor_id.hex() or None, type=kind, func_or_class_name=func_or_class,
         parent_task_id=spec.parent_task_id.hex(), node_id=t.node or None, worker_id=t.worker or None,
         error_type=t.error_type or None,
-        required_resources=dict(spec.resources), creation_time_ms=_ms(t.creation_time), end_time_ms=_ms(t.end_time))
+        required_resources=dict(spec.resources), creation_time_ms=_ms(t.creation_time), end_time_ms=_ms(t.end_time),
+        start_time_ms=_ms(t.start_time))
 
 
 def parse_pid_record(text: str) -> dict[str, Any] | None:

@@ -1,5 +1,5 @@
 """The ``rayredis`` command: ``start``, ``stop``, ``status``, ``health-check``, ``state dump``, ``list``, ``get``,
-``summary``, ``logs`` (Ray's CLI style)."""
+``summary``, ``logs``, ``timeline`` (Ray's CLI style)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import redis
 
 from rayredis._private.trusted import UntrustedPathError
-from rayredis.cli import health, observe, redis_shard, start, state, status, stop
+from rayredis.cli import health, observe, redis_shard, start, state, status, stop, timeline
 from rayredis.cli.common import CliError
 from rayredis.version import __version__
 
@@ -19,8 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rayredis", description="Start, stop and inspect rayredis clusters (Ray's API on sharded Redis).")
     parser.add_argument("--version", action="version", version=f"rayredis, version {__version__}")
-    sub = parser.add_subparsers(dest="command",
-                                metavar="{start,stop,status,health-check,state,list,get,summary,logs,redis-shard}")
+    sub = parser.add_subparsers(
+        dest="command",
+        metavar="{start,stop,status,health-check,state,list,get,summary,logs,timeline,redis-shard}")
     sub.required = True
     start.add_parser(sub)
     stop.add_parser(sub)
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     state.add_parser(sub)
     observe.add_parsers(sub)
     redis_shard.add_parser(sub)
+    timeline.add_parser(sub)
     return parser
 
 

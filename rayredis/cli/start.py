@@ -25,6 +25,7 @@ from rayredis.cli.common import (
 from rayredis.cli.stop import stop_session
 from rayredis.config import get_config
 from rayredis.exceptions import RaySystemError
+from rayredis.metrics.launch import start_exporter
 from rayredis.version import __version__
 
 _BANNER = "rayredis runtime started."
@@ -63,6 +64,8 @@ def add_parser(sub: Any) -> None:
                         "after supervisor_max_restarts within supervisor_restart_window_s), stop them on "
                         "SIGTERM/SIGINT")
     external_head.add_arguments(p)
+    p.add_argument("--metrics-export-port", type=int, default=None,
+                   help="head only: serve the cluster's Prometheus metrics on this port (on --bind-host)")
     ray_compat = p.add_argument_group("Ray's flags: the dashboard (head only), usage stats (no effect: none are sent)")
     ray_compat.add_argument("--dashboard-host", default=None,
                             help=f"interface the dashboard listens on (default {get_config().bind_host})")
@@ -137,6 +140,8 @@ def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host
     except (RaySystemError, OSError, ValueError) as e:
         raise CliError(f"Failed to start the head node: {e}") from None
     _handles.append(handle)
+    if args.metrics_export_port:
+        start_exporter(handle, args.metrics_export_port, bind_host)
     address = f"{ip}:{handle.address.rpartition(':')[2]}"
     entry = sessions.CliSession(handle.session_dir, sessions.HEAD, address, handle.node_id, bind_host=bind_host)
     sessions.register(entry)
@@ -176,6 +181,8 @@ def _start_head(args: argparse.Namespace, resources: dict[str, float], bind_host
     rayredis status{dashboard}
 
   Session directory (logs): {handle.session_dir}{replicated}""", flush=True)
+    if args.metrics_export_port:
+        print(f"  Prometheus metrics: http://{bind_host}:{args.metrics_export_port}/metrics", flush=True)
     return entry
 
 
@@ -194,6 +201,9 @@ def _start_dashboard(args: argparse.Namespace, handle: node.NodeHandle, ip: str)
 
 def _join(args: argparse.Namespace, resources: dict[str, float], bind_host: str,
           ip: str) -> sessions.CliSession:
+    if args.metrics_export_port:
+        raise CliError("--metrics-export-port is for the head (rayredis start --head): one exporter serves "
+                       "the whole cluster.")
     address, password = resolve_cluster(normalize_address(args.address), args.redis_password)
     store = connect(address, password)
     try:

@@ -353,6 +353,7 @@ class NodeManager:
     def dispatch(self, rec: TaskRecord, conn: Connection, gpu_ids: Iterable[int] = ()) -> None:
         rec.state = RUNNING
         rec.worker = conn.worker_id
+        rec.dispatch_time = time.time()
         a = conn.out().assign.add()
         a.spec.CopyFrom(rec.spec)
         a.spec.attempt = rec.attempt
@@ -435,7 +436,8 @@ class NodeManager:
             self._notify_done(rec)
         for oid in rec.pinned:
             self.objects.unpin(oid)
-        self.writer.task_state(tid, state, rec.attempt, worker=rec.worker, error_type=error_type)
+        self.writer.task_state(tid, state, rec.attempt, worker=rec.worker, error_type=error_type,
+                               start_time=rec.dispatch_time)
         self.drain_freed()
 
     def _tell_driver_failed(self, rec: TaskRecord, returns: list[pb.PutObject]) -> None:
@@ -505,7 +507,8 @@ class NodeManager:
             for oid in rec.pinned:
                 self.objects.unpin(oid)
             if state is not None:
-                self.writer.task_state(rec.spec.task_id, state, rec.attempt)
+                self.writer.task_state(rec.spec.task_id, state, rec.attempt, worker=rec.worker,
+                                       start_time=rec.dispatch_time)
 
     def _complete_with_error_blob(self, rec: TaskRecord, blob: bytes, state: TaskState = FAILED,
                                   error_type: str = "") -> None:

@@ -38,6 +38,8 @@ class TaskRecord:
     forwarded_to: bytes = b""
     demand: ResourceSet = field(default_factory=ResourceSet)
     deps: set[bytes] = field(default_factory=set)
+    #: Wall clock when this node handed it to a worker (0.0: not yet); the task table's ``start_time``.
+    dispatch_time: float = 0.0
 
 
 @dataclass(slots=True)

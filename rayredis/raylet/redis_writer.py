@@ -104,9 +104,10 @@ class RedisWriter:
                                    ["state", TaskState.PENDING.value, "node", self.node_hex, "attempt", attempt]))
 
     def task_state(self, task_id: bytes, state: TaskState, attempt: int, worker: bytes = b"",
-                   error_type: str = "") -> None:
-        """Record ``state``; a terminal one with its ``end_time``, the ``worker`` that ran it and Ray's
-        ``error_type`` of a failure (each if known)."""
+                   error_type: str = "", start_time: float = 0.0) -> None:
+        """Record ``state``; a terminal one with its ``end_time``, the ``worker`` that ran it, its
+        ``start_time`` (when this node handed it to that worker) and Ray's ``error_type`` of a failure
+        (each if known). The timestamps ride in the same script call as the state: no extra write."""
         terminal = state.terminal
         # (NONE: the owner's PENDING write of a task forwarded here may not have landed yet.)
         allowed = "PENDING,RUNNING,NONE" if terminal or state is TaskState.RUNNING else "*"
@@ -115,6 +116,8 @@ class RedisWriter:
             fields += ["end_time", self.clock()]
             if worker:
                 fields += ["worker", worker.hex()]
+            if start_time:
+                fields += ["start_time", start_time]
             if error_type:
                 fields += ["error_type", error_type]
         self._add(self.store.index_for_id(task_id), TaskWrite(

@@ -174,7 +174,8 @@ def task_key(task_id_hex: str) -> str:
     """HASH on the data shard of the task ID: ``spec`` (serialized TaskSpec, the lineage needed to
     re-run it), ``state`` (PENDING/FINISHED/FAILED/CANCELLED; RUNNING is not written, to keep one
     write per transition off the hot path), ``node``, ``attempt``, ``job``, ``creation_time`` (when
-    the first raylet received it) and, once ended, ``end_time``, ``worker`` and (failures)
+    the first raylet received it) and, once ended, ``end_time``, ``worker``, ``start_time`` (when the
+    raylet that ran it handed it to that worker; absent if it never reached one) and (failures)
     ``error_type``; ``spilled_from``
     when the submitter's raylet forwarded it (its spill written, ``node`` = the target, before the
     forward is sent), and ``rebuilt_by`` when a node re-runs it because its owner died (claimed by the
@@ -233,6 +234,13 @@ def placement_group_channel() -> str:
 def object_channel() -> str:
     """Channel on each data shard: object-id hex published when a location is added."""
     return PREFIX + "ch:obj"
+
+
+def metrics_probe_channel() -> str:
+    """Channel on each data shard (and the primary), owned by the metrics exporter
+    (``rayredis/metrics``): at each scrape it publishes a timestamp there and times its own
+    subscription's receipt of it (pub/sub lag). Nobody else subscribes."""
+    return PREFIX + "ch:metrics_probe"
 
 
 def failover_probe_key() -> str:

@@ -621,6 +621,8 @@ class TaskEntry:
     #: Wall-clock seconds: received by its first raylet, ended (0.0: not recorded).
     creation_time: float = 0.0
     end_time: float = 0.0
+    #: Wall-clock seconds when the raylet that ran it handed it to its worker (0.0: not recorded).
+    start_time: float = 0.0
     #: Ray's ``ErrorType`` name of a failure ("" otherwise).
     error_type: str = ""
 
@@ -635,7 +637,8 @@ class TaskEntry:
             return cls(task_id=task_id, state=TaskState(_s(raw.get(b"state"), "PENDING")), spec=spec,
                        node=_s(raw.get(b"node")), attempt=_i(raw.get(b"attempt")), job=_i(raw.get(b"job")),
                        worker=_s(raw.get(b"worker")), creation_time=float(_s(raw.get(b"creation_time")) or 0.0),
-                       end_time=float(_s(raw.get(b"end_time")) or 0.0), error_type=_s(raw.get(b"error_type")))
+                       end_time=float(_s(raw.get(b"end_time")) or 0.0), error_type=_s(raw.get(b"error_type")),
+                       start_time=float(_s(raw.get(b"start_time")) or 0.0))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 from rayredis._private.logs import FdRotator
 from rayredis.config import get_config
+from rayredis.experimental import tqdm_ray
 from rayredis.protocol._generated import rayredis_pb2 as pb
 
 
@@ -65,5 +66,7 @@ def print_lines(batch: pb.LogLines) -> None:
     """Driver side: show forwarded lines with their task's prefix."""
     out = sys.stderr if batch.is_err else sys.stdout
     for line in batch.lines:
+        if tqdm_ray.RAY_TQDM_MAGIC in line and tqdm_ray.handle_line(line):
+            continue  # a progress bar's state: drawn by the bar manager, not printed
         print(f"({batch.prefix}) {line}", file=out)
     out.flush()

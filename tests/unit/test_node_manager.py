@@ -105,7 +105,7 @@ class RecordingWriter:
         self.ops.append(("submitted", task_id, job_id, attempt))
 
     def task_state(self, task_id: bytes, state: TaskState, attempt: int, worker: bytes = b"",
-                   error_type: str = "") -> None:
+                   error_type: str = "", start_time: float = 0.0) -> None:
         self.ops.append(("state", task_id, state, attempt))
 
     def object_sealed(self, oid: bytes, size: int, is_error: bool) -> None:

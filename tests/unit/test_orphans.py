@@ -70,7 +70,7 @@ class RedisTablesWriter(SpillRecordingWriter):
         self._flush()
 
     def task_state(self, task_id: bytes, state: TaskState, attempt: int, worker: bytes = b"",
-                   error_type: str = "") -> None:
+                   error_type: str = "", start_time: float = 0.0) -> None:
         super().task_state(task_id, state, attempt, worker, error_type)
         self.w.task_state(task_id, state, attempt, worker, error_type)
         self._flush()
