@@ -35,7 +35,7 @@ class CrashGcs(DockerFault):
     recovery = "container crash -> a new actor (probe) answers; the restart policy restarted the GCS"
 
     def fire(self, rng: Any, ctx: FaultContext) -> dict[str, Any]:
-        p = cast(ComposeProject, ctx.cluster)
+        p = cast("ComposeProject", ctx.cluster)
         t = time.monotonic()
         before = p.crash("gcs")
         ctx.probe("actor", None)
@@ -49,7 +49,7 @@ class CrashRedis(DockerFault):
     recovery = "container crash -> restarted from its AOF (restart policy) and a new actor (probe) answers"
 
     def fire(self, rng: Any, ctx: FaultContext) -> dict[str, Any]:
-        p = cast(ComposeProject, ctx.cluster)
+        p = cast("ComposeProject", ctx.cluster)
         service = rng.choice(["redis-primary", "redis-shard1"])
         t = time.monotonic()
         before = p.crash(service)
@@ -64,7 +64,7 @@ class KillNode(DockerFault):
                 "item in flight on the killed node completed")
 
     def fire(self, rng: Any, ctx: FaultContext) -> dict[str, Any]:
-        p = cast(ComposeProject, ctx.cluster)
+        p = cast("ComposeProject", ctx.cluster)
         k, service = self.worker(rng, p)
         node = p.node_id(service)
         t = time.monotonic()
@@ -95,7 +95,7 @@ class PauseWorker(DockerFault):
         return self.args.pause_min, self.args.pause_max
 
     def fire(self, rng: Any, ctx: FaultContext) -> dict[str, Any]:
-        p = cast(ComposeProject, ctx.cluster)
+        p = cast("ComposeProject", ctx.cluster)
         k, service = self.worker(rng, p)
         node = p.node_id(service)
         pause_s = round(rng.uniform(*self.span()), 3)
@@ -133,7 +133,7 @@ class PartitionWorker(DockerFault):
     recovery = "docker network disconnect/connect -> a probe pinned to the slot, submitted at the heal, succeeds"
 
     def fire(self, rng: Any, ctx: FaultContext) -> dict[str, Any]:
-        p = cast(ComposeProject, ctx.cluster)
+        p = cast("ComposeProject", ctx.cluster)
         k, service = self.worker(rng, p)
         node = p.node_id(service)
         cut_s = round(rng.uniform(self.args.partition_min, self.args.partition_max), 3)
