@@ -361,6 +361,28 @@ def _not_iterable(result: Any) -> TypeError:
                      f"an iterable); it returned {type(result).__name__}.")
 
 
+class _Items:
+    """The refs of a running generator's items, each reported as it is added (if ``report``)."""
+
+    def __init__(self, report: ItemReporter | None):
+        self.refs: list[ObjectRef] = []
+        self.report = report
+
+    def add(self, ref: ObjectRef) -> None:
+        self.refs.append(ref)
+        if self.report is not None:
+            self.report.item(len(self.refs) - 1, ref)
+
+    def end(self) -> None:
+        if self.report is not None:
+            self.report.end(len(self.refs))
+
+    def close(self) -> DynamicObjectRefGenerator:
+        if self.report is not None:
+            self.report.close()
+        return DynamicObjectRefGenerator(self.refs)
+
+
 def collect(result: Any, put: Callable[[Any], ObjectRef], put_error: Callable[[BaseException], ObjectRef],
             report: ItemReporter | None = None) -> DynamicObjectRefGenerator:
     """Worker side: run the generator ``result`` to its end, each value put as an object (and
@@ -368,25 +390,19 @@ def collect(result: Any, put: Callable[[Any], ObjectRef], put_error: Callable[[B
     exits still end the task)."""
     if not hasattr(result, "__iter__"):
         raise _not_iterable(result)
-    refs: list[ObjectRef] = []
+    items = _Items(report)
     try:
         try:
             for value in result:
-                refs.append(put(value))
-                if report is not None:
-                    report.item(len(refs) - 1, refs[-1])
+                items.add(put(value))
         except exceptions.TaskCancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - user code may raise anything; the caller gets it at get
-            refs.append(put_error(e))
-            if report is not None:
-                report.item(len(refs) - 1, refs[-1])
-        if report is not None:
-            report.end(len(refs))
+            items.add(put_error(e))
+        items.end()
     finally:
-        if report is not None:
-            report.close()
-    return DynamicObjectRefGenerator(refs)
+        out = items.close()
+    return out
 
 
 async def collect_async(result: Any, put: Callable[[Any], ObjectRef],
@@ -395,23 +411,17 @@ async def collect_async(result: Any, put: Callable[[Any], ObjectRef],
     """:func:`collect` for an async generator (an async actor's method)."""
     if not hasattr(result, "__aiter__"):
         return collect(result, put, put_error, report)
-    refs: list[ObjectRef] = []
+    items = _Items(report)
     agen: AsyncIterator[Any] = result
     try:
         try:
             async for value in agen:
-                refs.append(put(value))
-                if report is not None:
-                    report.item(len(refs) - 1, refs[-1])
+                items.add(put(value))
         except exceptions.TaskCancelledError:
             raise
         except Exception as e:  # noqa: BLE001
-            refs.append(put_error(e))
-            if report is not None:
-                report.item(len(refs) - 1, refs[-1])
-        if report is not None:
-            report.end(len(refs))
+            items.add(put_error(e))
+        items.end()
     finally:
-        if report is not None:
-            report.close()
-    return DynamicObjectRefGenerator(refs)
+        out = items.close()
+    return out
